@@ -1,0 +1,86 @@
+"""Time our DiT forward against diffusers' WanTransformer3DModel on the same weights and input.
+
+    python benchmarks/bench_forward.py [--preset tiny|world|wan2.1-1.3b] [--frames 21] [--height 16] ...
+
+Both models get identical weights (ours are loaded from the diffusers model's state dict through
+our converter) and the same input; each forward is timed over several repeats after a warm-up,
+alternating the two to share any drift of the machine. Prints the median times and the ratio
+ours / diffusers (lower is better).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from contextforcing.model.config import model_preset
+from contextforcing.model.weights import load_model
+
+
+def _diffusers_model(config):
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(
+        patch_size=config.patch_size,
+        num_attention_heads=config.num_heads,
+        attention_head_dim=config.head_dim,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        text_dim=config.text_dim,
+        freq_dim=config.freq_dim,
+        ffn_dim=config.ffn_dim,
+        num_layers=config.num_layers,
+    ).eval()
+
+
+def _time(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="world")
+    parser.add_argument("--frames", type=int, default=21)
+    parser.add_argument("--height", type=int, default=8)
+    parser.add_argument("--width", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = model_preset(args.preset)
+    reference = _diffusers_model(config)
+    with tempfile.TemporaryDirectory() as folder:
+        reference.save_pretrained(folder)
+        ours = load_model(folder).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, config.in_channels, args.frames, args.height, args.width, generator=g)
+    t = torch.rand(args.batch, generator=g) * 1000
+    text = torch.randn(args.batch, config.text_len, config.text_dim, generator=g)
+    with torch.inference_mode():
+        diff = (ours(x, t, text) - reference(x, t, text, return_dict=False)[0]).abs().max().item()
+        ours_times, ref_times = [], []
+        for _ in range(2):  # warm-up, then alternate so both see the same machine state
+            ours_times += _time(lambda: ours(x, t, text), args.repeats // 2)
+            ref_times += _time(lambda: reference(x, t, text, return_dict=False), args.repeats // 2)
+    ours_ms, ref_ms = 1e3 * statistics.median(ours_times), 1e3 * statistics.median(ref_times)
+    tokens = args.frames * config.tokens_per_frame(args.height, args.width)
+    print(
+        f"preset={args.preset} batch={args.batch} tokens={tokens} threads={args.threads} max|diff|={diff:.2e}"
+    )
+    print(f"ours      {ours_ms:9.2f} ms (median of {len(ours_times)})")
+    print(f"diffusers {ref_ms:9.2f} ms (median of {len(ref_times)})")
+    print(f"ratio ours/diffusers = {ours_ms / ref_ms:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from contextforcing.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""`contextforcing convert SRC DST`: rewrite a Wan2.1 / diffusers / Self-Forcing checkpoint in our layout."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from contextforcing.model.config import model_preset
+from contextforcing.model.weights import convert, detect_layout
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="write any supported checkpoint as safetensors in our layout"
+    )
+    parser.add_argument("source", help="Wan2.1 folder, diffusers folder, Self-Forcing .pt, or one of ours")
+    parser.add_argument("destination", help="output folder (model.safetensors + config.json)")
+    parser.add_argument(
+        "--model-preset", help="model shape when the checkpoint carries no config (e.g. wan2.1-1.3b)"
+    )
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = model_preset(args.model_preset) if args.model_preset else None
+    layout = detect_layout(args.source)
+    folder = convert(args.source, args.destination, config=config)
+    logger.info("converted %s checkpoint %s -> %s", layout, args.source, folder)
+    return 0

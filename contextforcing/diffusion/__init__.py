@@ -1,0 +1,1 @@
+"""Flow-matching noise process and samplers."""

@@ -1,0 +1,79 @@
+"""Samplers over the flow-matching process, written against a `predict(x_t, t) -> velocity` callable so
+that they never know which network, memory or guidance sits behind it.
+
+- `few_step_sample`: the few-step student's sampler (Self-Forcing / CausVid): predict x0 at each
+  step of a short list, then re-noise it with fresh noise to the next step.
+- `euler_sample`: the deterministic Euler ODE sampler used for teachers and ODE pairs.
+
+Shape legend: x is any latent tensor [B, C, F, H, W]; t is [B] (one timestep per sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+
+import torch
+from torch import Tensor
+
+from contextforcing.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, shift_sigma, x0_from_velocity
+
+__all__ = ["Predictor", "euler_sample", "euler_timesteps", "few_step_sample"]
+
+Predictor = Callable[[Tensor, Tensor], Tensor]
+
+
+def _full(x: Tensor, t: float) -> Tensor:
+    return torch.full((x.shape[0],), float(t), device=x.device, dtype=torch.float32)
+
+
+def few_step_sample(
+    predict: Predictor,
+    noise: Tensor,
+    timesteps: Sequence[float] | Tensor,
+    generator: torch.Generator,
+    *,
+    num_steps: int | None = None,
+) -> Tensor:
+    """Denoise `noise` with x0-prediction and fresh re-noising between steps.
+
+    Args:
+        predict: velocity predictor.
+        noise: [B, ...] pure noise at timesteps[0].
+        timesteps: decreasing timesteps, e.g. `warped_timesteps([1000, 750, 500, 250])`.
+        generator: draws the fresh noise of every re-noising.
+        num_steps: stop after this many predictions (a random exit step in DMD); default all.
+
+    Returns:
+        The last x0 prediction, shaped like `noise`.
+    """
+    steps = [float(t) for t in timesteps]
+    num_steps = len(steps) if num_steps is None else num_steps
+    if not 1 <= num_steps <= len(steps):
+        raise ValueError(f"num_steps must be in [1, {len(steps)}], got {num_steps}")
+    x = noise
+    for i in range(num_steps):
+        t = _full(x, steps[i])
+        x0 = x0_from_velocity(x, predict(x, t), t)
+        if i + 1 < num_steps:
+            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = add_noise(x0, fresh, _full(x, steps[i + 1]))
+    return x0
+
+
+def euler_timesteps(num_steps: int, shift: float = 5.0) -> Tensor:
+    """num_steps + 1 decreasing timesteps of the shifted schedule, from 1000 down to 0 (float64)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be positive, got {num_steps}")
+    sigmas = torch.linspace(1.0, 0.0, num_steps + 1, dtype=torch.float64)
+    return shift_sigma(sigmas, shift) * NUM_TRAIN_TIMESTEPS
+
+
+def euler_sample(predict: Predictor, noise: Tensor, timesteps: Sequence[float] | Tensor) -> Tensor:
+    """Integrate dx/dsigma = v from timesteps[0] to timesteps[-1] with Euler steps."""
+    steps = [float(t) for t in timesteps]
+    x = noise
+    for t_now, t_next in pairwise(steps):
+        v = predict(x, _full(x, t_now))
+        x = x + (t_next - t_now) / NUM_TRAIN_TIMESTEPS * v
+    return x

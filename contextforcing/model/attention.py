@@ -1,0 +1,129 @@
+"""Self- and cross-attention of the Wan2.1 block. No cache logic lives here.
+
+Self-attention projects q, k, v, applies the RMS q/k norm across heads, rotates q and k with the
+positions the caller chose (see `rope.py`), and attends with `scaled_dot_product_attention`.
+It returns the call's un-rotated keys and values so that a streaming loop can cache them; it
+never writes any cache.
+
+Shape legend: B batch, L query tokens, Lk key tokens, Lc cached tokens, N heads, D head dim,
+C = N*D model width, S text tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from contextforcing.model.layout import LayerContext
+from contextforcing.model.rope import Rotation, apply_rotary
+
+__all__ = ["AttentionPlan", "CrossAttention", "RMSNorm", "SelfAttention", "TokenGroup", "attention"]
+
+
+class RMSNorm(nn.Module):
+    """RMS norm over the last dim, computed in float32 (Wan normalises q and k across all heads)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """Unmasked SDPA over [B, L, N, D] tensors; returns [B, L, N, D]."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGroup:
+    """Query tokens [start, stop) and the key tokens they see (None: all of them)."""
+
+    start: int
+    stop: int
+    keys: Tensor | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionPlan:
+    """Everything self-attention needs to know about positions and visibility, built once per forward.
+
+    Attributes:
+        query_rotation: rotation of the call's L query tokens.
+        key_rotation: rotation of the call's own key tokens (after `key_tokens` gathers them).
+        key_tokens: [Lk] long gather index of the own key tokens, or None for the L tokens in order.
+        groups: query runs with their visible own-key tokens; a single all-seeing group in mode (c).
+        context_rotation: rotation of the cached tokens in mode (c), else None.
+    """
+
+    query_rotation: Rotation
+    key_rotation: Rotation
+    key_tokens: Tensor | None
+    groups: tuple[TokenGroup, ...]
+    context_rotation: Rotation | None = None
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(
+        self, x: Tensor, plan: AttentionPlan, context: LayerContext | None = None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """x [B, L, C] -> (output [B, L, C], (un-rotated keys, values) of the call, each [B, L, N, D])."""
+        heads = (self.num_heads, -1)
+        q = self.norm_q(self.q(x)).unflatten(-1, heads)
+        k = self.norm_k(self.k(x)).unflatten(-1, heads)
+        v = self.v(x).unflatten(-1, heads)
+        q_rot = apply_rotary(q, plan.query_rotation)
+        own_k, own_v = (k, v) if plan.key_tokens is None else (k[:, plan.key_tokens], v[:, plan.key_tokens])
+        keys, values = apply_rotary(own_k, plan.key_rotation), own_v
+        if context is not None:
+            # Mode (c): the cached frames come first, then the chunk itself; all of it is visible.
+            assert plan.context_rotation is not None, "a context needs context_rotation in the plan"
+            keys = torch.cat([apply_rotary(context.keys, plan.context_rotation), keys], dim=1)
+            values = torch.cat([context.values, values], dim=1)
+        out = _grouped_attention(q_rot, keys, values, plan.groups)
+        return self.o(out.flatten(2)), (k, v)
+
+
+def _grouped_attention(q: Tensor, k: Tensor, v: Tensor, groups: tuple[TokenGroup, ...]) -> Tensor:
+    """Attention where each run of queries sees its own subset of keys; no dense mask is built."""
+    if len(groups) == 1 and groups[0].keys is None:
+        return attention(q, k, v)
+    outputs = []
+    for group in groups:
+        keys, values = (k, v) if group.keys is None else (k[:, group.keys], v[:, group.keys])
+        outputs.append(attention(q[:, group.start : group.stop], keys, values))
+    return torch.cat(outputs, dim=1)
+
+
+class CrossAttention(nn.Module):
+    """Attention from video tokens to the text; the text's keys and values are computed once per prompt."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def text_kv(self, text: Tensor) -> tuple[Tensor, Tensor]:
+        """Embedded text [B, S, C] -> keys and values, each [B, S, N, D]."""
+        heads = (self.num_heads, -1)
+        return self.norm_k(self.k(text)).unflatten(-1, heads), self.v(text).unflatten(-1, heads)
+
+    def forward(self, x: Tensor, text_kv: tuple[Tensor, Tensor]) -> Tensor:
+        q = self.norm_q(self.q(x)).unflatten(-1, (self.num_heads, -1))
+        return self.o(attention(q, *text_kv).flatten(2))

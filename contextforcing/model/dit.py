@@ -1,0 +1,227 @@
+"""CausalDiT: the Wan2.1 video diffusion transformer, runnable bidirectionally, block-causally, or one
+chunk at a time against a read-only cache.
+
+    patchify (1, 2, 2) -> + per-frame time embedding -> N x DiTBlock -> modulated head -> unpatchify
+
+The model reads memory and never writes it: `forward(..., context=..., return_kv=True)` returns the
+call's un-rotated keys and values, and the streaming loop decides what to keep. Parameter names
+follow the original Wan2.1 checkpoint, so Wan, diffusers and Self-Forcing weights map onto it
+(see `weights.py`).
+
+Shape legend: B batch, C latent channels, F latent frames, H x W latent size, h x w patch grid,
+T = h*w tokens per frame, L = F*T, D model width, S text tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from contextforcing.model.attention import AttentionPlan, TokenGroup
+from contextforcing.model.block import DiTBlock, FP32LayerNorm
+from contextforcing.model.config import DiTConfig
+from contextforcing.model.embeddings import modulate, sinusoidal_embedding
+from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional, query_groups
+from contextforcing.model.rope import rotary_for_frames
+
+__all__ = ["CausalDiT", "TextCache"]
+
+KV = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class TextCache:
+    """Cross-attention keys and values of a batch of prompts, one (k, v) per layer, each [B, S, N, D]."""
+
+    kv: tuple[KV, ...]
+
+
+class Head(nn.Module):
+    """Final norm, per-frame (shift, scale) modulation from the time embedding, and projection."""
+
+    def __init__(self, dim: int, out_dim: int, eps: float) -> None:
+        super().__init__()
+        self.norm = FP32LayerNorm(dim, eps, elementwise_affine=False)
+        self.head = nn.Linear(dim, out_dim)
+        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+
+    def forward(self, x: Tensor, e: Tensor) -> Tensor:
+        shift, scale = (self.modulation[None] + e.float()[:, :, None]).unbind(2)
+        return self.head(modulate(self.norm(x), shift, scale).type_as(x))
+
+
+class CausalDiT(nn.Module):
+    def __init__(self, config: DiTConfig) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.dim
+        self.patch_embedding = nn.Conv3d(config.in_channels, dim, config.patch_size, config.patch_size)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(config.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(nn.Linear(config.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(
+            DiTBlock(dim, config.ffn_dim, config.num_heads, config.eps) for _ in range(config.num_layers)
+        )
+        patch_volume = config.patch_size[0] * config.patch_size[1] * config.patch_size[2]
+        self.head = Head(dim, config.out_channels * patch_volume, config.eps)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Wan2.1's initialisation: Xavier linears, small embedding MLPs, a zero output projection."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(self.patch_embedding.weight.flatten(1))
+        for mlp in (self.text_embedding, self.time_embedding):
+            for module in mlp:
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=0.02)
+        nn.init.zeros_(self.head.head.weight)
+
+    def encode_text(self, text: Tensor) -> TextCache:
+        """Text features [B, S, text_dim] -> per-layer cross-attention K/V, computed once per prompt."""
+        if text.ndim != 3 or text.shape[-1] != self.config.text_dim:
+            raise ValueError(f"text must be [B, S, {self.config.text_dim}], got {tuple(text.shape)}")
+        embedded = self.text_embedding(text.to(self.text_embedding[0].weight.dtype))
+        return TextCache(kv=tuple(block.cross_attn.text_kv(embedded) for block in self.blocks))
+
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor,
+        text: Tensor | TextCache,
+        *,
+        layout: FrameAttention | Sequence[FrameAttention] | None = None,
+        context: Sequence[LayerContext] | None = None,
+        return_kv: bool = False,
+    ) -> Tensor | tuple[Tensor, list[KV]]:
+        """Flow prediction for latents x, diffusers' conventions.
+
+        Args:
+            x: [B, C, F, H, W] noisy latents.
+            t: [B] or [B, F] timesteps in [0, 1000], one per sample or per latent frame.
+            text: [B, S, text_dim] text features, or a TextCache from `encode_text`.
+            layout: which frames see which, at which temporal positions; one for all layers or one per
+                layer. Defaults to bidirectional attention at positions 0..F-1.
+            context: mode (c), one LayerContext per layer; the call's frames then see all cached tokens
+                and each other (the layout must not restrict visibility).
+            return_kv: also return the call's un-rotated (k, v) per layer, each [B, L, N, D].
+
+        Returns:
+            The flow prediction [B, C_out, F, H, W], and the per-layer K/V if `return_kv`.
+        """
+        batch, num_frames, grid = self._check_input(x, context)
+        t = self._frame_timesteps(t, batch, num_frames)
+        text_cache = text if isinstance(text, TextCache) else self.encode_text(text)
+        plans = self._plans(layout, context, num_frames, grid, x.device)
+        tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        e = self.time_embedding(sinusoidal_embedding(t, self.config.freq_dim).to(tokens.dtype))
+        e6 = self.time_projection(e).unflatten(-1, (6, -1))
+        kvs: list[KV] = []
+        for i, block in enumerate(self.blocks):
+            layer_context = None if context is None else context[i]
+            tokens, kv = block(tokens, e6, text_cache.kv[i], plans[i], layer_context)
+            kvs.append(kv)
+        out = self._unpatchify(self.head(tokens, e), num_frames, grid)
+        return (out, kvs) if return_kv else out
+
+    def _check_input(
+        self, x: Tensor, context: Sequence[LayerContext] | None
+    ) -> tuple[int, int, tuple[int, int]]:
+        cfg = self.config
+        if x.ndim != 5 or x.shape[1] != cfg.in_channels:
+            raise ValueError(f"x must be [B, {cfg.in_channels}, F, H, W], got {tuple(x.shape)}")
+        _, ph, pw = cfg.patch_size
+        if x.shape[3] % ph or x.shape[4] % pw:
+            raise ValueError(f"latent size {tuple(x.shape[3:])} is not divisible by the patch {(ph, pw)}")
+        if context is not None and len(context) != cfg.num_layers:
+            raise ValueError(f"context has {len(context)} layers, the model has {cfg.num_layers}")
+        return x.shape[0], x.shape[2], (x.shape[3] // ph, x.shape[4] // pw)
+
+    @staticmethod
+    def _frame_timesteps(t: Tensor, batch: int, num_frames: int) -> Tensor:
+        """[B] -> [B, 1] or [B, F] -> [B, F]: the modulation broadcasts a single frame over all."""
+        if t.shape == (batch,):
+            return t[:, None]  # one embedding, broadcast over all frames by the modulation
+        if t.shape == (batch, num_frames):
+            return t
+        raise ValueError(f"t must be [{batch}] or [{batch}, {num_frames}], got {tuple(t.shape)}")
+
+    def _plans(
+        self,
+        layout: FrameAttention | Sequence[FrameAttention] | None,
+        context: Sequence[LayerContext] | None,
+        num_frames: int,
+        grid: tuple[int, int],
+        device: torch.device,
+    ) -> list[AttentionPlan]:
+        """One AttentionPlan per layer, built once per distinct (layout, context positions) pair."""
+        num_layers = self.config.num_layers
+        if layout is None:
+            layout = bidirectional(num_frames, torch.arange(num_frames, device=device))
+        layouts = [layout] * num_layers if isinstance(layout, FrameAttention) else list(layout)
+        if len(layouts) != num_layers:
+            raise ValueError(f"got {len(layouts)} layouts for {num_layers} layers")
+        memo: dict[tuple[int, int], AttentionPlan] = {}
+        plans = []
+        for i, layer_layout in enumerate(layouts):
+            positions = None if context is None else context[i].positions
+            key = (id(layer_layout), id(positions))
+            if key not in memo:
+                memo[key] = self._plan(layer_layout, positions, num_frames, grid)
+            plans.append(memo[key])
+        return plans
+
+    def _plan(
+        self, layout: FrameAttention, context_positions: Tensor | None, num_frames: int, grid: tuple[int, int]
+    ) -> AttentionPlan:
+        if layout.query_positions.shape != (num_frames,):
+            raise ValueError(f"layout has {layout.query_positions.shape[0]} query frames, x has {num_frames}")
+        rope = (grid, self.config.rope_dims, self.config.rope_theta)
+        query_rotation = rotary_for_frames(layout.query_positions, *rope)
+        tokens = grid[0] * grid[1]
+        frames = torch.arange(num_frames, device=layout.key_frames.device)
+        own_keys_in_order = torch.equal(layout.key_frames, frames) and torch.equal(
+            layout.key_positions, layout.query_positions
+        )
+        if own_keys_in_order:
+            key_tokens, key_rotation = None, query_rotation
+        else:
+            key_tokens = _token_index(layout.key_frames, tokens)
+            key_rotation = rotary_for_frames(layout.key_positions, *rope)
+        if context_positions is None:
+            groups = tuple(
+                TokenGroup(
+                    g.start * tokens,
+                    g.stop * tokens,
+                    None if g.keys is None else _token_index(g.keys, tokens),
+                )
+                for g in query_groups(layout.visible, num_frames)
+            )
+            return AttentionPlan(query_rotation, key_rotation, key_tokens, groups)
+        if layout.visible is not None and not bool(layout.visible.all()):
+            raise ValueError("with a context, every frame of the call must see every other frame")
+        context_rotation = rotary_for_frames(context_positions, *rope)
+        groups = (TokenGroup(0, num_frames * tokens, None),)
+        return AttentionPlan(query_rotation, key_rotation, key_tokens, groups, context_rotation)
+
+    def _unpatchify(self, out: Tensor, num_frames: int, grid: tuple[int, int]) -> Tensor:
+        """[B, F*h*w, C*pt*ph*pw] -> [B, C, F*pt, h*ph, w*pw]."""
+        pt, ph, pw = self.config.patch_size
+        h, w = grid
+        out = out.reshape(out.shape[0], num_frames, h, w, pt, ph, pw, self.config.out_channels)
+        return out.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(
+            out.shape[0], self.config.out_channels, num_frames * pt, h * ph, w * pw
+        )
+
+
+def _token_index(frame_index: Tensor, tokens_per_frame: int) -> Tensor:
+    """Token indices [len(frame_index) * T] of the given frames, frame-major."""
+    offsets = torch.arange(tokens_per_frame, device=frame_index.device)
+    return (frame_index[:, None] * tokens_per_frame + offsets).flatten()

@@ -1,0 +1,28 @@
+"""The sinusoidal timestep features of the Wan2.1 DiT and its per-frame adaLN modulation.
+
+Shape legend: B batch, F latent frames, T tokens per frame, C model width, S text tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["modulate", "sinusoidal_embedding"]
+
+
+def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
+    """[...] timesteps in [0, 1000] -> [..., dim] float32 features, cosines first (Wan convention)."""
+    half = dim // 2
+    exponent = -math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half
+    angles = t.float()[..., None] * exponent.exp()
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN with one (shift, scale) per frame: x [B, F*T, C], shift/scale [B, F, C] -> [B, F*T, C] fp32."""
+    frames = shift.shape[1]
+    x = x.float().unflatten(1, (frames, -1))
+    return (x * (1 + scale[:, :, None]) + shift[:, :, None]).flatten(1, 2)

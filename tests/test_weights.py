@@ -1,0 +1,161 @@
+"""Weights load from every supported layout, and our forward equals diffusers' WanTransformer3DModel."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from contextforcing.model.config import DiTConfig
+from contextforcing.model.dit import CausalDiT
+from contextforcing.model.weights import (
+    config_from_state_dict,
+    convert,
+    detect_layout,
+    load_model,
+    save_model,
+)
+
+from helpers import randomize
+
+diffusers = pytest.importorskip("diffusers")
+single_file_utils = pytest.importorskip("diffusers.loaders.single_file_utils")
+
+TOL = 1e-5
+
+
+def _diffusers_tiny(config: DiTConfig):
+    model = diffusers.WanTransformer3DModel(
+        patch_size=config.patch_size,
+        num_attention_heads=config.num_heads,
+        attention_head_dim=config.head_dim,
+        in_channels=config.in_channels,
+        out_channels=config.out_channels,
+        text_dim=config.text_dim,
+        freq_dim=config.freq_dim,
+        ffn_dim=config.ffn_dim,
+        num_layers=config.num_layers,
+        rope_max_seq_len=64,
+    )
+    return randomize(model, seed=3).eval()
+
+
+def _inputs(config, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, config.in_channels, 5, 6, 8, generator=g)
+    t = torch.tensor([130.0, 915.0])
+    text = torch.randn(2, config.text_len, config.text_dim, generator=g)
+    return x, t, text
+
+
+def _assert_same_as_diffusers(ours, reference, config):
+    x, t, text = _inputs(config)
+    tokens_per_frame = config.tokens_per_frame(x.shape[3], x.shape[4])
+    per_frame = torch.tensor([[10.0, 250.0, 500.0, 750.0, 999.0], [0.0, 0.0, 333.0, 333.0, 1000.0]])
+    with torch.no_grad():
+        ours_out = ours(x, t, text)
+        reference_out = reference(x, t, text, return_dict=False)[0]
+        assert (ours_out - reference_out).abs().max() <= TOL
+        # diffusers takes per-token timesteps; ours takes one per latent frame.
+        ours_out = ours(x, per_frame, text)
+        reference_out = reference(
+            x, per_frame.repeat_interleave(tokens_per_frame, 1), text, return_dict=False
+        )[0]
+        assert (ours_out - reference_out).abs().max() <= TOL
+    assert ours_out.abs().max() > 0.1  # a real comparison, not two zero heads
+
+
+def test_equals_diffusers_loaded_from_a_diffusers_folder(tmp_path, tiny_config):
+    reference = _diffusers_tiny(tiny_config)
+    reference.save_pretrained(tmp_path / "transformer")
+    assert detect_layout(tmp_path) == "diffusers"
+    ours = load_model(tmp_path)
+    assert ours.config.dim == tiny_config.dim and ours.config.num_layers == tiny_config.num_layers
+    _assert_same_as_diffusers(ours, reference, tiny_config)
+
+
+def _write_wan_original(folder, model: CausalDiT, shards: int = 2):
+    """The original Wan2.1 release layout: sharded safetensors with Wan's names and its config.json."""
+    folder.mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    keys = sorted(state)
+    for i in range(shards):
+        part = {k: state[k] for k in keys[i::shards]}
+        save_file(part, folder / f"diffusion_pytorch_model-0000{i + 1}-of-0000{shards}.safetensors")
+    c = model.config
+    config = {"_class_name": "WanModel", "model_type": "t2v", "dim": c.dim, "ffn_dim": c.ffn_dim,
+              "freq_dim": c.freq_dim, "in_dim": c.in_channels, "out_dim": c.out_channels,
+              "num_heads": c.num_heads, "num_layers": c.num_layers, "text_len": c.text_len,
+              "text_dim": c.text_dim, "eps": c.eps}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config))
+    return state
+
+
+def test_equals_diffusers_when_converted_from_the_original_layout(tmp_path, tiny_config):
+    """diffusers' own Wan converter and ours read the same original checkpoint the same way."""
+    source = randomize(CausalDiT(tiny_config), seed=5)
+    state = _write_wan_original(tmp_path / "wan", source)
+    converted = single_file_utils.convert_wan_transformer_to_diffusers(dict(state))
+    reference = _diffusers_tiny(tiny_config)
+    missing, unexpected = reference.load_state_dict(converted, strict=True)
+    assert not missing and not unexpected
+    assert detect_layout(tmp_path / "wan") == "wan"
+    convert(tmp_path / "wan", tmp_path / "ours")
+    assert detect_layout(tmp_path / "ours") == "contextforcing"
+    saved = json.loads((tmp_path / "ours" / "config.json").read_text())
+    assert saved["model"]["num_heads"] == tiny_config.num_heads
+    _assert_same_as_diffusers(load_model(tmp_path / "ours"), reference.eval(), tiny_config)
+
+
+def test_self_forcing_checkpoint_prefers_ema(tmp_path, tiny_config):
+    generator = randomize(CausalDiT(tiny_config), seed=1)
+    ema = randomize(CausalDiT(tiny_config), seed=2)
+    checkpoint = {
+        "generator": {f"model.{k}": v for k, v in generator.state_dict().items()},
+        "generator_ema": {f"model._fsdp_wrapped_module.{k}": v for k, v in ema.state_dict().items()},
+    }
+    torch.save(checkpoint, tmp_path / "model.pt")
+    assert detect_layout(tmp_path / "model.pt") == "self-forcing"
+    loaded = load_model(tmp_path / "model.pt", config=tiny_config)
+    assert torch.equal(loaded.head.head.weight, ema.head.head.weight)
+    loaded = load_model(tmp_path / "model.pt", config=tiny_config, ema=False)
+    assert torch.equal(loaded.head.head.weight, generator.head.head.weight)
+
+
+def test_round_trip_is_exact(tmp_path, tiny_model):
+    save_model(tiny_model, tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.config == tiny_model.config
+    for (name, a), (_, b) in zip(tiny_model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_missing_unexpected_and_misshaped_keys_are_named(tmp_path, tiny_model, tiny_config):
+    state = dict(tiny_model.state_dict())
+    del state["blocks.1.ffn.0.bias"]
+    state["blocks.0.extra.weight"] = torch.zeros(3)
+    state["head.head.weight"] = torch.zeros(5, 5)
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(
+        json.dumps({"format": "contextforcing", "model": tiny_config.to_dict()})
+    )
+    with pytest.raises(ValueError) as error:
+        load_model(tmp_path)
+    message = str(error.value)
+    assert "blocks.1.ffn.0.bias" in message and "blocks.0.extra.weight" in message
+    assert "head.head.weight: checkpoint (5, 5), model expects (16, 64)" in message
+
+
+def test_unknown_layout_and_missing_path(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="unknown checkpoint layout"):
+        detect_layout(tmp_path)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        detect_layout(tmp_path / "absent")
+
+
+def test_config_inferred_from_shapes(tiny_model):
+    inferred = config_from_state_dict(tiny_model.state_dict(), head_dim=32, text_len=8)
+    assert inferred == tiny_model.config
+    with pytest.raises(ValueError, match="head dim"):
+        config_from_state_dict(tiny_model.state_dict(), head_dim=48)
