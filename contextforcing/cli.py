@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("convert",)
+_COMMANDS = ("convert", "generate", "world", "train-codec", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

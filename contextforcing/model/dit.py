@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from contextforcing.model.attention import AttentionPlan, TokenGroup
 from contextforcing.model.block import DiTBlock, FP32LayerNorm
@@ -69,6 +70,8 @@ class CausalDiT(nn.Module):
         )
         patch_volume = config.patch_size[0] * config.patch_size[1] * config.patch_size[2]
         self.head = Head(dim, config.out_channels * patch_volume, config.eps)
+        self.activation_checkpointing = False
+        """Recompute each block in the backward pass instead of storing its activations."""
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -126,7 +129,12 @@ class CausalDiT(nn.Module):
         kvs: list[KV] = []
         for i, block in enumerate(self.blocks):
             layer_context = None if context is None else context[i]
-            tokens, kv = block(tokens, e6, text_cache.kv[i], plans[i], layer_context)
+            if self.activation_checkpointing and torch.is_grad_enabled():
+                tokens, kv = checkpoint(
+                    block, tokens, e6, text_cache.kv[i], plans[i], layer_context, use_reentrant=False
+                )
+            else:
+                tokens, kv = block(tokens, e6, text_cache.kv[i], plans[i], layer_context)
             kvs.append(kv)
         out = self._unpatchify(self.head(tokens, e), num_frames, grid)
         return (out, kvs) if return_kv else out

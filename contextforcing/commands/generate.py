@@ -1,0 +1,77 @@
+"""`contextforcing generate`: stream a video to DIR/video.mp4 with DIR/report.json (see inference/generate.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from contextforcing.inference.generate import GenerateSettings, generate, parse_prompt_lines, prepare
+from contextforcing.memory.config import MEMORY_POLICIES
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("generate", help="generate a long video chunk by chunk with memory")
+    prompt = parser.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default="", help="one prompt for the whole video")
+    prompt.add_argument(
+        "--prompts", type=Path, help="file of prompts, one per line, optionally 'SECONDS|prompt'"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="video length (4 latent frames per second)"
+    )
+    parser.add_argument("--memory", default="context", help=f"memory policy: {', '.join(MEMORY_POLICIES)}")
+    parser.add_argument(
+        "--memory-split", metavar="SINK,SLOW,FAST", help="override the tier sizes in latent frames"
+    )
+    parser.add_argument("--tau", type=float, help="override the surprisal promotion threshold")
+    parser.add_argument("--promotion-interval", type=int, help="chunks between promotion tests (paper: 2)")
+    parser.add_argument("--decide-on", choices=("refresh", "first-pass"), help="pass that decides promotions")
+    parser.add_argument(
+        "--shared-decisions", action="store_true", help="one promotion decision for all layers"
+    )
+    parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", type=Path, help="model folder; else a random --model-preset")
+    parser.add_argument("--model-preset", default="tiny", help="random-weight model for smoke tests")
+    parser.add_argument("--codec", type=Path, help="world codec folder to decode with")
+    parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
+    parser.set_defaults(run=run)
+
+
+def _overrides(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    overrides: dict[str, object] = {}
+    if args.memory_split:
+        parts = args.memory_split.split(",")
+        if len(parts) != 3 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise ValueError(
+                f"--memory-split must be three integers SINK,SLOW,FAST, got {args.memory_split!r}"
+            )
+        sink, slow, fast = (int(p) for p in parts)
+        overrides.update(num_sink_frames=sink, num_slow_frames=slow, num_fast_frames=fast)
+    for name, value in (("similarity_threshold", args.tau), ("promotion_interval", args.promotion_interval),
+                        ("decide_on", args.decide_on)):  # fmt: skip
+        if value is not None:
+            overrides[name] = value
+    if args.shared_decisions:
+        overrides["per_layer_decisions"] = False
+    return tuple(overrides.items())
+
+
+def run(args: argparse.Namespace) -> int:
+    prompts, starts = (args.prompt,), (0.0,)
+    if args.prompts is not None:
+        if not args.prompts.is_file():
+            raise ValueError(f"no prompts file at {args.prompts}")
+        prompts, starts = parse_prompt_lines(args.prompts.read_text(), args.seconds)
+    settings = GenerateSettings(
+        out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, memory=args.memory,
+        memory_overrides=_overrides(args), seed=args.seed, checkpoint=args.checkpoint,
+        model_preset=args.model_preset, codec=args.codec, latent_size=tuple(args.latent_size),
+        refresh_sink=args.refresh_sink, device=args.device,
+    )  # fmt: skip
+    generate(prepare(settings))
+    return 0

@@ -1,0 +1,45 @@
+"""`contextforcing train --preset NAME [--steps N] [--set key=value ...] [--out DIR] [--resume]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from contextforcing.config import override, parse_assignments
+from contextforcing.presets import preset, preset_names
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train one stage of the pipeline from a preset")
+    parser.add_argument("--preset", required=True, help="a preset name (see `contextforcing presets`)")
+    parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set optim.lr=1e-4 (repeatable)")  # fmt: skip
+    parser.add_argument("--out", help="run folder (default: runs/<preset>)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in the run folder")
+    parser.set_defaults(run=_run)
+    presets = subparsers.add_parser("presets", help="list the training presets")
+    presets.set_defaults(run=_list)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from contextforcing.training.trainer import train
+
+    updates = parse_assignments(args.assignments)
+    if args.steps is not None:
+        updates["train.steps"] = args.steps
+    config = override(preset(args.preset), updates)
+    folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume)
+    logger.info("trained model written to %s", folder)
+    return 0
+
+
+def _list(_: argparse.Namespace) -> int:
+    for name in preset_names():
+        config = preset(name)
+        print(f"{name:24s} stage={config.stage:16s} steps={config.train.steps}")
+    return 0

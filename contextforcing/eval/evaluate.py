@@ -1,0 +1,207 @@
+"""Evaluation of videos: backbone consistency curves, a dynamic-degree proxy, and world ground truth.
+
+Every number produced with a feature backbone carries the backbone's name in its key, for example
+``feature_consistency[efficientnet-lite0]`` (VBench's formula on a proxy backbone) or
+``subject_consistency[dinov2:dinov2-base]`` (VBench's formula and preprocessing on a DINO folder). World
+metrics (identity recall, background drift) are computed on pixels against the reference episode and
+need no backbone.
+
+Shape legend:
+    T  frames        H, W  frame height / width        D  feature width
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from contextforcing.data.world import Episode, WorldConfig, episode_from_metadata
+from contextforcing.data.world_render import render_episode_uint8
+from contextforcing.eval.backbones import FeatureBackbone
+from contextforcing.eval.plots import write_plots
+from contextforcing.eval.summary import summarise
+from contextforcing.eval.vbench import (
+    FLOW_NAME,
+    consistency_sums,
+    dynamic_degree_proxy,
+    first_frame_similarity,
+)
+from contextforcing.eval.world_metrics import frame_quality, world_video_metrics
+from contextforcing.video_io import read_video
+
+__all__ = ["EvalConfig", "check_against_reference", "evaluate_frames", "evaluate_videos", "load_reference"]
+
+logger = logging.getLogger(__name__)
+
+Reference = tuple[Episode, WorldConfig]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EvalConfig:
+    """Knobs of the evaluation."""
+
+    similarity_step_seconds: float = 10.0
+    """Spacing of the first-frame similarity timestamps (the paper uses 10 s)."""
+    window_seconds: float = 10.0
+    """Window of the background-drift and frame-quality curves."""
+    frechet_components: int = 16
+    """Principal components of the reference features kept for the Frechet distance."""
+    dynamic_degree: bool = True
+    """Whether to compute the optical-flow dynamic-degree proxy (needs OpenCV)."""
+
+    def __post_init__(self) -> None:
+        if self.similarity_step_seconds <= 0:
+            raise ValueError(f"similarity_step_seconds must be > 0, got {self.similarity_step_seconds}")
+        if self.window_seconds <= 0:
+            raise ValueError(f"window_seconds must be > 0, got {self.window_seconds}")
+        if self.frechet_components < 1:
+            raise ValueError(f"frechet_components must be >= 1, got {self.frechet_components}")
+
+
+def load_reference(path: str | Path) -> Reference:
+    """The episode and world of a world metadata JSON file (meta.json)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"reference metadata not found: {path}")
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"reference {path} is not JSON: {error}") from error
+    return episode_from_metadata(metadata)
+
+
+def check_against_reference(frames: Tensor, fps: float, reference: Reference, name: str = "video") -> None:
+    """Raise ValueError unless uint8 frames [T, H, W, 3] at `fps` match the reference: size, rate, length."""
+    episode, config = reference
+    num_frames, height, width = frames.shape[:3]
+    if (height, width) != (config.height, config.width):
+        raise ValueError(f"{name} is {height}x{width}, the reference is {config.height}x{config.width}")
+    if abs(fps - config.fps) > 1e-3:
+        raise ValueError(f"{name} runs at {fps:g} fps, the reference at {config.fps:g} fps")
+    if num_frames != episode.num_frames:
+        raise ValueError(f"{name} has {num_frames} frames, the reference has {episode.num_frames}")
+
+
+def _backbone_metrics(
+    frames: Tensor,
+    fps: float,
+    backbone: FeatureBackbone,
+    reference_features: Tensor | None,
+    config: EvalConfig,
+) -> dict[str, Any]:
+    features = backbone.features(frames)
+    total, pairs = consistency_sums(features)
+    tag = f"[{backbone.name}]"
+    out: dict[str, Any] = {
+        f"{backbone.consistency_name}{tag}": total / pairs if pairs else None,
+        f"{backbone.consistency_name}_sums{tag}": [total, pairs],
+        f"first_frame_similarity{tag}": first_frame_similarity(features, fps, config.similarity_step_seconds),
+    }
+    if reference_features is not None:
+        out[f"frame_quality_frechet{tag}"] = frame_quality(
+            features, reference_features, fps, config.window_seconds
+        )
+    return out
+
+
+def evaluate_frames(
+    frames: Tensor,
+    fps: float,
+    *,
+    backbones: list[FeatureBackbone],
+    reference: Reference | None = None,
+    config: EvalConfig | None = None,
+    cache: dict | None = None,
+) -> dict[str, Any]:
+    """All metrics of one video.
+
+    Args:
+        frames: uint8 [T, H, W, 3].
+        fps: frames per second.
+        backbones: feature extractors for the consistency and quality metrics.
+        reference: the ground-truth episode; enables world metrics and frame quality.
+        config: evaluation knobs.
+        cache: optional dictionary in which ground-truth features are kept between calls that share a
+            reference and a backbone.
+
+    Returns:
+        A JSON-serialisable dictionary (see the module docstring for the key names).
+    """
+    config = config or EvalConfig()
+    if frames.ndim != 4 or frames.shape[0] == 0:
+        raise ValueError(f"frames must be a non-empty uint8 [T, H, W, 3], got {tuple(frames.shape)}")
+    report: dict[str, Any] = {
+        "num_frames": len(frames),
+        "fps": fps,
+        "height": frames.shape[1],
+        "width": frames.shape[2],
+    }
+    cache = {} if cache is None else cache
+    if reference is not None:
+        check_against_reference(frames, fps, reference)
+        report["world"] = world_video_metrics(frames, reference[0], reference[1], config.window_seconds)
+    for backbone in backbones:
+        reference_features = None
+        if reference is not None:
+            key = (reference, backbone.name)
+            if key not in cache:
+                cache[key] = backbone.features(render_episode_uint8(*reference))
+            reference_features = cache[key]
+        report.update(_backbone_metrics(frames, fps, backbone, reference_features, config))
+    if config.dynamic_degree:
+        report[f"dynamic_degree[{FLOW_NAME}]"] = dynamic_degree_proxy(frames, fps)
+    return report
+
+
+def evaluate_videos(
+    paths: list[str | Path],
+    *,
+    backbones: list[FeatureBackbone],
+    references: list[str | Path] | None = None,
+    config: EvalConfig | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate video files and summarise them; with `out_dir`, write metrics.json and PNG plots there.
+
+    Args:
+        paths: videos to judge (at least one).
+        backbones: feature extractors.
+        references: none, one metadata file for all videos, or one per video.
+        config: evaluation knobs.
+        out_dir: output folder.
+
+    Returns:
+        {"backbones": [...], "videos": [per-video reports], "summary": {...}}.
+    """
+    if not paths:
+        raise ValueError("no video to evaluate")
+    references = list(references or [])
+    if len(references) not in (0, 1, len(paths)):
+        raise ValueError(
+            f"give one reference for all videos or one per video; got {len(references)} for {len(paths)}"
+        )
+    loaded = {str(r): load_reference(r) for r in references}
+    videos, cache = [], {}
+    for index, path in enumerate(paths):
+        frames, fps = read_video(path)
+        ref_path = str(references[0 if len(references) == 1 else index]) if references else None
+        reference = loaded[ref_path] if ref_path else None
+        if reference is not None:
+            check_against_reference(frames, fps, reference, name=str(path))
+        logger.info("evaluating %s (%d frames at %g fps)", path, len(frames), fps)
+        report = evaluate_frames(
+            frames, fps, backbones=backbones, reference=reference, config=config, cache=cache
+        )
+        videos.append({"path": str(path), "reference": ref_path, **report})
+    result = {"backbones": [b.name for b in backbones], "videos": videos, "summary": summarise(videos)}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+        write_plots(result, out_dir)
+    return result

@@ -1,0 +1,142 @@
+"""The one autoregressive step shared by inference and training: denoise a chunk against a read-only
+memory, then re-encode it clean so the loop can write its K/V.
+
+    denoise_chunk   few-step sampling (x0-prediction, fresh noise at every step) of one chunk
+    refresh_chunk   the clean pass at t = context_timestep (0) whose K/V the memory keeps
+    recache_memory  re-encode the kept frames under a new prompt (LongLive's KV re-cache)
+
+Training reuses `denoise_chunk` with gradient-step selection: `exit_step` stops sampling early (DMD's
+random exit) and `grad_at_exit` lets gradients flow through that last prediction only; every earlier
+step runs without autograd.
+
+Shape legend: B batch, C latent channels, F frames per chunk, H x W latent size, U kept frames,
+T tokens per frame, N heads, Dh head dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from contextforcing.diffusion.sampling import few_step_sample
+from contextforcing.memory.context import ContextMemory, MemoryRead
+from contextforcing.memory.policy import MemoryLayout
+from contextforcing.memory.positions import rope_positions
+from contextforcing.model.dit import CausalDiT, TextCache
+from contextforcing.model.layout import FrameAttention
+
+__all__ = ["DenoiseResult", "denoise_chunk", "recache_layout", "recache_memory", "refresh_chunk"]
+
+KV = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class DenoiseResult:
+    """x0: the chunk's last x0 prediction [B, C, F, H, W]; first_pass_kv: per-layer K/V of the first pass."""
+
+    x0: Tensor
+    first_pass_kv: list[KV] | None = None
+
+
+def denoise_chunk(
+    model: CausalDiT,
+    noise: Tensor,
+    text: TextCache,
+    read: MemoryRead | None,
+    *,
+    timesteps: Sequence[float] | Tensor,
+    generator: torch.Generator,
+    exit_step: int | None = None,
+    grad_at_exit: bool = False,
+    keep_first_pass_kv: bool = False,
+) -> DenoiseResult:
+    """Few-step sampling of one chunk against the memory's read-only context.
+
+    Args:
+        model: the causal DiT.
+        noise: [B, C, F, H, W] pure noise at timesteps[0].
+        text: the prompt's cross-attention cache (`model.encode_text`).
+        read: what the chunk sees (`ContextMemory.read()`), or None for no context at positions 0..F-1.
+        timesteps: decreasing timesteps, e.g. `warped_timesteps([1000, 750, 500, 250])`.
+        generator: draws the fresh noise of every re-noising.
+        exit_step: number of predictions to run (1-based exit); default all of them.
+        grad_at_exit: run the exit prediction with autograd enabled; earlier ones never are.
+        keep_first_pass_kv: also return the K/V of the first prediction (released-code promotion).
+
+    Returns:
+        DenoiseResult with the exit step's x0 prediction.
+    """
+    num_steps = len(timesteps) if exit_step is None else exit_step
+    first_pass: list[list[KV]] = []
+    calls = 0
+
+    def predict(x: Tensor, t: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        want_kv = keep_first_pass_kv and calls == 1
+        with torch.set_grad_enabled(grad_at_exit and calls == num_steps):
+            out = model(
+                x, t, text, layout=None if read is None else read.layout,
+                context=None if read is None else read.context, return_kv=want_kv,
+            )  # fmt: skip
+        if want_kv:
+            out, kv = out
+            first_pass.append(kv)
+        return out
+
+    with torch.set_grad_enabled(grad_at_exit):
+        x0 = few_step_sample(predict, noise, timesteps, generator, num_steps=num_steps)
+    return DenoiseResult(x0, first_pass[0] if first_pass else None)
+
+
+def refresh_chunk(
+    model: CausalDiT, x0: Tensor, text: TextCache, read: MemoryRead | None, *, timestep: float = 0.0
+) -> list[KV]:
+    """The clean pass: per-layer un-rotated (keys, values) of the chunk x0 [B, C, F, H, W] at `timestep`."""
+    t = torch.full((x0.shape[0],), float(timestep), device=x0.device, dtype=torch.float32)
+    _, kv = model(
+        x0, t, text, layout=None if read is None else read.layout,
+        context=None if read is None else read.context, return_kv=True,
+    )  # fmt: skip
+    return kv
+
+
+def recache_layout(memory: ContextMemory, frames: Sequence[int]) -> FrameAttention:
+    """Attention layout of the re-cache pass over the kept frames (sorted ids).
+
+    Each frame sees the kept frames of its own and earlier chunks (block-causal, as they were made),
+    at the positions the next chunk would read them, so bounded runs stay within [0, R-1].
+    """
+    sink = tuple(f for f in frames if f in set(memory.layouts[0].sink))
+    others = tuple(f for f in frames if f not in set(sink))
+    positions = rope_positions(MemoryLayout(sink=sink, fast=others), memory.config, memory.num_frames).context
+    device = memory.store.keys_YBSTNDh.device
+    position = torch.tensor(positions, device=device)
+    chunk = torch.tensor(frames, device=device) // memory.config.frames_per_chunk
+    return FrameAttention(
+        query_positions=position,
+        key_frames=torch.arange(len(frames), device=device),
+        key_positions=position,
+        visible=chunk[:, None] >= chunk[None, :],
+    )
+
+
+def recache_memory(model: CausalDiT, memory: ContextMemory, text: TextCache, *, refresh_sink: bool) -> None:
+    """Re-encode every kept frame's clean latent under a new prompt and overwrite its K/V.
+
+    Args:
+        model: the causal DiT.
+        memory: the memory to refresh in place.
+        text: the new prompt's cross-attention cache.
+        refresh_sink: also refresh the sink; otherwise the sink keeps the old prompt's K/V.
+    """
+    frames, latents = memory.kept_frames()
+    if not frames:
+        return
+    layout = recache_layout(memory, frames)
+    t = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.float32)
+    _, kv = model(latents, t, text, layout=layout, return_kv=True)
+    memory.overwrite_frames(frames, kv, refresh_sink=refresh_sink)

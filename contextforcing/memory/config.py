@@ -1,0 +1,169 @@
+"""MemoryConfig: how the KV context of a streamed video is split into sink, slow and fast tiers.
+
+One mechanism serves every memory policy; a policy is a preset of this config (`memory_preset`):
+
+    context        Context Forcing: 3 sink + 12 slow + 6 fast = 21 frames, surprisal promotion, bounded
+    uniform        as `context`, but a frame is promoted every `promotion_interval` chunks (Table 3)
+    sink           LongLive: 3 sink frames + a rolling window, 12 frames in all, absolute positions
+    window         Self-Forcing: a rolling window of 21 frames, no sink, absolute positions
+    infinity-rope  Infinity-RoPE: 1 sink frame + a rolling window, 6 frames in all, block-relative
+    full           keep every frame (tests and short clips), absolute positions
+
+Counts are latent frames. `num_fast_frames` counts the chunk being generated, as the paper's
+N_l = 6 does: between chunks the fast tier keeps `num_fast_frames - frames_per_chunk` past frames,
+and the chunk itself fills the rest while it is denoised. The cache the query sees therefore holds
+at most `num_cache_frames = sink + slow + fast` frames (21 for Context Forcing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["MEMORY_POLICIES", "MemoryConfig", "memory_preset"]
+
+Promotion = Literal["surprisal", "uniform", "none"]
+PositionMode = Literal["bounded", "absolute", "block-relative"]
+DecisionPass = Literal["refresh", "first-pass"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemoryConfig:
+    """Sizes of the memory tiers, the promotion rule and the RoPE position mode."""
+
+    num_sink_frames: int = 3
+    """Frames from the start of the video that are kept forever (the attention sink)."""
+    num_slow_frames: int = 12
+    """Capacity of the slow tier of promoted keyframes; the oldest is evicted when it overflows."""
+    num_fast_frames: int | None = 6
+    """Most recent frames, first-in first-out, counting the chunk being generated; None keeps all."""
+    frames_per_chunk: int = 3
+    """Latent frames generated per autoregressive step."""
+    promotion: Promotion = "surprisal"
+    """How frames reach the slow tier: a similarity test, a fixed interval, or never."""
+    similarity_threshold: float = 0.95
+    """Surprisal promotion fires when the cosine similarity of mean chunk keys is below this (tau)."""
+    promotion_interval: int = 1
+    """The promotion test (or uniform promotion) runs every this many chunks (released: 1, paper: 2)."""
+    num_promoted_frames: int = 1
+    """Leading frames of a chunk copied into the slow tier on promotion (the paper keeps the first)."""
+    decide_on: DecisionPass = "refresh"
+    """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass (released)."""
+    per_layer_decisions: bool = True
+    """Decide promotions in every layer independently (released code) or once for all layers."""
+    positions: PositionMode = "bounded"
+    """Temporal RoPE positions: bounded slot ranks (Eq. 8), absolute frame ids, or block-relative."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_sink_frames", "num_slow_frames"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"MemoryConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("frames_per_chunk", "promotion_interval", "num_promoted_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MemoryConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_fast_frames is not None and self.num_fast_frames < self.frames_per_chunk:
+            raise ValueError(
+                f"MemoryConfig.num_fast_frames={self.num_fast_frames} must hold at least the chunk being "
+                f"generated (frames_per_chunk={self.frames_per_chunk})"
+            )
+        if self.num_promoted_frames > self.frames_per_chunk:
+            raise ValueError(
+                f"MemoryConfig.num_promoted_frames={self.num_promoted_frames} exceeds "
+                f"frames_per_chunk={self.frames_per_chunk}"
+            )
+        if not 0.0 <= self.similarity_threshold <= 1.0 and self.promotion == "surprisal":
+            raise ValueError(
+                f"MemoryConfig.similarity_threshold must lie in [0, 1], got {self.similarity_threshold}"
+            )
+        if (self.promotion == "none") != (self.num_slow_frames == 0):
+            raise ValueError(
+                f"MemoryConfig.promotion={self.promotion!r} does not fit num_slow_frames={self.num_slow_frames}: "
+                "a slow tier needs a promotion rule and a promotion rule needs a slow tier"
+            )
+        self._check_positions()
+
+    def _check_positions(self) -> None:
+        if self.num_fast_frames is None and self.positions != "absolute":
+            raise ValueError(
+                f"MemoryConfig.positions={self.positions!r} needs a bounded cache; num_fast_frames=None "
+                "(keep everything) only works with absolute positions"
+            )
+        if self.num_fast_frames is None and self.num_slow_frames:
+            raise ValueError(
+                "MemoryConfig.num_slow_frames must be 0 when num_fast_frames=None keeps every frame"
+            )
+        if self.decide_on not in ("refresh", "first-pass"):
+            raise ValueError(
+                f"MemoryConfig.decide_on must be 'refresh' or 'first-pass', got {self.decide_on!r}"
+            )
+        if self.positions not in ("bounded", "absolute", "block-relative"):
+            raise ValueError(f"MemoryConfig.positions: unknown mode {self.positions!r}")
+        if self.promotion not in ("surprisal", "uniform", "none"):
+            raise ValueError(f"MemoryConfig.promotion: unknown rule {self.promotion!r}")
+
+    @property
+    def bounded(self) -> bool:
+        """Whether the cache has a fixed size (everything but `full`)."""
+        return self.num_fast_frames is not None
+
+    @property
+    def num_cache_frames(self) -> int | None:
+        """Frames a query chunk sees at most, itself included (R = 21 for Context Forcing); None if unbounded."""
+        if self.num_fast_frames is None:
+            return None
+        return self.num_sink_frames + self.num_slow_frames + self.num_fast_frames
+
+    @property
+    def num_past_fast_frames(self) -> int | None:
+        """Fast-tier frames kept between chunks: the fast tier minus the chunk being generated."""
+        return None if self.num_fast_frames is None else self.num_fast_frames - self.frames_per_chunk
+
+    def context_capacity(self, max_frames: int | None = None) -> int:
+        """Frames the store must hold between chunks; `max_frames` (the video length) sizes an unbounded one."""
+        if self.num_past_fast_frames is not None:
+            return self.num_sink_frames + self.num_slow_frames + self.num_past_fast_frames
+        if max_frames is None:
+            raise ValueError(
+                "an unbounded memory (num_fast_frames=None) needs the video length to preallocate"
+            )
+        return max_frames
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown MemoryConfig keys {unknown}; valid keys are {sorted(names)}")
+        return cls(**data)
+
+
+MEMORY_POLICIES: dict[str, MemoryConfig] = {
+    "context": MemoryConfig(),
+    "uniform": MemoryConfig(promotion="uniform", promotion_interval=2),
+    "sink": MemoryConfig(num_sink_frames=3, num_slow_frames=0, num_fast_frames=9, promotion="none",
+                         positions="absolute"),
+    "window": MemoryConfig(num_sink_frames=0, num_slow_frames=0, num_fast_frames=21, promotion="none",
+                           positions="absolute"),
+    "infinity-rope": MemoryConfig(num_sink_frames=1, num_slow_frames=0, num_fast_frames=5, promotion="none",
+                                  positions="block-relative"),
+    "full": MemoryConfig(num_sink_frames=0, num_slow_frames=0, num_fast_frames=None, promotion="none",
+                         positions="absolute"),
+}  # fmt: skip
+
+
+def memory_preset(name: str, **overrides: Any) -> MemoryConfig:
+    """The MemoryConfig of a named policy, with optional field overrides.
+
+    Raises:
+        ValueError: for an unknown policy or field, or an override that makes the config invalid.
+    """
+    if name not in MEMORY_POLICIES:
+        raise ValueError(f"unknown memory policy {name!r}; choose one of {sorted(MEMORY_POLICIES)}")
+    base = MEMORY_POLICIES[name]
+    if not overrides:
+        return base
+    return MemoryConfig.from_dict({**base.to_dict(), **overrides})

@@ -1,0 +1,131 @@
+"""Pure memory policy: which frame ids sit in the sink, slow and fast tiers after each chunk.
+
+Everything here works on tuples of frame ids and Python floats; no keys or values pass through.
+A `MemoryLayout` lists the frames of each tier in slot order (oldest first); the store keeps its
+buffers in the same order: sink slots, then slow slots, then fast slots.
+
+Rules (paper Sec. 4, as released):
+- the first `num_sink_frames` frames of the video enter the sink and are never evicted;
+- every other frame enters the fast tier, a FIFO of `num_past_fast_frames` frames;
+- when a chunk is promoted, its first `num_promoted_frames` frames are also copied into the slow tier
+  (so a promoted frame sits in slow and fast until it leaves the fast tier); when the slow tier
+  overflows its oldest entry is evicted;
+- the promotion test runs on chunks whose previous chunk holds no sink frame, every
+  `promotion_interval` chunks; surprisal promotes when similarity < tau, uniform always promotes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from contextforcing.memory.config import MemoryConfig
+
+__all__ = ["MemoryLayout", "append_chunk", "promotion_due", "should_promote", "slot_sources"]
+
+Tier = str  # "sink" | "slow" | "fast"
+_TIERS: tuple[Tier, ...] = ("sink", "slow", "fast")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLayout:
+    """Frame ids held by each tier, oldest first. A frame may sit in slow and fast at once."""
+
+    sink: tuple[int, ...] = ()
+    slow: tuple[int, ...] = ()
+    fast: tuple[int, ...] = ()
+
+    @property
+    def slots(self) -> tuple[tuple[Tier, int], ...]:
+        """(tier, frame id) of every store slot, in slot order: sink, slow, fast."""
+        return tuple((tier, frame) for tier in _TIERS for frame in getattr(self, tier))
+
+    @property
+    def frames(self) -> tuple[int, ...]:
+        """Frame ids in slot order (duplicates kept)."""
+        return self.sink + self.slow + self.fast
+
+    def __len__(self) -> int:
+        return len(self.sink) + len(self.slow) + len(self.fast)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"sink": list(self.sink), "slow": list(self.slow), "fast": list(self.fast)}
+
+
+def promotion_due(config: MemoryConfig, chunk_index: int) -> bool:
+    """Whether chunk `chunk_index` takes the promotion test (surprisal) or is promoted (uniform).
+
+    The test compares a chunk with its predecessor, so it starts once the predecessor lies wholly
+    outside the sink (chunk 2 for Context Forcing, as in the released code), and then runs every
+    `promotion_interval` chunks.
+    """
+    if config.promotion == "none":
+        return False
+    previous_start = (chunk_index - 1) * config.frames_per_chunk
+    if chunk_index < 1 or previous_start < config.num_sink_frames:
+        return False
+    return chunk_index % config.promotion_interval == 0
+
+
+def should_promote(config: MemoryConfig, chunk_index: int, similarity: float | None) -> bool:
+    """The promotion decision for one chunk (one layer, or all layers when decisions are shared).
+
+    Args:
+        config: the memory config.
+        chunk_index: index of the chunk that was just generated.
+        similarity: cosine similarity of its mean key with the previous chunk's; needed for surprisal.
+    """
+    if not promotion_due(config, chunk_index):
+        return False
+    if config.promotion == "uniform":
+        return True
+    if similarity is None:
+        raise ValueError(f"surprisal promotion of chunk {chunk_index} needs a similarity")
+    return similarity < config.similarity_threshold
+
+
+def append_chunk(
+    layout: MemoryLayout, chunk_frames: Sequence[int], config: MemoryConfig, *, promote: bool
+) -> MemoryLayout:
+    """The layout after a chunk's clean K/V are written.
+
+    Args:
+        layout: the layout the chunk was generated against.
+        chunk_frames: frame ids of the chunk, consecutive and newer than every stored frame.
+        config: tier sizes.
+        promote: copy the chunk's leading frames into the slow tier (see `should_promote`).
+    """
+    frames = tuple(chunk_frames)
+    room = config.num_sink_frames - len(layout.sink)
+    sink = layout.sink + frames[:room]
+    rest = frames[room:] if room > 0 else frames
+    slow = layout.slow
+    if promote and rest:
+        slow = (slow + rest[: config.num_promoted_frames])[-config.num_slow_frames :]
+    fast = layout.fast + rest
+    keep = config.num_past_fast_frames
+    if keep is not None:
+        fast = fast[-keep:] if keep else ()
+    return MemoryLayout(sink=sink, slow=slow, fast=fast)
+
+
+def slot_sources(
+    old: MemoryLayout, new: MemoryLayout, chunk_start: int, *, promoted_offset: int = 0
+) -> list[int]:
+    """Where each slot of `new` comes from, for the store to rewrite its buffers.
+
+    Sources index the concatenation [old slots..., new frames...]: a value below len(old) is an old
+    slot; len(old) + i is frame i of the incoming K/V. Slow entries taken from the incoming chunk are
+    read at `promoted_offset + i`, so that a caller can pass the promoted K/V separately (the
+    first-pass option appends them after the chunk's own frames).
+    """
+    old_index = {slot: i for i, slot in enumerate(old.slots)}
+    sources = []
+    for tier, frame in new.slots:
+        if (tier, frame) in old_index:
+            sources.append(old_index[(tier, frame)])
+            continue
+        offset = frame - chunk_start
+        assert offset >= 0, f"frame {frame} of tier {tier} is neither stored nor new"
+        sources.append(len(old) + offset + (promoted_offset if tier == "slow" else 0))
+    return sources

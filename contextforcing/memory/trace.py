@@ -1,0 +1,136 @@
+"""MemoryTrace: for every chunk, which frame ids the chunk read from the sink, slow and fast tiers, at
+which RoPE positions, and the similarity that decided each promotion. Saved as JSON next to a video
+and drawable with matplotlib (Agg backend, imported lazily).
+
+A trace is enough to rebuild a streamed run as one forward pass (see `tests/test_streaming.py`):
+a policy only decides what each chunk sees, and where.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contextforcing.memory.config import MemoryConfig
+from contextforcing.memory.policy import MemoryLayout
+
+__all__ = ["ChunkRecord", "LayerRecord", "MemoryTrace", "plot_trace"]
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """What one layer (or every layer, when decisions are shared) held when a chunk was generated."""
+
+    layout: MemoryLayout
+    context_positions: tuple[int, ...]
+    similarity: float | None = None
+    promoted: tuple[int, ...] = ()
+    """Frame ids of the chunk promoted into the slow tier after it was generated."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.layout.to_dict(), "context_positions": list(self.context_positions),
+                "similarity": self.similarity, "promoted": list(self.promoted)}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerRecord:
+        layout = MemoryLayout(tuple(data["sink"]), tuple(data["slow"]), tuple(data["fast"]))
+        return cls(layout, tuple(data["context_positions"]), data["similarity"], tuple(data["promoted"]))
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One chunk: its frames, query positions, prompt, and per-layer memory records."""
+
+    chunk: int
+    frames: tuple[int, ...]
+    query_positions: tuple[int, ...]
+    layers: tuple[LayerRecord, ...]
+    prompt_index: int = 0
+    recached: bool = False
+    """Whether the memory was re-encoded under a new prompt just before this chunk."""
+
+    def layer(self, index: int) -> LayerRecord:
+        """The record of layer `index` (the shared record when decisions are shared)."""
+        return self.layers[index if len(self.layers) > 1 else 0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunk": self.chunk, "frames": list(self.frames), "query_positions": list(self.query_positions),
+                "prompt_index": self.prompt_index, "recached": self.recached,
+                "layers": [r.to_dict() for r in self.layers]}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkRecord:
+        return cls(
+            chunk=data["chunk"], frames=tuple(data["frames"]), query_positions=tuple(data["query_positions"]),
+            layers=tuple(LayerRecord.from_dict(r) for r in data["layers"]), prompt_index=data["prompt_index"],
+            recached=data["recached"],
+        )  # fmt: skip
+
+
+@dataclass(slots=True)
+class MemoryTrace:
+    """The memory history of one streamed video."""
+
+    config: MemoryConfig
+    records: list[ChunkRecord] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config.to_dict(), "chunks": [r.to_dict() for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MemoryTrace:
+        return cls(MemoryConfig.from_dict(data["config"]), [ChunkRecord.from_dict(r) for r in data["chunks"]])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> MemoryTrace:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int = 0) -> Path:
+    """Draw which frames each chunk read (top) and the promotion similarities (bottom) into a PNG.
+
+    Args:
+        trace: the trace.
+        path: output image path.
+        layer: the layer to draw when decisions are per layer.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 1))
+    colors = {"sink": "tab:red", "slow": "tab:blue", "fast": "tab:green"}
+    for tier, color in colors.items():
+        xs, ys = [], []
+        for record in trace.records:
+            frames = getattr(record.layer(layer).layout, tier)
+            xs += [record.chunk] * len(frames)
+            ys += list(frames)
+        top.scatter(xs, ys, s=8, c=color, label=tier, marker="s")
+    top.set_ylabel("frame id")
+    top.set_title(f"memory read by each chunk (layer {layer})")
+    top.legend(loc="upper left")
+    tested = [(r.chunk, r.layer(layer).similarity, bool(r.layer(layer).promoted)) for r in trace.records]
+    tested = [item for item in tested if item[1] is not None]
+    if tested:
+        bottom.plot([c for c, _, _ in tested], [s for _, s, _ in tested], ".-", color="gray")
+        promoted = [(c, s) for c, s, p in tested if p]
+        bottom.scatter(
+            [c for c, _ in promoted], [s for _, s in promoted], c="tab:blue", zorder=3, label="promoted"
+        )
+    bottom.axhline(trace.config.similarity_threshold, color="tab:orange", ls="--", label="tau")
+    bottom.set_xlabel("chunk")
+    bottom.set_ylabel("similarity")
+    bottom.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,92 @@
+"""Training presets: every stage of the pipeline, at tiny (smoke test) and world (miniature
+reproduction) scale, as functions returning an ExperimentConfig. Variants derive from a base with
+`override`, the same path as the CLI's `--set key=value`.
+
+The world presets chain through run folders: each stage's `init` points at the `model/` folder that
+the previous stage writes under `runs/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from contextforcing.config import override
+from contextforcing.memory.config import memory_preset
+from contextforcing.model.config import model_preset
+from contextforcing.training.config import ExperimentConfig, OptimConfig, TrainConfig
+
+__all__ = ["PRESETS", "preset", "preset_names"]
+
+RUNS = "runs"
+
+
+def _tiny(stage: str) -> ExperimentConfig:
+    """Two steps of a stage on a tiny random model: every code path in seconds."""
+    base = ExperimentConfig(
+        stage=stage,
+        model=replace(model_preset("tiny"), in_channels=8, out_channels=8, text_len=4),
+        train=TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=2),
+    )
+    return override(base, {
+        "teacher.num_target_frames": 6, "teacher.num_slow_frames": 2, "teacher.bank_capacity": 4,
+        "distill.num_frames": 6, "distill.num_context_frames": 6, "distill.num_grad_frames": 3,
+        "distill.min_rollout_frames": 12, "distill.max_rollout_frames": 15, "distill.rollout_decay_steps": 2,
+        "distill.student_every": 1, "distill.ode_steps": 4,
+    })  # fmt: skip
+
+
+def _world(stage: str, steps: int, **updates) -> ExperimentConfig:
+    """The synthetic world at the scale the miniature reproduction trains on two CPU cores."""
+    base = ExperimentConfig(
+        stage=stage,
+        model=model_preset("world"),
+        train=TrainConfig(steps=steps, batch_size=8, log_every=10, checkpoint_every=100),
+        optim=OptimConfig(lr=2e-4, warmup_steps=100),
+    )
+    return override(base, updates)
+
+
+def _world_distill(stage: str, steps: int, **updates) -> ExperimentConfig:
+    config = _world(stage, steps, **updates)
+    student = OptimConfig(lr=2e-5, betas=(0.0, 0.999), grad_clip=10.0)
+    critic = OptimConfig(lr=2e-5, betas=(0.0, 0.999), grad_clip=10.0)
+    return replace(
+        config, optim=student, critic_optim=critic, train=replace(config.train, ema_decay=0.99, ema_start=50)
+    )
+
+
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
+    **{f"tiny-{stage}": (lambda s=stage: _tiny(s)) for stage in
+       ("teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning")},
+    "world-teacher": lambda: _world("teacher", 3000),
+    "world-context-teacher": lambda: _world(
+        "context-teacher", 2000, **{"init.model": f"{RUNS}/world-teacher/model", "teacher.erft": True,
+                                    "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
+    "world-window-teacher": lambda: _world(
+        "context-teacher", 2000, **{"init.model": f"{RUNS}/world-teacher/model", "teacher.num_sink_frames": 0,
+                                    "teacher.num_slow_frames": 0, "teacher.num_recent_frames": 12,
+                                    "optim.lr": 1e-4}),
+    "world-ode-init": lambda: _world(
+        "ode-init", 500, **{"init.teacher": f"{RUNS}/world-teacher/model", "optim.lr": 1e-4,
+                            "distill.ode_steps": 16}),
+    "world-dmd": lambda: _world_distill(
+        "dmd", 600, **{"init.model": f"{RUNS}/world-ode-init/model", "init.teacher": f"{RUNS}/world-teacher/model"}),
+    "world-cdmd": lambda: _world_distill(
+        "cdmd", 500, **{"init.model": f"{RUNS}/world-dmd/model",
+                        "init.teacher": f"{RUNS}/world-context-teacher/model", "distill.guidance_scale": 3.0}),
+    "world-long-tuning": lambda: replace(_world_distill(
+        "long-tuning", 500, **{"init.model": f"{RUNS}/world-dmd/model",
+                               "init.teacher": f"{RUNS}/world-teacher/model"}), memory=memory_preset("sink")),
+}  # fmt: skip
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> ExperimentConfig:
+    """The ExperimentConfig of a named preset; raises ValueError listing the names for an unknown one."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
+    return PRESETS[name]()

@@ -1,0 +1,74 @@
+"""Device, precision, seeding and process-group set-up: the only module that names CUDA.
+
+Randomness is derived, not carried: `step_generator(seed, step, stream)` gives an independent,
+reproducible generator for one purpose ("stream") at one training step. A run that resumes at step k
+therefore draws exactly what an uninterrupted run draws at step k, with no RNG state to restore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+
+__all__ = [
+    "Precision",
+    "autocast",
+    "distributed_info",
+    "init_distributed",
+    "resolve_device",
+    "step_generator",
+]
+
+Precision = Literal["fp32", "bf16"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks the local CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: Precision) -> Iterator[None]:
+    """bf16 autocast on the device's backend, or nothing for fp32. Norms, RoPE and modulation stay fp32."""
+    if precision == "fp32":
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        yield
+
+
+def step_generator(seed: int, step: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded from (seed, step, stream) alone, so any step's draws can be replayed."""
+    digest = hashlib.sha256(f"{seed}/{step}/{stream}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def distributed_info() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torchrun."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the torchrun process group (NCCL on CUDA, gloo on CPU) when launched by torchrun."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    return distributed_info()

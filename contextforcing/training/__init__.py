@@ -1,0 +1,1 @@
+"""Training: roles, stages, rollouts, error banks, checkpoints and the trainer."""

@@ -1,0 +1,285 @@
+"""Training configuration: one ExperimentConfig composes the model, memory, data, optimisation and
+stage settings; every stage of the pipeline is a value of it (see `contextforcing.presets`).
+
+Stages:
+    teacher          flow matching of the bidirectional teacher on clips of `num_target_frames`
+    context-teacher  the long-context teacher: [sink | slow | recent | target], loss on the target,
+                     optional Error-Recycling Fine-Tuning (ERFT) and LoRA
+    ode-init         regression of the causal student onto the teacher's ODE on the 4-step schedule
+    dmd              Stage 1, Self-Forcing DMD on short self-rollouts
+    cdmd             Stage 2, Contextual DMD: long self-rollouts, teacher and critic see the
+                     student-made context
+    long-tuning      the LongLive baseline: long rollouts, DMD on short windows from a short teacher
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from contextforcing.data.world import WorldConfig
+from contextforcing.memory.config import MemoryConfig, memory_preset
+from contextforcing.model.config import DiTConfig, model_preset
+from contextforcing.runtime import Precision
+
+__all__ = [
+    "STAGES",
+    "ContextTeacherConfig",
+    "DataConfig",
+    "DistillConfig",
+    "ExperimentConfig",
+    "InitConfig",
+    "OptimConfig",
+    "Stage",
+    "TrainConfig",
+]
+
+Stage = Literal["teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning"]
+STAGES: tuple[str, ...] = ("teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning")
+DISTILL_STAGES = ("dmd", "cdmd", "long-tuning")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OptimConfig:
+    """AdamW settings of one trained role."""
+
+    lr: float = 1e-4
+    """Learning rate."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """Adam betas; Self-Forcing's generator uses (0, 0.999), its critic (0.5, 0.95) in Context Forcing."""
+    weight_decay: float = 0.01
+    """Decoupled weight decay."""
+    grad_clip: float = 1.0
+    """Gradient-norm clip; 0 disables it."""
+    warmup_steps: int = 0
+    """Linear learning-rate warm-up, in updates of this role."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"OptimConfig.lr must be positive, got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"OptimConfig.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_steps < 0:
+            raise ValueError("OptimConfig.grad_clip, weight_decay and warmup_steps must be >= 0")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DataConfig:
+    """Where clips come from and how they become latents."""
+
+    source: Literal["world", "videos"] = "world"
+    """Procedural world clips made on the fly, or a folder of mp4 files."""
+    video_folder: str = ""
+    """Folder of .mp4 files when source = "videos"."""
+    codec: str = "checkpoints/world_codec"
+    """Folder of the codec that turns frames into latents (a world codec, or a Wan VAE folder)."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The synthetic world when source = "world"."""
+
+    def __post_init__(self) -> None:
+        if self.source == "videos" and not self.video_folder:
+            raise ValueError("DataConfig.video_folder must be set when source='videos'")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InitConfig:
+    """Checkpoints each role starts from ("" = random initialisation)."""
+
+    model: str = ""
+    """The trained model's starting weights (teacher stages: the teacher; others: the student)."""
+    teacher: str = ""
+    """The frozen teacher (ode-init, dmd, cdmd, long-tuning); "" is a random one, for smoke tests only."""
+    critic: str = ""
+    """The critic's starting weights; "" starts it from the teacher, as DMD does."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ContextTeacherConfig:
+    """Layout and Error-Recycling Fine-Tuning of the teacher stages."""
+
+    num_target_frames: int = 21
+    """Latent frames the teacher denoises."""
+    num_sink_frames: int = 3
+    """Leading frames of the clip given as clean context (context-teacher)."""
+    num_slow_frames: int = 12
+    """At most this many sparse frames from the middle of the clip (context-teacher)."""
+    slow_interval: int = 6
+    """One slow frame every this many latent frames (6 = two chunks of three)."""
+    num_recent_frames: int = 6
+    """Frames right before the target (the student's fast memory)."""
+    context_timestep: Literal["zero", "target"] = "zero"
+    """Timestep embedding of context frames: 0 (clean), or the target's (the released teacher code)."""
+    cfg_dropout: float = 0.1
+    """Probability that a sample's text is replaced by the empty prompt, so guidance works."""
+    timestep_shift: float = 5.0
+    """Shift of the training timestep distribution (higher favours high noise)."""
+    loss_weighting: Literal["none", "wan"] = "wan"
+    """Per-timestep loss weight: none, or Wan's Gaussian bump around t = 500."""
+    erft: bool = False
+    """Error-Recycling Fine-Tuning: perturb context and target with the model's own past errors."""
+    clean_prob: float = 0.5
+    """ERFT: probability of a step without any injected error."""
+    latent_error_prob: float = 0.9
+    """ERFT: probability of perturbing the clean target with an x0-space error of the same bin."""
+    context_error_prob: float = 0.9
+    """ERFT: probability of perturbing the recent context with x0-space errors from any bin."""
+    noise_error_prob: float = 0.01
+    """ERFT: probability of perturbing the target's noise with a noise-space error."""
+    bank_bins: int = 50
+    """ERFT: timestep bins of each error bank."""
+    bank_capacity: int = 500
+    """ERFT: errors kept per bin."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank on q, k, v, o and the FFN (peft); 0 trains every weight."""
+    lora_alpha: float = 128.0
+    """LoRA scaling numerator."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "clean_prob",
+            "latent_error_prob",
+            "context_error_prob",
+            "noise_error_prob",
+            "cfg_dropout",
+        ):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ContextTeacherConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
+        for name in ("num_target_frames", "slow_interval", "bank_bins", "bank_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ContextTeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if min(self.num_sink_frames, self.num_slow_frames, self.num_recent_frames, self.lora_rank) < 0:
+            raise ValueError("ContextTeacherConfig frame counts and lora_rank must be >= 0")
+
+    @property
+    def num_context_frames(self) -> int:
+        return self.num_sink_frames + self.num_slow_frames + self.num_recent_frames
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DistillConfig:
+    """ODE initialisation and distribution matching (dmd, cdmd, long-tuning)."""
+
+    denoising_steps: tuple[int, ...] = (1000, 750, 500, 250)
+    """The student's nominal few-step list, warped through the shifted schedule."""
+    timestep_shift: float = 5.0
+    """Shift of the schedule and of the DMD timestep distribution."""
+    num_frames: int = 21
+    """Frames the teacher and critic judge: the whole rollout in dmd, the target window otherwise."""
+    min_rollout_frames: int = 84
+    """cdmd / long-tuning: shortest rollout of the curriculum (latent frames)."""
+    max_rollout_frames: int = 105
+    """cdmd / long-tuning: longest rollout, reached after `rollout_decay_steps`."""
+    rollout_decay_steps: int = 600
+    """Trainer steps over which the longest rollout grows linearly from min to max."""
+    num_context_frames: int = 21
+    """cdmd: clean student-made context frames given to teacher and critic."""
+    num_grad_frames: int = 18
+    """cdmd: only the last this many frames receive gradient."""
+    teacher_context: Literal["window", "memory"] = "window"
+    """cdmd: the teacher sees the contiguous window before the target (released code) or the student's
+    sink/slow/fast memory layout (the paper's wording)."""
+    guidance_scale: float = 3.0
+    """Teacher CFG, cond + g (cond - uncond); the critic has none."""
+    min_timestep: float = 20.0
+    """Lowest DMD / critic timestep."""
+    max_timestep: float = 980.0
+    """Highest DMD / critic timestep."""
+    student_every: int = 5
+    """The critic updates every step, the student every this many steps."""
+    ode_steps: int = 24
+    """ode-init: Euler steps of the teacher's ODE (the student's steps are added to the grid)."""
+
+    def __post_init__(self) -> None:
+        if not self.denoising_steps or list(self.denoising_steps) != sorted(
+            self.denoising_steps, reverse=True
+        ):
+            raise ValueError(f"DistillConfig.denoising_steps must decrease, got {self.denoising_steps}")
+        if not 0 <= self.min_timestep <= self.max_timestep <= 1000:
+            raise ValueError("DistillConfig needs 0 <= min_timestep <= max_timestep <= 1000")
+        if self.min_rollout_frames > self.max_rollout_frames:
+            raise ValueError("DistillConfig.min_rollout_frames exceeds max_rollout_frames")
+        if self.num_grad_frames > self.num_frames:
+            raise ValueError("DistillConfig.num_grad_frames exceeds num_frames")
+        for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DistillConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainConfig:
+    """The loop: length, batch, seed, precision, logging and checkpoint cadence."""
+
+    steps: int = 1000
+    """Trainer steps."""
+    batch_size: int = 8
+    """Samples per step, over all processes."""
+    seed: int = 0
+    """Seed of every random draw (derived per step, so resumed runs replay exactly)."""
+    precision: Precision = "fp32"
+    """fp32, or bf16 autocast with fp32 norms, RoPE and modulation."""
+    activation_checkpointing: bool = False
+    """Recompute block activations in the backward pass."""
+    ema_decay: float = 0.0
+    """EMA decay of the trained model (0 disables the EMA)."""
+    ema_start: int = 0
+    """Step from which the EMA averages (before it, it tracks the weights)."""
+    log_every: int = 10
+    """Steps between metric lines."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (and at the end)."""
+    device: str = "auto"
+    """Device: auto, cpu, cuda, cuda:N."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars (needs the tensorboard package)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExperimentConfig:
+    """Everything one training run needs; saved as JSON beside every checkpoint."""
+
+    stage: Stage
+    """Which stage of the pipeline this run trains."""
+    model: DiTConfig = field(default_factory=lambda: model_preset("world"))
+    """Shape of every network (teacher, student, critic share it)."""
+    memory: MemoryConfig = field(default_factory=lambda: memory_preset("context"))
+    """The student's memory during rollouts."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Training clips."""
+    init: InitConfig = field(default_factory=InitConfig)
+    """Starting checkpoints."""
+    teacher: ContextTeacherConfig = field(default_factory=ContextTeacherConfig)
+    """teacher / context-teacher settings."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """ode-init / dmd / cdmd / long-tuning settings."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The loop."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser of the trained model (teacher or student)."""
+    critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=4e-7, betas=(0.5, 0.95)))
+    """Optimiser of the critic (distillation stages)."""
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"ExperimentConfig.stage must be one of {list(STAGES)}, got {self.stage!r}")
+        chunk = self.memory.frames_per_chunk
+        for name in ("num_frames", "num_context_frames", "min_rollout_frames", "max_rollout_frames"):
+            if getattr(self.distill, name) % chunk:
+                raise ValueError(
+                    f"distill.{name}={getattr(self.distill, name)} is not a multiple of the chunk {chunk}"
+                )
+        if (
+            self.stage == "cdmd"
+            and self.distill.min_rollout_frames < self.distill.num_frames + self.distill.num_context_frames
+        ):
+            raise ValueError("cdmd needs min_rollout_frames >= num_frames + num_context_frames")
+
+    @property
+    def is_distillation(self) -> bool:
+        return self.stage in DISTILL_STAGES

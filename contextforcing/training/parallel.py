@@ -1,0 +1,74 @@
+"""Scaling out: FSDP2 sharding, activation checkpointing, and full (unsharded) state for checkpoints.
+
+The only training module that touches torch.distributed. A single CPU process is the default;
+under torchrun every block and then the whole model are wrapped with `fully_shard` (FSDP2), and
+checkpoints gather full tensors on rank 0 so they load anywhere, sharded or not.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from contextforcing.model.dit import CausalDiT
+
+__all__ = [
+    "full_model_state",
+    "full_optimizer_state",
+    "full_tensor",
+    "load_model_state",
+    "load_optimizer_state",
+    "parallelize",
+    "shard_like",
+]
+
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: bool) -> CausalDiT:
+    """Shard the model with FSDP2 when running on several processes; enable recomputation."""
+    model.activation_checkpointing = activation_checkpointing
+    if world_size > 1:
+        from torch.distributed.fsdp import fully_shard
+
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+    return model
+
+
+def full_tensor(value: Tensor) -> Tensor:
+    """The whole tensor behind a (possibly sharded) DTensor."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def shard_like(full: Tensor, like: Tensor) -> Tensor:
+    """Distribute a full tensor with the placements of `like` (identity for plain tensors)."""
+    if hasattr(like, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(full.to(like.device), like.device_mesh, like.placements)
+    return full.to(like.device)
+
+
+def full_model_state(model: nn.Module) -> dict[str, Tensor]:
+    return get_model_state_dict(model, options=_FULL)
+
+
+def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=True))
+
+
+def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    return get_optimizer_state_dict(model, optimizer, options=_FULL)
+
+
+def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))

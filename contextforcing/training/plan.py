@@ -1,0 +1,95 @@
+"""Pure index arithmetic of the stages: which frames form the context teacher's input, and how a
+distillation step rolls out (length, exit steps, which chunks carry gradient, what is judged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from contextforcing.training.config import ContextTeacherConfig, ExperimentConfig
+
+__all__ = ["DistillPlan", "context_teacher_indices", "distill_plan", "rollout_frames"]
+
+
+def context_teacher_indices(config: ContextTeacherConfig, num_slow: int) -> tuple[list[int], int]:
+    """Frame indices of [sink | slow | recent] in a clip, and the clip's length (target last).
+
+    The clip is [sink | num_slow groups of slow_interval frames | recent | target]; each slow frame is
+    the first frame of its group, one every `slow_interval` frames (two student chunks), as the
+    context teacher of Context Forcing is trained.
+    """
+    sink = list(range(config.num_sink_frames))
+    slow_start = config.num_sink_frames
+    slow = [slow_start + k * config.slow_interval for k in range(num_slow)]
+    recent_start = slow_start + num_slow * config.slow_interval
+    recent = list(range(recent_start, recent_start + config.num_recent_frames))
+    num_frames = recent_start + config.num_recent_frames + config.num_target_frames
+    return sink + slow + recent, num_frames
+
+
+def rollout_frames(config: ExperimentConfig, step: int, generator: torch.Generator) -> int:
+    """The curriculum: L ~ U[min, max(step)] in whole chunks, max growing linearly over the decay steps."""
+    dist, chunk = config.distill, config.memory.frames_per_chunk
+    if config.stage == "dmd":
+        return dist.num_frames
+    progress = min(1.0, step / dist.rollout_decay_steps)
+    low = dist.min_rollout_frames // chunk
+    high = int(low + progress * (dist.max_rollout_frames // chunk - low))
+    return chunk * int(torch.randint(low, high + 1, (1,), generator=generator))
+
+
+@dataclass(frozen=True, slots=True)
+class DistillPlan:
+    """How one distillation step rolls out and what the teacher judges.
+
+    Attributes:
+        num_frames: rollout length L.
+        exit_steps: per chunk, the number of denoising predictions.
+        grad_chunks: per chunk, whether its exit prediction keeps gradient.
+        target_start: first judged frame (the judged window is [target_start, L)).
+        context_start: first frame of the clean context the teacher sees (cdmd window mode).
+        teacher_sees_context: whether teacher and critic get a context before the target.
+    """
+
+    num_frames: int
+    exit_steps: tuple[int, ...]
+    grad_chunks: tuple[bool, ...]
+    target_start: int
+    context_start: int
+    teacher_sees_context: bool
+
+    @property
+    def first_target_chunk(self) -> int | None:
+        return (
+            None
+            if not self.teacher_sees_context
+            else self.target_start // (self.num_frames // len(self.exit_steps))
+        )
+
+    def without_gradient(self) -> DistillPlan:
+        return replace(self, grad_chunks=(False,) * len(self.grad_chunks))
+
+
+def distill_plan(config: ExperimentConfig, step: int, generator: torch.Generator) -> DistillPlan:
+    """dmd: 21 frames, every chunk exits at one random step with gradient. cdmd / long-tuning: a long
+    rollout; chunks before the last `num_grad_frames` are fully denoised without gradient, the rest
+    exit at the random step with gradient; the last `num_frames` are judged."""
+    dist, chunk = config.distill, config.memory.frames_per_chunk
+    length = rollout_frames(config, step, generator)
+    exit_step = 1 + int(torch.randint(len(dist.denoising_steps), (1,), generator=generator))
+    num_chunks = length // chunk
+    grad_from = length - (dist.num_frames if config.stage == "dmd" else dist.num_grad_frames)
+    grad = tuple(c * chunk >= grad_from for c in range(num_chunks))
+    full = len(dist.denoising_steps)
+    exits = tuple(exit_step if g else full for g in grad)
+    target_start = length - dist.num_frames
+    return DistillPlan(
+        num_frames=length,
+        exit_steps=exits,
+        grad_chunks=grad,
+        target_start=target_start,
+        context_start=max(0, target_start - dist.num_context_frames),
+        teacher_sees_context=config.stage == "cdmd",
+    )

@@ -1,0 +1,118 @@
+"""Self-rollouts for distillation: the student generates a video with its own memory, exactly as at
+inference (`inference.rollout.denoise_chunk` + the clean refresh pass), plus gradient-step selection.
+
+Gradient flows only through the exit prediction of the chunks asked for. The refresh pass runs without
+autograd on the detached x0, and the memory stores detached K/V, so no gradient reaches an earlier
+chunk through the cache (Self-Forcing's in-place cache writes leak it; here it cannot happen). A
+chunk that needs gradient reads a copy of the context, because the store is reordered in place
+after the chunk.
+
+Shape legend: B batch, C latent channels, F frames, H x W latent size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+
+from contextforcing.inference.rollout import denoise_chunk, refresh_chunk
+from contextforcing.memory.config import MemoryConfig
+from contextforcing.memory.context import ContextMemory, MemoryRead
+from contextforcing.memory.store import StoreShape
+from contextforcing.model.dit import CausalDiT, TextCache
+from contextforcing.model.layout import LayerContext
+
+__all__ = ["Rollout", "new_memory", "self_rollout"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """video: [B, C, F, H, W], with autograd history at the chunks that asked for it.
+
+    memory: the student's memory after the last chunk (its layouts say what the student kept).
+    """
+
+    video: Tensor
+    memory: ContextMemory
+    snapshot: Tensor | None = None
+    """Clean latents [B, C, U, H, W] the student held in memory just before `snapshot_chunk`."""
+
+
+def new_memory(
+    model: CausalDiT, config: MemoryConfig, batch: int, num_frames: int, latent_size: tuple[int, int]
+):
+    """A preallocated memory for a batch of `num_frames`-frame rollouts."""
+    cfg = model.config
+    parameter = next(model.parameters())
+    shape = StoreShape(
+        num_layers=cfg.num_layers, batch=batch, capacity=config.context_capacity(num_frames),
+        tokens_per_frame=cfg.tokens_per_frame(*latent_size), num_heads=cfg.num_heads, head_dim=cfg.head_dim,
+        latent_shape=(cfg.in_channels, *latent_size),
+    )  # fmt: skip
+    return ContextMemory(config, shape, device=parameter.device, dtype=parameter.dtype)
+
+
+def _copied(read: MemoryRead) -> MemoryRead:
+    if read.context is None:
+        return read
+    context = [LayerContext(c.keys.clone(), c.values.clone(), c.positions) for c in read.context]
+    return replace(read, context=context)
+
+
+def self_rollout(
+    student: CausalDiT,
+    memory_config: MemoryConfig,
+    text: TextCache,
+    noise: Tensor,
+    *,
+    timesteps: Tensor,
+    generator: torch.Generator,
+    exit_steps: Sequence[int],
+    grad_chunks: Sequence[bool],
+    snapshot_chunk: int | None = None,
+) -> Rollout:
+    """Generate noise.shape[2] frames chunk by chunk.
+
+    Args:
+        student: the causal DiT.
+        memory_config: the student's memory.
+        text: the prompts' cross-attention cache.
+        noise: [B, C, F, H, W] initial noise of every chunk.
+        timesteps: the few-step list.
+        generator: fresh noise of the re-noising steps.
+        exit_steps: per chunk, predictions to run (len(timesteps) = full denoise).
+        grad_chunks: per chunk, whether its exit prediction keeps autograd history.
+        snapshot_chunk: record the memory's frames (in frame order) just before this chunk.
+    """
+    chunk = memory_config.frames_per_chunk
+    num_chunks = noise.shape[2] // chunk
+    if len(exit_steps) != num_chunks or len(grad_chunks) != num_chunks:
+        raise ValueError(f"need one exit step and one grad flag per chunk ({num_chunks})")
+    memory = new_memory(student, memory_config, noise.shape[0], noise.shape[2], tuple(noise.shape[3:]))
+    first_pass = memory_config.decide_on == "first-pass"
+    outputs, snapshot = [], None
+    for index in range(num_chunks):
+        if index == snapshot_chunk:
+            snapshot = memory.kept_frames()[1].clone()
+        read = memory.read()
+        if grad_chunks[index]:
+            read = _copied(read)
+        result = denoise_chunk(
+            student, noise[:, :, index * chunk : (index + 1) * chunk], text, read, timesteps=timesteps,
+            generator=generator, exit_step=exit_steps[index], grad_at_exit=grad_chunks[index],
+            keep_first_pass_kv=first_pass,
+        )  # fmt: skip
+        clean = result.x0.detach()
+        with torch.no_grad():
+            kv = refresh_chunk(student, clean, text, read)
+        first_kv = (
+            None
+            if result.first_pass_kv is None
+            else [(k.detach(), v.detach()) for k, v in result.first_pass_kv]
+        )
+        memory.append(kv, clean, first_pass_kv=first_kv)
+        outputs.append(result.x0)
+    return Rollout(torch.cat(outputs, dim=2), memory, snapshot)

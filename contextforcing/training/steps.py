@@ -1,0 +1,257 @@
+"""One training step of each stage: draw data, run the roles, compute the pure losses, update.
+
+Each function takes the trainer's `Run` (roles, data, generators, `update`) and a step index, and
+returns float metrics. Which network sees what, with which guidance, is decided here; the losses are
+the pure functions of `diffusion.losses`.
+
+Shape legend: B batch, C latent channels, F frames, H x W latent size, S text tokens.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from contextforcing.diffusion.flow import (
+    add_noise,
+    sample_training_timesteps,
+    training_weight,
+    velocity,
+    warped_timesteps,
+    x0_from_velocity,
+)
+from contextforcing.diffusion.guidance import cfg
+from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd_gradient, flow_matching_loss
+from contextforcing.diffusion.sampling import euler_timesteps
+from contextforcing.model.dit import CausalDiT
+from contextforcing.model.layout import block_causal
+from contextforcing.training.erft import inject_errors, record_errors
+from contextforcing.training.plan import DistillPlan, context_teacher_indices, distill_plan
+from contextforcing.training.rollout import self_rollout
+
+if TYPE_CHECKING:
+    from contextforcing.training.trainer import Run
+
+__all__ = ["STEP_FUNCTIONS", "context_teacher_step", "distill_step", "ode_init_step", "teacher_step"]
+
+
+def _per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator], device) -> Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+
+
+def _per_sample_timesteps(generators: list[torch.Generator], shift: float, device, **bounds) -> Tensor:
+    return torch.cat([sample_training_timesteps((1,), g, shift=shift, **bounds) for g in generators]).to(
+        device
+    )
+
+
+def _drop_text(text: Tensor, uncond: Tensor, p: float, generators: list[torch.Generator]) -> Tensor:
+    """Replace each sample's text by the empty prompt with probability p (classifier-free guidance)."""
+    drop = torch.tensor([float(torch.rand((), generator=g)) < p for g in generators], device=text.device)
+    return torch.where(drop[:, None, None], uncond, text)
+
+
+def _frame_timesteps(t: Tensor, num_context: int, num_target: int, context_mode: str) -> Tensor:
+    """[B] -> [B, context + target]: context frames at 0 (clean) or at the target's t."""
+    context = torch.zeros_like(t) if context_mode == "zero" else t
+    return torch.cat([context[:, None].expand(-1, num_context), t[:, None].expand(-1, num_target)], dim=1)
+
+
+def teacher_step(run: Run, step: int) -> dict[str, float]:
+    """Flow matching of the bidirectional teacher on clips of num_target_frames (stage `teacher`)."""
+    cfg_t = run.config.teacher
+    gens = run.sample_generators(step, "data")
+    batch = run.source.sample(cfg_t.num_target_frames, gens)
+    text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
+    t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
+    noise = _per_sample_noise(tuple(batch.latents.shape[1:]), gens, run.device)
+    with run.autocast():
+        v = run.roles.model(add_noise(batch.latents, noise, t), t, text)
+    weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
+    loss = flow_matching_loss(v, velocity(batch.latents, noise), weight=weight)
+    run.update("model", loss)
+    return {"loss": loss.item()}
+
+
+def context_teacher_step(run: Run, step: int) -> dict[str, float]:
+    """[sink | slow | recent | noisy target] -> velocity of the target, with optional ERFT."""
+    cfg_t = run.config.teacher
+    shared = run.generator(step, "layout")
+    num_slow = int(torch.randint(cfg_t.num_slow_frames + 1, (1,), generator=shared))
+    indices, num_frames = context_teacher_indices(cfg_t, num_slow)
+    gens = run.sample_generators(step, "data")
+    batch = run.source.sample(num_frames, gens)
+    context = batch.latents[:, :, indices]
+    target = batch.latents[:, :, -cfg_t.num_target_frames :]
+    text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
+    t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
+    noise = _per_sample_noise(tuple(target.shape[1:]), gens, run.device)
+    injected = inject_errors(run.banks, cfg_t, context, target, noise, t, shared) if cfg_t.erft else None
+    if injected is not None:
+        context, noisy_source, noise = injected
+    else:
+        noisy_source = target
+    frames_t = _frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
+    with run.autocast():
+        v = run.roles.model(torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text)
+    v_target = v[:, :, -target.shape[2] :]
+    v_true = velocity(target, noise)  # the self-corrected velocity points at the clean target
+    weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
+    loss = flow_matching_loss(v_target, v_true, weight=weight)
+    run.update("model", loss)
+    if cfg_t.erft:
+        record_errors(run.banks, v_target.detach(), v_true, t)
+    return {"loss": loss.item(), "num_slow": float(num_slow), "errors_injected": float(injected is not None)}
+
+
+def _guided_velocity(
+    teacher: CausalDiT, x: Tensor, t: Tensor, text: Tensor, uncond: Tensor, scale: float
+) -> Tensor:
+    """cond + scale (cond - uncond) in one batched forward."""
+    both = teacher(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, uncond]))
+    cond, unconditional = both.chunk(2)
+    return cfg(cond, unconditional, scale)
+
+
+def ode_init_step(run: Run, step: int) -> dict[str, float]:
+    """Regress the causal student onto the teacher's ODE at the few-step timesteps (CausVid init)."""
+    dist = run.config.distill
+    gens = run.sample_generators(step, "data")
+    batch = run.source.sample_prompts(gens)
+    uncond = run.source.unconditional(len(gens))
+    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
+    noise = _per_sample_noise(shape, gens, run.device)
+    steps = warped_timesteps(dist.denoising_steps, dist.timestep_shift)
+    grid = sorted(
+        set(euler_timesteps(dist.ode_steps, dist.timestep_shift).tolist()) | set(steps.tolist()), reverse=True
+    )
+    states, x, recorded = {}, noise, set(steps.tolist())
+    with torch.no_grad(), run.autocast():
+        for t_now, t_next in pairwise(grid):
+            if t_now in recorded:
+                states[t_now] = x
+            t = torch.full((x.shape[0],), t_now, device=run.device)
+            v = _guided_velocity(run.roles.teacher, x, t, batch.text, uncond, dist.guidance_scale)
+            x = x + (t_next - t_now) / 1000 * v.float()
+    clean = x
+    chunk = run.config.memory.frames_per_chunk
+    num_chunks = dist.num_frames // chunk
+    # Each chunk of each sample starts from the ODE state at one of the student's timesteps.
+    choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
+    choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
+    stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
+    batch_index = torch.arange(len(gens), device=run.device)[:, None]
+    frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
+    inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
+    t_frames = steps.float().to(run.device)[choice]
+    with run.autocast():
+        v = run.roles.model(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
+    loss = ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
+    run.update("model", loss)
+    return {"loss": loss.item()}
+
+
+def _judge(model: CausalDiT, x_t: Tensor, t: Tensor, text: Tensor, context: Tensor | None) -> Tensor:
+    """Velocity of a (teacher or critic) model on the target x_t, after the clean context if any."""
+    if context is None:
+        return model(x_t, t, text)
+    frames_t = _frame_timesteps(t, context.shape[2], x_t.shape[2], "zero")
+    return model(torch.cat([context, x_t], dim=2), frames_t, text)[:, :, -x_t.shape[2] :]
+
+
+def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generator], step: int, stream: str):
+    dist = run.config.distill
+    shape = (run.config.model.in_channels, plan.num_frames, *run.source.latent_size)
+    noise = _per_sample_noise(shape, gens, run.device)
+    cache = run.roles.model.encode_text(text)
+    with run.autocast():
+        return self_rollout(
+            run.roles.model, run.config.memory, cache, noise,
+            timesteps=warped_timesteps(dist.denoising_steps, dist.timestep_shift),
+            generator=run.generator(step, f"{stream}/renoise"), exit_steps=plan.exit_steps,
+            grad_chunks=plan.grad_chunks,
+            snapshot_chunk=plan.first_target_chunk if dist.teacher_context == "memory" else None,
+        )  # fmt: skip
+
+
+def _teacher_context(run: Run, plan: DistillPlan, rollout) -> Tensor | None:
+    if not plan.teacher_sees_context:
+        return None
+    if run.config.distill.teacher_context == "memory":
+        return rollout.snapshot
+    return rollout.video[:, :, plan.context_start : plan.target_start].detach()
+
+
+def distill_step(run: Run, step: int) -> dict[str, float]:
+    """DMD (dmd), Contextual DMD (cdmd) or streaming long tuning (long-tuning): student then critic."""
+    dist, metrics = run.config.distill, {}
+    plan = distill_plan(run.config, step, run.generator(step, "plan"))
+    metrics["rollout_frames"] = float(plan.num_frames)
+    if step % dist.student_every == 0:
+        metrics.update(_student_update(run, plan, step))
+    metrics.update(_critic_update(run, plan, step))
+    return metrics
+
+
+def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
+    dist = run.config.distill
+    gens = run.sample_generators(step, "student")
+    batch = run.source.sample_prompts(gens)
+    rollout = _rollout(run, plan, batch.text, gens, step, "student")
+    x = rollout.video[:, :, plan.target_start :]
+    context = _teacher_context(run, plan, rollout)
+    t = _per_sample_timesteps(
+        gens, dist.timestep_shift, run.device, min_t=dist.min_timestep, max_t=dist.max_timestep
+    )
+    noise = _per_sample_noise(tuple(x.shape[1:]), gens, run.device)
+    with torch.no_grad(), run.autocast():
+        x_t = add_noise(x.detach(), noise, t)
+        uncond = run.source.unconditional(len(gens))
+        real_v = _guided_velocity_with_context(
+            run.roles.teacher, x_t, t, batch.text, uncond, context, dist.guidance_scale
+        )
+        fake_v = _judge(run.roles.critic, x_t, t, batch.text, context)
+    grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
+    loss = dmd_generator_loss(x, grad)
+    run.update("model", loss)
+    return {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
+
+
+def _guided_velocity_with_context(teacher, x_t, t, text, uncond, context, scale) -> Tensor:
+    both_context = None if context is None else torch.cat([context, context])
+    both = _judge(teacher, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond]), both_context)
+    cond, unconditional = both.chunk(2)
+    return cfg(cond, unconditional, scale)
+
+
+def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
+    dist = run.config.distill
+    gens = run.sample_generators(step, "critic")
+    batch = run.source.sample_prompts(gens)
+    no_grad_plan = plan.without_gradient()
+    with torch.no_grad():
+        rollout = _rollout(run, no_grad_plan, batch.text, gens, step, "critic")
+    x = rollout.video[:, :, plan.target_start :]
+    context = _teacher_context(run, plan, rollout)
+    t = _per_sample_timesteps(
+        gens, dist.timestep_shift, run.device, min_t=dist.min_timestep, max_t=dist.max_timestep
+    )
+    noise = _per_sample_noise(tuple(x.shape[1:]), gens, run.device)
+    with run.autocast():
+        v_fake = _judge(run.roles.critic, add_noise(x, noise, t), t, batch.text, context)
+    loss = critic_loss(v_fake, noise, x)
+    run.update("critic", loss)
+    return {"critic_loss": loss.item()}
+
+
+STEP_FUNCTIONS = {
+    "teacher": teacher_step,
+    "context-teacher": context_teacher_step,
+    "ode-init": ode_init_step,
+    "dmd": distill_step,
+    "cdmd": distill_step,
+    "long-tuning": distill_step,
+}

@@ -1,0 +1,259 @@
+"""The trainer: one loop for every stage. Stages differ only in their step function (`steps.py`).
+
+A run writes into its folder:
+
+    config.json        the resolved ExperimentConfig
+    metrics.jsonl      one JSON line per logged step
+    checkpoint/        full state (weights, EMA, optimisers, error banks, step), written atomically
+    model/             the trained model in our layout (EMA weights when an EMA is kept), ready for
+                       `contextforcing generate --checkpoint` or the next stage's `init`
+
+Randomness is derived from (seed, step, purpose), so a run stopped after k steps and resumed ends
+with exactly the weights of an uninterrupted run. A NaN or Inf loss stops the run with an error and
+leaves the last good checkpoint in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from contextforcing.codec.loading import load_codec
+from contextforcing.config import from_dict, to_dict
+from contextforcing.data.world_text import WorldTextEncoder
+from contextforcing.model.weights import save_model
+from contextforcing.runtime import autocast, init_distributed, resolve_device, step_generator
+from contextforcing.training.checkpoint import load_checkpoint, save_checkpoint
+from contextforcing.training.config import ExperimentConfig
+from contextforcing.training.data import ClipSource
+from contextforcing.training.ema import EMA
+from contextforcing.training.erft import new_banks
+from contextforcing.training.parallel import (
+    full_model_state,
+    full_optimizer_state,
+    full_tensor,
+    load_model_state,
+    load_optimizer_state,
+    parallelize,
+    shard_like,
+)
+from contextforcing.training.roles import Roles, build_roles
+from contextforcing.training.steps import STEP_FUNCTIONS
+
+__all__ = ["Run", "TrainingDiverged", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+class Run:
+    """Everything a step function needs: roles, data, derived generators and `update`."""
+
+    def __init__(self, config: ExperimentConfig, folder: Path) -> None:
+        self.config, self.folder = config, folder
+        self.device = resolve_device(config.train.device)
+        self.rank, self.world_size = init_distributed(self.device)
+        if config.train.batch_size % self.world_size:
+            raise ValueError(
+                f"batch_size {config.train.batch_size} does not split over {self.world_size} processes"
+            )
+        self.roles: Roles = build_roles(config, self.device)
+        self.lora = config.stage in ("teacher", "context-teacher") and config.teacher.lora_rank > 0
+        if self.lora:
+            from contextforcing.training.lora import add_lora
+
+            add_lora(self.roles.model, config.teacher.lora_rank, config.teacher.lora_alpha)
+        for module in self.roles.trainable().values():
+            parallelize(
+                module,
+                world_size=self.world_size,
+                activation_checkpointing=config.train.activation_checkpointing,
+            )
+        codec = load_codec(config.data.codec)
+        if codec.latent_channels != config.model.in_channels:
+            raise ValueError(f"codec {config.data.codec} has {codec.latent_channels} latent channels, "
+                             f"the model reads {config.model.in_channels}")  # fmt: skip
+        text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
+        self.source = ClipSource(config.data, codec, text_encoder, self.device)
+        self.optimizers = {name: self._optimizer(name, m) for name, m in self.roles.trainable().items()}
+        self.updates = dict.fromkeys(self.optimizers, 0)
+        self.ema = (
+            EMA(self.roles.model, config.train.ema_decay, config.train.ema_start)
+            if config.train.ema_decay
+            else None
+        )
+        self.banks = (
+            new_banks(config.teacher) if config.stage == "context-teacher" and config.teacher.erft else {}
+        )
+        self.step = 0
+
+    def _optimizer(self, name: str, module: nn.Module) -> torch.optim.Optimizer:
+        optim = self.config.optim if name == "model" else self.config.critic_optim
+        parameters = [p for p in module.parameters() if p.requires_grad]
+        return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.config.train.precision)
+
+    def generator(self, step: int, stream: str) -> torch.Generator:
+        """A generator shared by all processes (rollout lengths, exit steps, layouts)."""
+        return step_generator(self.config.train.seed, step, stream)
+
+    def sample_generators(self, step: int, stream: str) -> list[torch.Generator]:
+        """This process's share of one generator per sample of the global batch."""
+        per_rank = self.config.train.batch_size // self.world_size
+        first = self.rank * per_rank
+        return [
+            step_generator(self.config.train.seed, step, f"{stream}/{i}")
+            for i in range(first, first + per_rank)
+        ]
+
+    def update(self, role: str, loss: Tensor) -> None:
+        """Backward, clip, warm-up, optimiser step (and EMA for the trained model)."""
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(
+                f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept in "
+                f"{self.folder / 'checkpoint'}"
+            )
+        optim_config = self.config.optim if role == "model" else self.config.critic_optim
+        module, optimizer = self.roles.trainable()[role], self.optimizers[role]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if optim_config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in module.parameters() if p.grad is not None], optim_config.grad_clip
+            )
+        self.updates[role] += 1
+        warmup = optim_config.warmup_steps
+        for group in optimizer.param_groups:
+            group["lr"] = optim_config.lr * (min(1.0, self.updates[role] / warmup) if warmup else 1.0)
+        optimizer.step()
+        if role == "model" and self.ema is not None:
+            self.ema.update(module, self.step)
+
+    def state(self) -> tuple[dict, dict[str, dict[str, Tensor]]]:
+        groups: dict[str, dict[str, Tensor]] = {}
+        meta = {"step": self.step, "updates": self.updates, "config": to_dict(self.config), "optimizers": {}}
+        for name, module in self.roles.trainable().items():
+            groups[name] = full_model_state(module)
+            optim_state = full_optimizer_state(module, self.optimizers[name])
+            tensors, scalars = _flatten_optimizer(optim_state)
+            groups[f"optim.{name}"] = tensors
+            meta["optimizers"][name] = scalars
+        if self.ema is not None:
+            groups["ema"] = {k: full_tensor(v) for k, v in self.ema.state_dict().items()}
+        for name, bank in self.banks.items():
+            groups[f"bank.{name}"] = bank.state_dict()
+        return meta, groups
+
+    def load_state(self, meta: dict, groups: dict[str, dict[str, Tensor]]) -> None:
+        saved = from_dict(ExperimentConfig, meta["config"])
+        if saved.model != self.config.model:
+            raise ValueError("the checkpoint was written for another model architecture")
+        for name, module in self.roles.trainable().items():
+            load_model_state(module, groups[name])
+            state = _unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
+            load_optimizer_state(module, self.optimizers[name], state)
+        if self.ema is not None:
+            params = dict(self.roles.model.named_parameters())
+            self.ema.load_state_dict({k: shard_like(v, params[k]) for k, v in groups["ema"].items()})
+        for name, bank in self.banks.items():
+            bank.load_state_dict(groups[f"bank.{name}"])
+        self.step, self.updates = meta["step"], meta["updates"]
+
+
+def _flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
+    """{"state": {fqn: {k: v}}, "param_groups": [...]} -> tensors keyed "fqn::k", JSON for the rest."""
+    tensors, scalars = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for fqn, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{fqn}::{key}"] = value
+            else:
+                scalars["scalars"][f"{fqn}::{key}"] = value
+    return tensors, scalars
+
+
+def _unflatten_optimizer(tensors: dict[str, Tensor], scalars: dict) -> dict:
+    state: dict[str, dict] = {}
+    for name, value in [*tensors.items(), *scalars["scalars"].items()]:
+        fqn, key = name.split("::")
+        state.setdefault(fqn, {})[key] = value
+    return {"state": state, "param_groups": scalars["param_groups"]}
+
+
+@contextlib.contextmanager
+def _metric_sinks(run: Run) -> Iterator:
+    writer = None
+    if run.config.train.tensorboard and run.rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run.folder / "tensorboard"))
+    with open(run.folder / "metrics.jsonl", "a") as jsonl:
+        yield jsonl, writer
+    if writer is not None:
+        writer.close()
+
+
+def _save(run: Run) -> None:
+    meta, groups = run.state()
+    if run.rank != 0:
+        return
+    save_checkpoint(run.folder, meta, groups)
+    model = run.roles.model
+    export = {k: v for k, v in (groups["ema"] if run.ema is not None else groups["model"]).items()}
+    if run.lora:
+        from contextforcing.training.lora import merged_state
+
+        export = merged_state(export, run.config.teacher.lora_alpha / run.config.teacher.lora_rank)
+    from contextforcing.model.dit import CausalDiT
+
+    with torch.device("meta"):
+        shell = CausalDiT(model.config)
+    shell.load_state_dict(export, assign=True, strict=True)
+    save_model(shell, run.folder / "model", extra={"stage": run.config.stage, "step": run.step})
+
+
+def train(config: ExperimentConfig, folder: str | Path, *, resume: bool = False) -> Path:
+    """Run (or resume) a training run in `folder`; returns the folder of the trained model."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not resume and (folder / "checkpoint").exists():
+        raise ValueError(
+            f"{folder} already holds a checkpoint: pass --resume to continue it, or another --out"
+        )
+    run = Run(config, folder)
+    if resume:
+        meta, groups = load_checkpoint(folder)
+        run.load_state(meta, groups)
+        logger.info("resumed %s at step %d", folder, run.step)
+    (folder / "config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    step_function = STEP_FUNCTIONS[config.stage]
+    cfg = config.train
+    with _metric_sinks(run) as (jsonl, writer):
+        while run.step < cfg.steps:
+            started = time.perf_counter()
+            metrics = step_function(run, run.step)
+            metrics["seconds"] = time.perf_counter() - started
+            run.step += 1
+            if run.rank == 0 and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
+                jsonl.write(json.dumps({"step": run.step, **metrics}) + "\n")
+                jsonl.flush()
+                logger.info("step %d %s", run.step, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                if writer is not None:
+                    for key, value in metrics.items():
+                        writer.add_scalar(key, value, run.step)
+            if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+                _save(run)
+    return folder / "model"

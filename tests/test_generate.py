@@ -1,0 +1,63 @@
+"""The `generate` command: files written, report contents, and argument errors before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contextforcing import cli
+from contextforcing.inference.generate import parse_prompt_lines
+from contextforcing.memory import MemoryTrace
+from contextforcing.video_io import read_video
+
+
+@pytest.fixture
+def main(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(cli, "_COMMANDS", (*[c for c in cli._COMMANDS if c != "generate"], "generate"))
+    return cli.main
+
+
+def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("0|a red ball\n1.5|a blue cube\n")
+    out = tmp_path / "run"
+    code = main(["generate", "--prompts", str(prompts), "--seconds", "3", "--memory", "context",
+                 "--memory-split", "1,2,6", "--seed", "3", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    frames, fps = read_video(out / "video.mp4")
+    assert frames.shape[0] == 12 and fps == 4
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_chunks"] == 4 and len(report["chunk_seconds"]) == 4
+    assert report["peak_memory_bytes"] > 0
+    trace = MemoryTrace.from_dict(report["trace"])
+    assert [r.prompt_index for r in trace.records] == [0, 0, 1, 1]
+    assert trace.config.num_sink_frames == 1
+    assert (out / "memory.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seconds", "-1"], "seconds"),
+        (["--memory", "lru"], "unknown memory policy"),
+        (["--memory-split", "3,12,2"], "num_fast_frames"),
+        (["--memory-split", "3,x,6"], "memory-split"),
+        (["--checkpoint", "/nonexistent/model"], "no checkpoint"),
+    ],
+)
+def test_bad_arguments_exit_2_before_work(
+    main, tmp_path: Path, capsys, argv: list[str], message: str
+) -> None:
+    out = tmp_path / "run"
+    assert main(["generate", "--out", str(out), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_prompt_lines() -> None:
+    assert parse_prompt_lines("a\nb\n", 10) == (("a", "b"), (0.0, 5.0))
+    assert parse_prompt_lines("0|a\n2.5|b", 10) == (("a", "b"), (0.0, 2.5))
+    with pytest.raises(ValueError, match="prefix"):
+        parse_prompt_lines("0|a\nb", 10)

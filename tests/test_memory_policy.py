@@ -1,0 +1,168 @@
+"""Properties of the pure memory policy and of the RoPE position mapping (hypothesis)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contextforcing.memory import (
+    MEMORY_POLICIES,
+    MemoryConfig,
+    MemoryLayout,
+    append_chunk,
+    memory_preset,
+    promotion_due,
+    rope_positions,
+    should_promote,
+    slot_sources,
+)
+
+BOUNDED = [name for name, cfg in MEMORY_POLICIES.items() if cfg.bounded]
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> MemoryConfig:
+    chunk = draw(st.integers(1, 4))
+    slow = draw(st.integers(0, 6))
+    return MemoryConfig(
+        num_sink_frames=draw(st.integers(0, 5)),
+        num_slow_frames=slow,
+        num_fast_frames=chunk + draw(st.integers(0, 6)),
+        frames_per_chunk=chunk,
+        promotion=draw(st.sampled_from(["surprisal", "uniform"])) if slow else "none",
+        promotion_interval=draw(st.integers(1, 3)),
+        num_promoted_frames=draw(st.integers(1, chunk)),
+        positions=draw(st.sampled_from(["bounded", "block-relative"])),
+    )
+
+
+def _run(config: MemoryConfig, similarities: list[float]) -> list[tuple[MemoryLayout, MemoryLayout, bool]]:
+    """(before, after, promoted) for every chunk of a rollout with the given similarities."""
+    layout, steps = MemoryLayout(), []
+    for index, similarity in enumerate(similarities):
+        size = config.frames_per_chunk
+        promote = should_promote(config, index, similarity)
+        new = append_chunk(layout, range(index * size, (index + 1) * size), config, promote=promote)
+        steps.append((layout, new, promote))
+        layout = new
+    return steps
+
+
+rollouts = st.tuples(configs(), st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rollouts)
+def test_sink_is_never_evicted_and_tiers_respect_capacity(rollout: tuple[MemoryConfig, list[float]]) -> None:
+    config, similarities = rollout
+    for index, (before, after, _) in enumerate(_run(config, similarities)):
+        generated = (index + 1) * config.frames_per_chunk
+        assert after.sink == tuple(range(min(config.num_sink_frames, generated)))
+        assert after.sink[: len(before.sink)] == before.sink
+        assert len(after.sink) <= config.num_sink_frames
+        assert len(after.slow) <= config.num_slow_frames
+        assert len(after.fast) <= config.num_past_fast_frames
+        assert len(after) <= config.context_capacity()
+
+
+@settings(max_examples=150, deadline=None)
+@given(rollouts)
+def test_fast_tier_is_fifo_and_promotion_only_below_tau(rollout: tuple[MemoryConfig, list[float]]) -> None:
+    config, similarities = rollout
+    for index, (before, after, promoted) in enumerate(_run(config, similarities)):
+        # FIFO: the fast tier is always the newest non-sink frames, oldest first.
+        newest = tuple(f for f in range((index + 1) * config.frames_per_chunk) if f not in after.sink)
+        keep = config.num_past_fast_frames
+        assert after.fast == (newest[-keep:] if keep else ())
+        if config.promotion == "surprisal" and promoted:
+            assert similarities[index] < config.similarity_threshold
+        if promoted:
+            assert promotion_due(config, index)
+        gained = set(after.slow) - set(before.slow)
+        assert bool(gained) == promoted
+        assert after.slow == tuple(sorted(after.slow))  # evicts the oldest
+
+
+@settings(max_examples=150, deadline=None)
+@given(rollouts)
+def test_bounded_positions_stay_inside_the_cache(rollout: tuple[MemoryConfig, list[float]]) -> None:
+    config, similarities = rollout
+    limit = config.num_cache_frames
+    for index, (before, _, _) in enumerate(_run(config, similarities)):
+        positions = rope_positions(before, config, index * config.frames_per_chunk)
+        assert all(0 <= p < limit for p in positions.context + positions.query)
+        assert positions.query == tuple(
+            range(positions.query[0], positions.query[0] + config.frames_per_chunk)
+        )
+        sink, slow = len(before.sink), len(before.slow)
+        tiers = [positions.context[sink : sink + slow], positions.context[sink + slow :]]
+        if config.positions == "bounded":  # slot ranks: monotone over the whole non-sink context
+            tiers = [positions.context[sink:]]
+        assert all(list(tier) == sorted(tier) for tier in tiers)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=120))
+def test_context_preset_positions_lie_in_0_20(similarities: list[float]) -> None:
+    config = memory_preset("context")
+    for index, (before, _, _) in enumerate(_run(config, similarities)):
+        positions = rope_positions(before, config, index * 3)
+        assert all(0 <= p <= 20 for p in positions.context + positions.query)
+
+
+def test_bounded_positions_match_released_code_once_full() -> None:
+    config = memory_preset("context")
+    layout = MemoryLayout(sink=(0, 1, 2), slow=tuple(range(6, 42, 3)), fast=(57, 58, 59))
+    positions = rope_positions(layout, config, 60)
+    assert positions.query == (18, 19, 20)
+    assert positions.context == tuple(range(18))  # slot j sits at position j
+    early = rope_positions(MemoryLayout(sink=(0, 1, 2), fast=(3, 4, 5)), config, 6)
+    assert early.query == (6, 7, 8) and early.context == (0, 1, 2, 3, 4, 5)  # absolute while filling
+
+
+def test_block_relative_matches_infinity_rope() -> None:
+    config = memory_preset("infinity-rope")
+    positions = rope_positions(MemoryLayout(sink=(0,), fast=(31, 32)), config, 33)
+    assert positions.query == (3, 4, 5) and positions.context == (0, 1, 2)
+
+
+def test_surprisal_schedule_every_chunk_or_every_two() -> None:
+    released = memory_preset("context")
+    paper = memory_preset("context", promotion_interval=2)
+    assert [promotion_due(released, i) for i in range(6)] == [False, False, True, True, True, True]
+    assert [promotion_due(paper, i) for i in range(6)] == [False, False, True, False, True, False]
+    assert not should_promote(released, 3, 0.95) and should_promote(released, 3, 0.9499)
+
+
+def test_slot_sources_reorder_old_and_new() -> None:
+    old = MemoryLayout(sink=(0, 1, 2), slow=(6,), fast=(6, 7, 8))
+    new = MemoryLayout(sink=(0, 1, 2), slow=(6, 9), fast=(9, 10, 11))
+    assert slot_sources(old, new, 9) == [0, 1, 2, 3, 7, 7, 8, 9]
+    assert slot_sources(old, new, 9, promoted_offset=3) == [0, 1, 2, 3, 10, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"num_fast_frames": 2}, "num_fast_frames"),
+        ({"num_sink_frames": -1}, "num_sink_frames"),
+        ({"num_slow_frames": 0}, "promotion"),
+        ({"num_promoted_frames": 4}, "num_promoted_frames"),
+        ({"num_fast_frames": None}, "positions"),
+    ],
+)
+def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        memory_preset("context", **overrides)
+
+
+def test_presets_round_trip_and_unknown_names() -> None:
+    for name in MEMORY_POLICIES:
+        config = memory_preset(name)
+        assert MemoryConfig.from_dict(config.to_dict()) == config
+    assert memory_preset("context").num_cache_frames == 21
+    assert memory_preset("sink").num_cache_frames == 12
+    with pytest.raises(ValueError, match="unknown memory policy"):
+        memory_preset("nope")
+    assert BOUNDED

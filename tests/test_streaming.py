@@ -1,0 +1,193 @@
+"""Streaming through the memory equals one forward under the layout the memory trace describes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor
+
+from contextforcing.inference import (
+    PromptSchedule,
+    StreamingGenerator,
+    denoise_chunk,
+    recache_memory,
+    stream_all,
+)
+from contextforcing.memory import MemoryConfig, memory_preset
+from contextforcing.memory.trace import ChunkRecord, LayerRecord
+from contextforcing.model.config import model_preset
+from contextforcing.model.dit import CausalDiT
+from contextforcing.model.layout import FrameAttention, block_causal
+
+LATENT = (4, 4)
+CHUNK = 3
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[CausalDiT]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the CI machine is small and shared
+    torch.manual_seed(0)
+    yield CausalDiT(model_preset("tiny")).eval()
+    torch.set_num_threads(threads)
+
+
+def _text(seed: int) -> Tensor:
+    return torch.randn(1, 8, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def _stream(model: CausalDiT, config: MemoryConfig, num_chunks: int, seed: int = 0) -> StreamingGenerator:
+    streamer = StreamingGenerator(model, config, latent_size=LATENT)
+    streamer.video = stream_all(
+        streamer, _text(1), num_chunks=num_chunks, rng=torch.Generator().manual_seed(seed)
+    )
+    return streamer
+
+
+def _next_chunk_record(streamer: StreamingGenerator) -> ChunkRecord:
+    """The record the next chunk would get: the memory's current layouts and positions."""
+    memory = streamer.memory
+    positions = memory.positions()
+    layers = tuple(LayerRecord(memory.layouts[i], p.context) for i, p in enumerate(positions))
+    frames = tuple(range(memory.num_frames, memory.num_frames + CHUNK))
+    return ChunkRecord(memory.num_chunks, frames, positions[0].query, layers)
+
+
+def _layout_from_trace(records: list[ChunkRecord], layer: int) -> FrameAttention:
+    """One layer's attention over all frames: each chunk sees its context entries and itself."""
+    query_positions, key_frames, key_positions, owners = [], [], [], []
+    for record in records:
+        query_positions += record.query_positions
+        entry = record.layer(layer)
+        key_frames += list(entry.layout.frames) + list(record.frames)
+        key_positions += list(entry.context_positions) + list(record.query_positions)
+        owners += [record.chunk] * (len(entry.layout) + len(record.frames))
+    chunk_of_query = torch.arange(len(query_positions)) // CHUNK
+    return FrameAttention(
+        query_positions=torch.tensor(query_positions),
+        key_frames=torch.tensor(key_frames),
+        key_positions=torch.tensor(key_positions),
+        visible=chunk_of_query[:, None] == torch.tensor(owners)[None, :],
+    )
+
+
+def _noisy_last(streamer: StreamingGenerator) -> tuple[Tensor, Tensor, Tensor]:
+    noisy = torch.randn(1, 4, CHUNK, *LATENT, generator=torch.Generator().manual_seed(7))
+    t_last = torch.tensor([625.0])
+    read = streamer.memory.read()
+    text = streamer.model.encode_text(_text(1))
+    with torch.no_grad():
+        streamed = streamer.model(noisy, t_last, text, layout=read.layout, context=read.context)
+    return noisy, t_last, streamed
+
+
+def _single_forward(streamer: StreamingGenerator, noisy: Tensor, t_last: Tensor, layout) -> Tensor:
+    frames = streamer.video.shape[2]
+    x = torch.cat([streamer.video, noisy], dim=2)
+    t = torch.cat([torch.zeros(frames), t_last.expand(CHUNK)])[None]
+    with torch.no_grad():
+        return streamer.model(x, t, _text(1), layout=layout)[:, :, frames:]
+
+
+def test_full_memory_equals_block_causal_forward(model: CausalDiT) -> None:
+    streamer = _stream(model, memory_preset("full"), num_chunks=4)
+    noisy, t_last, streamed = _noisy_last(streamer)
+    total = streamer.video.shape[2] + CHUNK
+    reference = _single_forward(streamer, noisy, t_last, block_causal(total, CHUNK))
+    assert (streamed - reference).abs().max() <= 1e-5
+
+
+POLICIES = {
+    **{
+        name: memory_preset(name)
+        for name in ("context", "uniform", "sink", "window", "infinity-rope", "full")
+    },
+    # Small slow tier and a mid threshold: evictions and layers that disagree.
+    "context-small-per-layer": memory_preset("context", num_slow_frames=3, similarity_threshold=0.85),
+    "context-shared": memory_preset("context", num_slow_frames=3, per_layer_decisions=False),
+    "context-paper-interval": memory_preset("context", num_slow_frames=2, promotion_interval=2),
+    "window-bounded": memory_preset("window", num_fast_frames=6, positions="bounded"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_streaming_equals_forward_rebuilt_from_trace(model: CausalDiT, name: str) -> None:
+    config = POLICIES[name]
+    streamer = _stream(model, config, num_chunks=10)
+    records = [*streamer.memory.trace.records, _next_chunk_record(streamer)]
+    noisy, t_last, streamed = _noisy_last(streamer)
+    layers = model.config.num_layers
+    layout = [_layout_from_trace(records, layer) for layer in range(layers)]
+    reference = _single_forward(streamer, noisy, t_last, layout)
+    assert (streamed - reference).abs().max() <= 1e-5
+    if config.bounded and config.positions != "absolute":
+        limit = config.num_cache_frames
+        assert all(0 <= p < limit for r in records for layer in r.layers for p in layer.context_positions)
+
+
+def test_per_layer_decisions_can_disagree(model: CausalDiT) -> None:
+    streamer = _stream(model, POLICIES["context-small-per-layer"], num_chunks=10)
+    promoted = [[bool(layer.promoted) for layer in r.layers] for r in streamer.memory.trace.records]
+    assert any(any(row) for row in promoted)
+    assert any(len(set(row)) > 1 for row in promoted) or all(all(row) for row in promoted[2:])
+
+
+def test_same_seed_same_frames(model: CausalDiT) -> None:
+    first = _stream(model, memory_preset("context"), num_chunks=3, seed=5).video
+    again = _stream(model, memory_preset("context"), num_chunks=3, seed=5).video
+    other = _stream(model, memory_preset("context"), num_chunks=3, seed=6).video
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_first_pass_decisions_run_and_differ_only_in_slow_memory(model: CausalDiT) -> None:
+    config = memory_preset("context", decide_on="first-pass")
+    streamer = _stream(model, config, num_chunks=8)
+    assert streamer.video.shape == (1, 4, 24, *LATENT)
+    assert any(layer.promoted for r in streamer.memory.trace.records for layer in r.layers)
+
+
+def test_recache_equals_block_causal_under_new_prompt(model: CausalDiT) -> None:
+    streamer = _stream(model, memory_preset("full"), num_chunks=3)
+    new_text = model.encode_text(_text(2))
+    with torch.no_grad():
+        recache_memory(model, streamer.memory, new_text, refresh_sink=True)
+        t = torch.zeros(1)
+        _, kv = model(streamer.video, t, new_text, layout=block_causal(9, CHUNK), return_kv=True)
+    for layer, (keys, values) in enumerate(kv):
+        stored_keys, stored_values = streamer.memory.store.read(layer)
+        assert torch.allclose(stored_keys, keys, atol=1e-5) and torch.allclose(
+            stored_values, values, atol=1e-5
+        )
+
+
+def test_prompt_switch_keeps_or_refreshes_the_sink(model: CausalDiT) -> None:
+    schedules = {
+        keep: PromptSchedule((_text(1), _text(2)), (0, 4), refresh_sink=not keep) for keep in (True, False)
+    }
+    sinks = {}
+    for keep, schedule in schedules.items():
+        streamer = StreamingGenerator(model, memory_preset("context"), latent_size=LATENT)
+        video = stream_all(streamer, schedule, num_chunks=6, rng=torch.Generator().manual_seed(0))
+        records = streamer.memory.trace.records
+        assert [r.prompt_index for r in records] == [0, 0, 0, 0, 1, 1]
+        assert [r.recached for r in records] == [False] * 4 + [True, False]
+        sinks[keep] = (video, streamer.memory.store.read(model.config.num_layers - 1)[0][:, :12].clone())
+    assert torch.equal(sinks[True][0][:, :, :12], sinks[False][0][:, :, :12])  # same until the switch
+    assert not torch.equal(sinks[True][1], sinks[False][1])
+
+
+def test_denoise_chunk_gradient_flows_only_at_the_exit(model: CausalDiT) -> None:
+    noise = torch.randn(1, 4, CHUNK, *LATENT, generator=torch.Generator().manual_seed(0))
+    text = model.encode_text(_text(1))
+    timesteps = [1000.0, 937.5, 833.3, 625.0]
+    result = denoise_chunk(model, noise, text, None, timesteps=timesteps, generator=torch.Generator(), exit_step=2,
+                           grad_at_exit=True)  # fmt: skip
+    assert result.x0.requires_grad
+    result.x0.sum().backward()
+    assert model.head.modulation.grad is not None
+    model.zero_grad(set_to_none=True)
+    frozen = denoise_chunk(model, noise, text, None, timesteps=timesteps, generator=torch.Generator())
+    assert not frozen.x0.requires_grad

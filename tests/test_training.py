@@ -1,0 +1,117 @@
+"""Every stage trains end to end at tiny scale; resume is exact; bad input is refused up front."""
+
+import json
+
+import pytest
+import torch
+
+from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig, save_world_codec
+from contextforcing.config import override
+from contextforcing.model.weights import load_model, save_model
+from contextforcing.presets import preset
+from contextforcing.training.trainer import TrainingDiverged, train
+
+from helpers import randomize
+
+STAGES = ["teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning"]
+
+
+@pytest.fixture(scope="module")
+def codec_folder(tmp_path_factory):
+    torch.manual_seed(0)
+    return str(
+        save_world_codec(WorldCodec(WorldCodecConfig(latent_channels=8)), tmp_path_factory.mktemp("codec"))
+    )
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(stage, codec_folder, **updates):
+    return override(preset(f"tiny-{stage}"), {"data.codec": codec_folder, **updates})
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_two_step_smoke_run_of_every_stage(stage, codec_folder, tmp_path):
+    updates = {"teacher.erft": True} if stage == "context-teacher" else {}
+    model_folder = train(_config(stage, codec_folder, **updates), tmp_path / stage)
+    lines = [json.loads(line) for line in (tmp_path / stage / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(v)) for line in lines for v in line.values())
+    model = load_model(model_folder)
+    assert model.config.in_channels == 8
+    saved = json.loads((tmp_path / stage / "config.json").read_text())
+    assert saved["stage"] == stage
+
+
+def test_training_changes_the_weights_and_lowers_a_repeated_loss(codec_folder, tmp_path):
+    config = _config(
+        "teacher", codec_folder, **{"train.steps": 30, "optim.lr": 3e-3, "train.checkpoint_every": 30}
+    )
+    train(config, tmp_path)
+    lines = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum(lines[-5:]) / 5 < sum(lines[:5]) / 5
+
+
+@pytest.mark.parametrize("stage", ["context-teacher", "dmd"])
+def test_resume_is_bitwise_exact(stage, codec_folder, tmp_path):
+    updates = {"train.steps": 4, "train.checkpoint_every": 2, "train.ema_decay": 0.9}
+    if stage == "context-teacher":
+        updates["teacher.erft"] = True
+    config = _config(stage, codec_folder, **updates)
+    train(config, tmp_path / "straight")
+    train(override(config, {"train.steps": 2}), tmp_path / "stopped")
+    train(config, tmp_path / "stopped", resume=True)
+    a = load_model(tmp_path / "straight" / "model").state_dict()
+    b = load_model(tmp_path / "stopped" / "model").state_dict()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_existing_run_needs_resume(codec_folder, tmp_path):
+    train(_config("teacher", codec_folder), tmp_path)
+    with pytest.raises(ValueError, match="--resume"):
+        train(_config("teacher", codec_folder), tmp_path)
+
+
+def test_checkpoint_of_another_architecture_is_refused(codec_folder, tmp_path, tiny_model):
+    save_model(tiny_model, tmp_path / "other")
+    config = _config("dmd", codec_folder, **{"init.teacher": str(tmp_path / "other")})
+    with pytest.raises(ValueError, match="another architecture"):
+        train(config, tmp_path / "run")
+
+
+def test_codec_channels_must_match(tmp_path):
+    folder = save_world_codec(WorldCodec(WorldCodecConfig(latent_channels=4)), tmp_path / "codec4")
+    with pytest.raises(ValueError, match="latent channels"):
+        train(_config("teacher", str(folder)), tmp_path / "run")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(codec_folder, tmp_path):
+    config = _config("teacher", codec_folder, **{"train.steps": 2, "train.checkpoint_every": 1})
+    train(config, tmp_path)
+    state = tmp_path / "checkpoint" / "state.json"
+    step_before = json.loads(state.read_text())["step"]
+    poisoned = load_model(tmp_path / "model")
+    with torch.no_grad():
+        for parameter in poisoned.parameters():
+            parameter.fill_(float("nan"))
+    save_model(randomize(poisoned), tmp_path / "nan-model")
+    bad = override(config, {"train.steps": 4, "init.model": str(tmp_path / "nan-model")})
+    with pytest.raises(TrainingDiverged, match="loss is nan"):
+        train(bad, tmp_path / "fresh")
+    assert json.loads(state.read_text())["step"] == step_before
+
+
+def test_unknown_preset_and_key(codec_folder):
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("tiny-nothing")
+    with pytest.raises(ValueError, match="unknown config key"):
+        _config("teacher", codec_folder, **{"train.stepz": 3})
+    with pytest.raises(ValueError, match="must be an int"):
+        _config("teacher", codec_folder, **{"train.steps": "many"})
