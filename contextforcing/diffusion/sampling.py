@@ -18,9 +18,20 @@ from torch import Tensor
 
 from contextforcing.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, shift_sigma, x0_from_velocity
 
-__all__ = ["Predictor", "euler_sample", "euler_timesteps", "few_step_sample"]
+__all__ = ["Predictor", "euler_sample", "euler_timesteps", "few_step_sample", "fresh_noise"]
 
 Predictor = Callable[[Tensor, Tensor], Tensor]
+
+
+def fresh_noise(like: Tensor, generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
+    """Gaussian noise shaped like `like`: from one generator, or one generator per sample so that a
+    sample's noise does not depend on which other samples share its batch."""
+    if isinstance(generator, torch.Generator):
+        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    if len(generator) != like.shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {like.shape[0]}")
+    noise = [torch.randn(like.shape[1:], generator=g, device=g.device) for g in generator]
+    return torch.stack(noise).to(like.device, like.dtype)
 
 
 def _full(x: Tensor, t: float) -> Tensor:
@@ -31,7 +42,7 @@ def few_step_sample(
     predict: Predictor,
     noise: Tensor,
     timesteps: Sequence[float] | Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     num_steps: int | None = None,
 ) -> Tensor:
@@ -41,7 +52,7 @@ def few_step_sample(
         predict: velocity predictor.
         noise: [B, ...] pure noise at timesteps[0].
         timesteps: decreasing timesteps, e.g. `warped_timesteps([1000, 750, 500, 250])`.
-        generator: draws the fresh noise of every re-noising.
+        generator: draws the fresh noise of every re-noising; one per sample, or one for the batch.
         num_steps: stop after this many predictions (a random exit step in DMD); default all.
 
     Returns:
@@ -56,8 +67,7 @@ def few_step_sample(
         t = _full(x, steps[i])
         x0 = x0_from_velocity(x, predict(x, t), t)
         if i + 1 < num_steps:
-            fresh = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = add_noise(x0, fresh, _full(x, steps[i + 1]))
+            x = add_noise(x0, fresh_noise(x, generator), _full(x, steps[i + 1]))
     return x0
 
 

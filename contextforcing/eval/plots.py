@@ -1,4 +1,4 @@
-"""PNG plots of an evaluation result (matplotlib, Agg backend).
+"""PNG plots of an evaluation result (matplotlib figures drawn on the Agg canvas, no pyplot state).
 
 Written files, each only when its data exists: ``recall_vs_gap.png``, ``first_frame_similarity.png``,
 ``background_drift.png``, ``frame_quality.png``.
@@ -10,10 +10,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 __all__ = ["label_seconds", "write_plots"]
 
@@ -35,7 +33,6 @@ def _plot_curve(ax, curve: dict[str, float], **style) -> None:
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     logger.info("wrote %s", path)
     return path
 
@@ -43,7 +40,8 @@ def _save(fig, path: Path) -> Path:
 def _recall_plot(summary: dict[str, Any], path: Path) -> Path | None:
     if not summary.get("identity_recall_curve"):
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key, name in (
         ("identity_recall_curve", "identity kept"),
         ("truth_recall_curve", "matches truth"),
@@ -63,6 +61,9 @@ def _recall_plot(summary: dict[str, Any], path: Path) -> Path | None:
         ylim=(-0.02, 1.02),
         title="identity recall after a gap",
     )
+    ticks = [p["mean_gap_seconds"] for p in summary["identity_recall_curve"]]
+    ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.legend()
     return _save(fig, path)
 
@@ -71,7 +72,8 @@ def _curves_plot(result: dict[str, Any], prefix: str, path: Path, ylabel: str, t
     keys = sorted({k for video in result["videos"] for k in video if k.startswith(prefix)})
     if not keys:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key in keys:
         backbone = key[len(prefix) : -1]
         for video in result["videos"]:
@@ -83,6 +85,9 @@ def _curves_plot(result: dict[str, Any], prefix: str, path: Path, ylabel: str, t
                 _plot_curve(ax, curve, alpha=0.4)
         summary_curve = result["summary"].get(key)
         if summary_curve and "frechet" in summary_curve:
+            _plot_curve(
+                ax, summary_curve["reference_floor"], color="black", linestyle=":", label="reference floor"
+            )
             summary_curve = summary_curve["frechet"]
         if summary_curve:
             _plot_curve(ax, summary_curve, color="black", linewidth=2, label=f"mean [{backbone}]")
@@ -95,7 +100,8 @@ def _drift_plot(result: dict[str, Any], path: Path) -> Path | None:
     worlds = [video["world"] for video in result["videos"] if "world" in video]
     if not worlds:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for world in worlds:
         _plot_curve(ax, world["background"]["drift_from_start"], alpha=0.4, color="C0")
         _plot_curve(ax, world["background"]["error_vs_truth"], alpha=0.4, color="C1")

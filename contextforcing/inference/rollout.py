@@ -48,7 +48,7 @@ def denoise_chunk(
     read: MemoryRead | None,
     *,
     timesteps: Sequence[float] | Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     exit_step: int | None = None,
     grad_at_exit: bool = False,
     keep_first_pass_kv: bool = False,
@@ -61,7 +61,7 @@ def denoise_chunk(
         text: the prompt's cross-attention cache (`model.encode_text`).
         read: what the chunk sees (`ContextMemory.read()`), or None for no context at positions 0..F-1.
         timesteps: decreasing timesteps, e.g. `warped_timesteps([1000, 750, 500, 250])`.
-        generator: draws the fresh noise of every re-noising.
+        generator: draws the fresh noise of every re-noising (one per sample, or one for the batch).
         exit_step: number of predictions to run (1-based exit); default all of them.
         grad_at_exit: run the exit prediction with autograd enabled; earlier ones never are.
         keep_first_pass_kv: also return the K/V of the first prediction (released-code promotion).

@@ -50,6 +50,11 @@ class DiTBlock(nn.Module):
         # Learned offsets of the six modulation vectors (shift, scale, gate for attention and FFN).
         self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
 
+    def text_kv(self, text: Tensor) -> tuple[Tensor, Tensor]:
+        """The cross-attention keys and values of embedded text (a method of the block, so that a
+        sharded block gathers its weights for it)."""
+        return self.cross_attn.text_kv(text)
+
     def forward(
         self,
         x: Tensor,

@@ -92,7 +92,7 @@ class CausalDiT(nn.Module):
         if text.ndim != 3 or text.shape[-1] != self.config.text_dim:
             raise ValueError(f"text must be [B, S, {self.config.text_dim}], got {tuple(text.shape)}")
         embedded = self.text_embedding(text.to(self.text_embedding[0].weight.dtype))
-        return TextCache(kv=tuple(block.cross_attn.text_kv(embedded) for block in self.blocks))
+        return TextCache(kv=tuple(block.text_kv(embedded) for block in self.blocks))
 
     def forward(
         self,

@@ -25,6 +25,7 @@ __all__ = [
     "full_tensor",
     "load_model_state",
     "load_optimizer_state",
+    "mean_over_processes",
     "parallelize",
     "shard_like",
 ]
@@ -36,12 +37,23 @@ def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: 
     """Shard the model with FSDP2 when running on several processes; enable recomputation."""
     model.activation_checkpointing = activation_checkpointing
     if world_size > 1:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
         for block in model.blocks:
             fully_shard(block)
+            register_fsdp_forward_method(block, "text_kv")
         fully_shard(model)
+        register_fsdp_forward_method(model, "encode_text")
     return model
+
+
+def mean_over_processes(metrics: dict[str, float], world_size: int) -> dict[str, float]:
+    """Average scalar metrics over all processes (each logs its own share of the batch)."""
+    if world_size == 1 or not metrics:
+        return metrics
+    values = torch.tensor(list(metrics.values()), dtype=torch.float64)
+    torch.distributed.all_reduce(values)
+    return dict(zip(metrics, (values / world_size).tolist(), strict=True))
 
 
 def full_tensor(value: Tensor) -> Tensor:

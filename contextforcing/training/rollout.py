@@ -69,7 +69,7 @@ def self_rollout(
     noise: Tensor,
     *,
     timesteps: Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     exit_steps: Sequence[int],
     grad_chunks: Sequence[bool],
     snapshot_chunk: int | None = None,

@@ -171,7 +171,7 @@ def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generat
         return self_rollout(
             run.roles.model, run.config.memory, cache, noise,
             timesteps=warped_timesteps(dist.denoising_steps, dist.timestep_shift),
-            generator=run.generator(step, f"{stream}/renoise"), exit_steps=plan.exit_steps,
+            generator=gens, exit_steps=plan.exit_steps,
             grad_chunks=plan.grad_chunks,
             snapshot_chunk=plan.first_target_chunk if dist.teacher_context == "memory" else None,
         )  # fmt: skip

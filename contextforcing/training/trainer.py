@@ -42,6 +42,7 @@ from contextforcing.training.parallel import (
     full_tensor,
     load_model_state,
     load_optimizer_state,
+    mean_over_processes,
     parallelize,
     shard_like,
 )
@@ -143,11 +144,15 @@ class Run:
             self.ema.update(module, self.step)
 
     def state(self) -> tuple[dict, dict[str, dict[str, Tensor]]]:
+        """The full training state (gathered on rank 0 when sharded)."""
         groups: dict[str, dict[str, Tensor]] = {}
         meta = {"step": self.step, "updates": self.updates, "config": to_dict(self.config), "optimizers": {}}
         for name, module in self.roles.trainable().items():
+            # Gathering is collective: every process takes part, only rank 0 receives the tensors.
             groups[name] = full_model_state(module)
             optim_state = full_optimizer_state(module, self.optimizers[name])
+            if self.rank != 0:
+                continue
             tensors, scalars = _flatten_optimizer(optim_state)
             groups[f"optim.{name}"] = tensors
             meta["optimizers"][name] = scalars
@@ -244,7 +249,7 @@ def train(config: ExperimentConfig, folder: str | Path, *, resume: bool = False)
     with _metric_sinks(run) as (jsonl, writer):
         while run.step < cfg.steps:
             started = time.perf_counter()
-            metrics = step_function(run, run.step)
+            metrics = mean_over_processes(step_function(run, run.step), run.world_size)
             metrics["seconds"] = time.perf_counter() - started
             run.step += 1
             if run.rank == 0 and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
