@@ -115,3 +115,59 @@ def test_unknown_preset_and_key(codec_folder):
         _config("teacher", codec_folder, **{"train.stepz": 3})
     with pytest.raises(ValueError, match="must be an int"):
         _config("teacher", codec_folder, **{"train.steps": "many"})
+
+
+def test_bf16_autocast_and_activation_checkpointing_run(codec_folder, tmp_path):
+    config = _config(
+        "dmd", codec_folder, **{"train.precision": "bf16", "train.activation_checkpointing": True}
+    )
+    train(config, tmp_path)
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert all(torch.isfinite(torch.tensor(v)) for v in line.values())
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_model, tiny_config):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, tiny_config.in_channels, 3, 4, 4, generator=g)
+    text = torch.randn(1, tiny_config.text_len, tiny_config.text_dim, generator=g)
+    grads = []
+    for flag in (False, True):
+        tiny_model.zero_grad()
+        tiny_model.activation_checkpointing = flag
+        tiny_model(x, torch.tensor([500.0]), text).square().sum().backward()
+        grads.append([p.grad.clone() for p in tiny_model.parameters()])
+    tiny_model.activation_checkpointing = False
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads, strict=True))
+
+
+def test_lora_trains_adapters_only_and_exports_merged_weights(codec_folder, tmp_path):
+    train(_config("teacher", codec_folder), tmp_path / "base")
+    config = _config(
+        "context-teacher", codec_folder,
+        **{"teacher.lora_rank": 4, "teacher.lora_alpha": 4.0, "init.model": str(tmp_path / "base" / "model"),
+           "optim.lr": 1e-2},
+    )  # fmt: skip
+    train(config, tmp_path / "lora")
+    base = load_model(tmp_path / "base" / "model").state_dict()
+    tuned = load_model(tmp_path / "lora" / "model").state_dict()
+    assert set(base) == set(tuned)  # merged back into plain weights
+    changed = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert changed and all(
+        k.endswith("weight") and any(f".{m}." in k for m in ("q", "k", "v", "o", "ffn")) for k in changed
+    )
+    assert not any("norm" in k or "modulation" in k or "embedding" in k for k in changed)
+
+
+def test_teacher_trains_on_a_folder_of_videos(codec_folder, tmp_path):
+    from contextforcing.data.world import sample_clip
+    from contextforcing.video_io import write_video
+
+    for i in range(2):
+        clip = sample_clip(12, torch.Generator().manual_seed(i))
+        write_video(tmp_path / "videos" / f"clip{i}.mp4", clip.frames, fps=4)
+        (tmp_path / "videos" / f"clip{i}.txt").write_text(clip.prompt)
+    config = _config(
+        "teacher", codec_folder, **{"data.source": "videos", "data.video_folder": str(tmp_path / "videos")}
+    )
+    train(config, tmp_path / "run")
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
