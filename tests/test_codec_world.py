@@ -95,3 +95,22 @@ def test_train_codec_command(tmp_path, monkeypatch):
     assert args.run(args) == 0
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 2
     assert isinstance(load_world_codec(tmp_path), WorldCodec)
+
+
+def test_shipped_codec_keeps_identity_when_present():
+    from pathlib import Path
+
+    from contextforcing.data.world import WorldConfig
+    from contextforcing.eval.recall import recall_events
+
+    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "world_codec"
+    if not (folder / "codec.safetensors").is_file():
+        pytest.skip("no shipped world codec checkpoint")
+    codec = load_world_codec(folder)
+    clip = sample_clip(120, torch.Generator().manual_seed(123), gap_frames=12)
+    with torch.no_grad():
+        recon = codec.decode(codec.encode(clip.frames.unsqueeze(0)))[0]
+    mse = float(((recon - clip.frames) / 2).square().mean())
+    assert 10 * torch.log10(torch.tensor(1 / mse)) > 30
+    events = recall_events(((recon + 1) * 127.5).round().transpose(0, 1), clip.episode, WorldConfig())
+    assert events and all(e["recalled"] and e["matches_truth"] for e in events)

@@ -169,3 +169,10 @@ def test_metadata_of_direct_episode_matches_sample_clip():
     generator = torch.Generator().manual_seed(11)
     clip = sample_clip(30, generator)
     assert episode_metadata(clip.episode, CONFIG) == clip.metadata
+
+
+def test_smaller_world_renders_and_round_trips():
+    config = WorldConfig(height=32, width=32, sprite_size=12, door_width=2, num_colours=8, num_textures=2)
+    clip = sample_clip(40, torch.Generator().manual_seed(0), config)
+    assert clip.frames.shape == (3, 40, 32, 32) and len(config.identities) == 32
+    assert episode_from_metadata(json.loads(json.dumps(clip.metadata))) == (clip.episode, config)

@@ -12,7 +12,9 @@ What makes it a test of memory rather than of timing:
     * every entry lands on a chunk boundary, and on the frame before it the door lights up on the rows
       where the subject will appear (the cue), so *when* and *where* are given and only *what* (the
       identity seen before the gap) has to be remembered;
-    * identity-bearing pixels are a large share of the frame (a 24 px sprite in 64x64 is 11-14 %).
+    * identity-bearing pixels are a large share of the frame (a 24 px sprite in 64x64 is 11-14 %), and
+      there are few identities: by default 8 (4 flat colours x square / disc, `world_assets`);
+    * the scene-class prompt fixes the background pattern only, never the subject.
 
 Shape legend:
     T  frames        H, W  frame height / width in pixels

@@ -69,7 +69,7 @@ def _recall_plot(summary: dict[str, Any], path: Path) -> Path | None:
 
 
 def _curves_plot(result: dict[str, Any], prefix: str, path: Path, ylabel: str, title: str) -> Path | None:
-    keys = sorted({k for video in result["videos"] for k in video if k.startswith(prefix)})
+    keys = sorted({k for video in result["videos"] for k in video if k.startswith(prefix) and video[k]})
     if not keys:
         return None
     fig = Figure(figsize=(6, 4))
