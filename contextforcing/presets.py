@@ -19,6 +19,11 @@ from contextforcing.training.config import ExperimentConfig, OptimConfig, TrainC
 __all__ = ["PRESETS", "preset", "preset_names"]
 
 RUNS = "runs"
+TEACHER = f"{RUNS}/world-context-teacher/model"
+_CONTEXT_TEACHER = {
+    "teacher.erft": True, "teacher.bank_capacity": 50, "teacher.no_context_prob": 0.2, "data.return_prob": 0.5,
+    "optim.lr": 3e-4,
+}  # fmt: skip
 
 
 def _tiny(stage: str) -> ExperimentConfig:
@@ -60,24 +65,24 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     **{f"tiny-{stage}": (lambda s=stage: _tiny(s)) for stage in
        ("teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning")},
     "world-teacher": lambda: _world("teacher", 3000),
-    "world-context-teacher": lambda: _world(
-        "context-teacher", 2000, **{"init.model": f"{RUNS}/world-teacher/model", "teacher.erft": True,
-                                    "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
+    # The context teacher is trained from scratch and, with no context 20% of the time, also serves as the
+    # short teacher of Stage 1 and of the LongLive baseline (as Context Forcing's Stage 1 does).
+    "world-context-teacher": lambda: _world("context-teacher", 3000, **_CONTEXT_TEACHER),
+    # Learnability control: the same recipe with only the 12 most recent frames as context.
     "world-window-teacher": lambda: _world(
-        "context-teacher", 2000, **{"init.model": f"{RUNS}/world-teacher/model", "teacher.num_sink_frames": 0,
-                                    "teacher.num_slow_frames": 0, "teacher.num_recent_frames": 12,
-                                    "optim.lr": 1e-4}),
+        "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.num_sink_frames": 0, "teacher.num_slow_frames": 0,
+                                    "teacher.num_recent_frames": 12}),
     "world-ode-init": lambda: _world(
-        "ode-init", 500, **{"init.teacher": f"{RUNS}/world-teacher/model", "optim.lr": 1e-4,
+        "ode-init", 500, **{"init.teacher": TEACHER, "optim.lr": 1e-4,
                             "distill.ode_steps": 16}),
     "world-dmd": lambda: _world_distill(
-        "dmd", 600, **{"init.model": f"{RUNS}/world-ode-init/model", "init.teacher": f"{RUNS}/world-teacher/model"}),
+        "dmd", 600, **{"init.model": f"{RUNS}/world-ode-init/model", "init.teacher": TEACHER}),
     "world-cdmd": lambda: _world_distill(
         "cdmd", 500, **{"init.model": f"{RUNS}/world-dmd/model",
-                        "init.teacher": f"{RUNS}/world-context-teacher/model", "distill.guidance_scale": 3.0}),
+                        "init.teacher": TEACHER, "distill.guidance_scale": 3.0}),
     "world-long-tuning": lambda: replace(_world_distill(
         "long-tuning", 500, **{"init.model": f"{RUNS}/world-dmd/model",
-                               "init.teacher": f"{RUNS}/world-teacher/model"}), memory=memory_preset("sink")),
+                               "init.teacher": TEACHER}), memory=memory_preset("sink")),
 }  # fmt: skip
 
 

@@ -171,3 +171,30 @@ def test_teacher_trains_on_a_folder_of_videos(codec_folder, tmp_path):
     )
     train(config, tmp_path / "run")
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_context_teacher_without_context_and_with_forced_returns(codec_folder, tmp_path):
+    config = _config(
+        "context-teacher", codec_folder,
+        **{"teacher.no_context_prob": 1.0, "teacher.erft": True, "data.return_prob": 1.0, "train.steps": 3},
+    )  # fmt: skip
+    train(config, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["context_frames"] == 0 for line in lines)
+
+
+def test_forced_returns_land_in_the_target_window(codec_folder):
+    from contextforcing.codec.loading import load_codec
+    from contextforcing.data.world_text import WorldTextEncoder
+    from contextforcing.training.config import DataConfig
+    from contextforcing.training.data import ClipSource, _returns_within
+
+    def share(return_prob):
+        source = ClipSource(
+            DataConfig(return_prob=return_prob), load_codec(codec_folder), WorldTextEncoder(8, 4), "cpu"
+        )
+        episodes = [source.world_episode(60, torch.Generator().manual_seed(i), 21) for i in range(100)]
+        return sum(_returns_within(e, 39) for e in episodes) / len(episodes)
+
+    natural, forced = share(0.0), share(1.0)
+    assert natural < 0.9 and forced > 0.97

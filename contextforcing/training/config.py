@@ -75,8 +75,12 @@ class DataConfig:
     """Folder of the codec that turns frames into latents (a world codec, or a Wan VAE folder)."""
     world: WorldConfig = field(default_factory=WorldConfig)
     """The synthetic world when source = "world"."""
+    return_prob: float = 0.0
+    """Teacher stages, world: probability that a clip is redrawn until the subject returns in its target."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.return_prob <= 1.0:
+            raise ValueError(f"DataConfig.return_prob must lie in [0, 1], got {self.return_prob}")
         if self.source == "videos" and not self.video_folder:
             raise ValueError("DataConfig.video_folder must be set when source='videos'")
 
@@ -107,6 +111,9 @@ class ContextTeacherConfig:
     """One slow frame every this many latent frames (6 = two chunks of three)."""
     num_recent_frames: int = 6
     """Frames right before the target (the student's fast memory)."""
+    no_context_prob: float = 0.0
+    """context-teacher: probability of a step without any context, so one model also serves as a short
+    teacher (Context Forcing's Stage 1 uses its context teacher without context)."""
     context_timestep: Literal["zero", "target"] = "zero"
     """Timestep embedding of context frames: 0 (clean), or the target's (the released teacher code)."""
     cfg_dropout: float = 0.1

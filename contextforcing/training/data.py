@@ -15,8 +15,10 @@ import torch
 from torch import Tensor
 
 from contextforcing.codec.base import Codec, num_pixel_frames
-from contextforcing.data.world import sample_clip
+from contextforcing.data.world import sample_episode
 from contextforcing.data.world_assets import SCENE_CLASSES
+from contextforcing.data.world_render import render_episode
+from contextforcing.data.world_types import Episode
 from contextforcing.training.config import DataConfig
 from contextforcing.video_io import read_video
 
@@ -30,6 +32,14 @@ class Batch:
     latents: Tensor
     text: Tensor
     prompts: tuple[str, ...]
+
+
+_MAX_REDRAWS = 64
+
+
+def _returns_within(episode: Episode, start: int) -> bool:
+    """Whether the subject re-enters (after an earlier visit) at a frame >= start."""
+    return any(start <= visit.enter_frame < episode.num_frames for visit in episode.visits[1:])
 
 
 class ClipSource:
@@ -81,9 +91,14 @@ class ClipSource:
         caption = path.with_suffix(".txt")
         return caption.read_text().strip() if caption.is_file() else ""
 
-    def sample(self, num_frames: int, generators: list[torch.Generator]) -> Batch:
-        """One clip of `num_frames` latent frames per generator."""
-        clips, prompts = zip(*(self._clip(num_frames, g) for g in generators), strict=True)
+    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
+        """One clip of `num_frames` latent frames per generator.
+
+        With `target_frames` > 0, a world clip is, with probability `data.return_prob`, drawn so that
+        the subject comes back after a gap within its last `target_frames` frames: the moments where
+        memory decides the frame are then a fixed share of the training signal.
+        """
+        clips, prompts = zip(*(self._clip(num_frames, g, target_frames) for g in generators), strict=True)
         with torch.no_grad():
             latents = torch.cat([self.codec.encode(frames[None]) for frames in clips])
         text = self.text_encoder.encode(list(prompts))
@@ -93,11 +108,23 @@ class ClipSource:
         """The empty prompt's features [B, S, D], the unconditional branch of guidance."""
         return self.text_encoder.encode([""] * batch).to(self.device)
 
-    def _clip(self, num_frames: int, generator: torch.Generator) -> tuple[Tensor, str]:
-        if self.data.source == "world":
-            clip = sample_clip(num_frames, generator, self.data.world)
-            return clip.frames, clip.prompt
-        return self._video_clip(num_frames, generator)
+    def _clip(self, num_frames: int, generator: torch.Generator, target_frames: int) -> tuple[Tensor, str]:
+        if self.data.source == "videos":
+            return self._video_clip(num_frames, generator)
+        episode = self.world_episode(num_frames, generator, target_frames)
+        return render_episode(episode, self.data.world), episode.prompt
+
+    def world_episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
+        """A world episode, redrawn (with probability `return_prob`) until the subject returns in the
+        last `target_frames` frames."""
+        world = self.data.world
+        want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob
+        episode = sample_episode(num_frames, generator, world)
+        for _ in range(_MAX_REDRAWS if want_return else 0):
+            if _returns_within(episode, num_frames - target_frames):
+                break
+            episode = sample_episode(num_frames, generator, world)
+        return episode
 
     def _video_clip(self, num_frames: int, generator: torch.Generator) -> tuple[Tensor, str]:
         """A random window of a random video; its prompt is the text file beside it, if any."""

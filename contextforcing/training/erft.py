@@ -52,7 +52,7 @@ def inject_errors(
         error = banks["x0"].sample(t, generator)
         if error is not None:
             target = target + error.to(target)
-    if config.num_recent_frames and _coin(generator, config.context_error_prob):
+    if 0 < config.num_recent_frames <= context.shape[2] and _coin(generator, config.context_error_prob):
         error = banks["x0"].sample_any(target.shape[0], generator)
         recent = config.num_recent_frames
         start = int(torch.randint(error.shape[2] - recent + 1, (1,), generator=generator))

@@ -64,7 +64,7 @@ def teacher_step(run: Run, step: int) -> dict[str, float]:
     """Flow matching of the bidirectional teacher on clips of num_target_frames (stage `teacher`)."""
     cfg_t = run.config.teacher
     gens = run.sample_generators(step, "data")
-    batch = run.source.sample(cfg_t.num_target_frames, gens)
+    batch = run.source.sample(cfg_t.num_target_frames, gens, target_frames=cfg_t.num_target_frames)
     text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
     t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
     noise = _per_sample_noise(tuple(batch.latents.shape[1:]), gens, run.device)
@@ -82,9 +82,11 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     shared = run.generator(step, "layout")
     num_slow = int(torch.randint(cfg_t.num_slow_frames + 1, (1,), generator=shared))
     indices, num_frames = context_teacher_indices(cfg_t, num_slow)
+    if float(torch.rand((), generator=shared)) < cfg_t.no_context_prob:
+        indices, num_frames = [], cfg_t.num_target_frames
     gens = run.sample_generators(step, "data")
-    batch = run.source.sample(num_frames, gens)
-    context = batch.latents[:, :, indices]
+    batch = run.source.sample(num_frames, gens, target_frames=cfg_t.num_target_frames)
+    context = batch.latents[:, :, torch.tensor(indices, dtype=torch.long, device=run.device)]
     target = batch.latents[:, :, -cfg_t.num_target_frames :]
     text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
     t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
@@ -104,7 +106,11 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     run.update("model", loss)
     if cfg_t.erft:
         record_errors(run.banks, v_target.detach(), v_true, t)
-    return {"loss": loss.item(), "num_slow": float(num_slow), "errors_injected": float(injected is not None)}
+    return {
+        "loss": loss.item(),
+        "context_frames": float(len(indices)),
+        "errors_injected": float(injected is not None),
+    }
 
 
 def _guided_velocity(

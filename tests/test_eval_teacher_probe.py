@@ -1,0 +1,35 @@
+"""The teacher probe: history layout and an end-to-end run on a random model."""
+
+import pytest
+import torch
+
+from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig
+from contextforcing.data.world_text import WorldTextEncoder
+from contextforcing.data.world_types import WorldConfig
+from contextforcing.eval.teacher_probe import ProbeConfig, history_indices, probe_teacher
+from contextforcing.model.config import model_preset
+from contextforcing.model.dit import CausalDiT
+from contextforcing.training.config import ContextTeacherConfig
+
+
+def test_history_matches_the_training_layout():
+    layout = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
+    assert history_indices(layout, 21) == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20]
+    long = history_indices(layout, 200)
+    assert long[:3] == [0, 1, 2] and long[-6:] == list(range(194, 200)) and len(long) == 21
+    assert long[3:15] == list(range(194 - 72, 194, 6))
+    window = ContextTeacherConfig(num_sink_frames=0, num_slow_frames=0, num_recent_frames=12)
+    assert history_indices(window, 50) == list(range(38, 50))
+    with pytest.raises(ValueError, match="no room"):
+        history_indices(layout, 5)
+
+
+def test_probe_runs_and_counts_every_return():
+    torch.manual_seed(0)
+    config = model_preset("world")
+    model = CausalDiT(config).eval()
+    layout = ContextTeacherConfig(num_target_frames=6, num_slow_frames=2)
+    probe = ProbeConfig(gaps_seconds=(1.5,), episodes_per_gap=2, num_steps=2)
+    results = probe_teacher(model, WorldCodec(WorldCodecConfig(latent_channels=8)).eval(),
+                            WorldTextEncoder(config.text_dim, config.text_len), layout, WorldConfig(), probe)  # fmt: skip
+    assert results[0]["count"] == 2 and 0 <= results[0]["recall"] <= 1
