@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev demo test lint
+.PHONY: setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,21 @@ setup: $(BIN)/python
 setup-dev: setup
 	$(BIN)/pip install --quiet -e ".[wan,train,dev]"
 
+# The main job: render a minute of the synthetic world and evaluate it against its ground truth.
 demo: setup
-	$(BIN)/contextforcing world --seconds 20 --seed 0 --out out/world
+	$(BIN)/contextforcing world --seconds 60 --seed 0 --out out/world
+	$(BIN)/contextforcing evaluate out/world/video.mp4 --reference out/world/meta.json --out out/eval
+
+# The miniature pipeline on the world, stage by stage (each resumes with --resume if interrupted).
+# Independent stages run side by side, one thread each, to use both cores.
+RUN := OMP_NUM_THREADS=1 $(BIN)/contextforcing
+pipeline: setup
+	$(RUN) train --preset world-context-teacher --resume & p=$$!; $(RUN) train --preset world-window-teacher --resume && wait $$p
+	$(RUN) probe-teacher runs/world-context-teacher --out runs/probe/context-teacher.json & p=$$!; \
+	$(RUN) probe-teacher runs/world-window-teacher --out runs/probe/window-teacher.json && wait $$p
+	$(RUN) train --preset world-ode-init --resume
+	$(RUN) train --preset world-dmd --resume
+	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
 
 lint:
 	$(BIN)/ruff check .

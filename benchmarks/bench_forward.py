@@ -18,23 +18,13 @@ import time
 import torch
 
 from contextforcing.model.config import model_preset
-from contextforcing.model.weights import load_model
+from contextforcing.model.weights import diffusers_config, load_model
 
 
 def _diffusers_model(config):
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(
-        patch_size=config.patch_size,
-        num_attention_heads=config.num_heads,
-        attention_head_dim=config.head_dim,
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        text_dim=config.text_dim,
-        freq_dim=config.freq_dim,
-        ffn_dim=config.ffn_dim,
-        num_layers=config.num_layers,
-    ).eval()
+    return WanTransformer3DModel(**diffusers_config(config)).eval()
 
 
 def _time(fn, repeats: int) -> list[float]:

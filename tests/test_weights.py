@@ -12,6 +12,7 @@ from contextforcing.model.weights import (
     config_from_state_dict,
     convert,
     detect_layout,
+    diffusers_config,
     load_model,
     save_model,
 )
@@ -25,18 +26,7 @@ TOL = 1e-5
 
 
 def _diffusers_tiny(config: DiTConfig):
-    model = diffusers.WanTransformer3DModel(
-        patch_size=config.patch_size,
-        num_attention_heads=config.num_heads,
-        attention_head_dim=config.head_dim,
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        text_dim=config.text_dim,
-        freq_dim=config.freq_dim,
-        ffn_dim=config.ffn_dim,
-        num_layers=config.num_layers,
-        rope_max_seq_len=64,
-    )
+    model = diffusers.WanTransformer3DModel(**diffusers_config(config), rope_max_seq_len=64)
     return randomize(model, seed=3).eval()
 
 

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set optim.lr=1e-4 (repeatable)")  # fmt: skip
     parser.add_argument("--out", help="run folder (default: runs/<preset>)")
-    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in the run folder")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the checkpoint in the run folder, if there is one"
+    )
     parser.set_defaults(run=_run)
     presets = subparsers.add_parser("presets", help="list the training presets")
     presets.set_defaults(run=_list)

@@ -134,11 +134,10 @@ class MemoryConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MemoryConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown MemoryConfig keys {unknown}; valid keys are {sorted(names)}")
-        return cls(**data)
+        """Rebuild from `to_dict` output; unknown keys raise a ValueError naming them."""
+        from contextforcing.config import from_dict
+
+        return from_dict(cls, data)
 
 
 MEMORY_POLICIES: dict[str, MemoryConfig] = {

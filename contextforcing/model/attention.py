@@ -70,13 +70,19 @@ class AttentionPlan:
     context_rotation: Rotation | None = None
 
 
-class SelfAttention(nn.Module):
+class _Projections(nn.Module):
+    """q, k, v, o projections and the RMS q/k norms (across all heads), named as in Wan2.1."""
+
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
+
+
+class SelfAttention(_Projections):
+    """Self-attention over the call's tokens and, in mode (c), a read-only context; returns its own K/V."""
 
     def forward(
         self, x: Tensor, plan: AttentionPlan, context: LayerContext | None = None
@@ -109,15 +115,8 @@ def _grouped_attention(q: Tensor, k: Tensor, v: Tensor, groups: tuple[TokenGroup
     return torch.cat(outputs, dim=1)
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_Projections):
     """Attention from video tokens to the text; the text's keys and values are computed once per prompt."""
-
-    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
 
     def text_kv(self, text: Tensor) -> tuple[Tensor, Tensor]:
         """Embedded text [B, S, C] -> keys and values, each [B, S, N, D]."""

@@ -81,14 +81,10 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiTConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown DiTConfig keys {unknown}; valid keys are {sorted(names)}")
-        values = dict(data)
-        if "patch_size" in values:
-            values["patch_size"] = tuple(values["patch_size"])
-        return cls(**values)
+        """Rebuild from `to_dict` output; unknown keys raise a ValueError naming them."""
+        from contextforcing.config import from_dict
+
+        return from_dict(cls, data)
 
 
 MODEL_PRESETS: dict[str, DiTConfig] = {

@@ -31,6 +31,7 @@ __all__ = [
     "config_from_state_dict",
     "convert",
     "detect_layout",
+    "diffusers_config",
     "load_model",
     "read_weights",
     "save_model",
@@ -69,6 +70,16 @@ _WRAPPER_PREFIXES = (
     "_orig_mod.",
     "module.",
 )
+
+
+def diffusers_config(config: DiTConfig) -> dict[str, Any]:
+    """`WanTransformer3DModel(**diffusers_config(config))` builds diffusers' twin of a CausalDiT."""
+    return {
+        "patch_size": config.patch_size, "num_attention_heads": config.num_heads,
+        "attention_head_dim": config.head_dim, "in_channels": config.in_channels,
+        "out_channels": config.out_channels, "text_dim": config.text_dim, "freq_dim": config.freq_dim,
+        "ffn_dim": config.ffn_dim, "num_layers": config.num_layers, "eps": config.eps,
+    }  # fmt: skip
 
 
 def to_diffusers_key(key: str) -> str:

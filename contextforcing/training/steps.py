@@ -9,6 +9,7 @@ Shape legend: B batch, C latent channels, F frames, H x W latent size, S text to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -114,10 +115,12 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
 
 
 def _guided_velocity(
-    teacher: CausalDiT, x: Tensor, t: Tensor, text: Tensor, uncond: Tensor, scale: float
-) -> Tensor:
-    """cond + scale (cond - uncond) in one batched forward."""
-    both = teacher(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text, uncond]))
+    teacher: CausalDiT, x_t: Tensor, t: Tensor, text: Tensor, uncond: Tensor, scale: float,
+    context: Tensor | None = None,
+) -> Tensor:  # fmt: skip
+    """cond + scale (cond - uncond) in one batched forward; a context is kept in both branches."""
+    both_context = None if context is None else torch.cat([context, context])
+    both = _judge(teacher, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond]), both_context)
     cond, unconditional = both.chunk(2)
     return cfg(cond, unconditional, scale)
 
@@ -202,53 +205,55 @@ def distill_step(run: Run, step: int) -> dict[str, float]:
     return metrics
 
 
-def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """A rollout's judged window and the draws that noise it: text [B, S, D], x [B, C, F, H, W], the
+    teacher's clean context (or None), timesteps t [B] and noise like x."""
+
+    text: Tensor
+    x: Tensor
+    context: Tensor | None
+    t: Tensor
+    noise: Tensor
+
+
+def _judged_rollout(run: Run, plan: DistillPlan, step: int, stream: str) -> _Judged:
     dist = run.config.distill
-    gens = run.sample_generators(step, "student")
+    gens = run.sample_generators(step, stream)
     batch = run.source.sample_prompts(gens)
-    rollout = _rollout(run, plan, batch.text, gens, step, "student")
+    with torch.set_grad_enabled(any(plan.grad_chunks)):
+        rollout = _rollout(run, plan, batch.text, gens, step, stream)
     x = rollout.video[:, :, plan.target_start :]
-    context = _teacher_context(run, plan, rollout)
-    t = _per_sample_timesteps(
-        gens, dist.timestep_shift, run.device, min_t=dist.min_timestep, max_t=dist.max_timestep
-    )
+    bounds = {"min_t": dist.min_timestep, "max_t": dist.max_timestep}
+    t = _per_sample_timesteps(gens, dist.timestep_shift, run.device, **bounds)
     noise = _per_sample_noise(tuple(x.shape[1:]), gens, run.device)
+    return _Judged(batch.text, x, _teacher_context(run, plan, rollout), t, noise)
+
+
+def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
+    """DMD: move the student's sample along (critic - teacher) x0 predictions (DMD eq. 7-8)."""
+    judged = _judged_rollout(run, plan, step, "student")
+    x, t = judged.x, judged.t
     with torch.no_grad(), run.autocast():
-        x_t = add_noise(x.detach(), noise, t)
-        uncond = run.source.unconditional(len(gens))
-        real_v = _guided_velocity_with_context(
-            run.roles.teacher, x_t, t, batch.text, uncond, context, dist.guidance_scale
+        x_t = add_noise(x.detach(), judged.noise, t)
+        uncond = run.source.unconditional(x.shape[0])
+        real_v = _guided_velocity(
+            run.roles.teacher, x_t, t, judged.text, uncond, run.config.distill.guidance_scale, judged.context
         )
-        fake_v = _judge(run.roles.critic, x_t, t, batch.text, context)
+        fake_v = _judge(run.roles.critic, x_t, t, judged.text, judged.context)
     grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
     loss = dmd_generator_loss(x, grad)
     run.update("model", loss)
     return {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
 
 
-def _guided_velocity_with_context(teacher, x_t, t, text, uncond, context, scale) -> Tensor:
-    both_context = None if context is None else torch.cat([context, context])
-    both = _judge(teacher, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond]), both_context)
-    cond, unconditional = both.chunk(2)
-    return cfg(cond, unconditional, scale)
-
-
 def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
-    dist = run.config.distill
-    gens = run.sample_generators(step, "critic")
-    batch = run.source.sample_prompts(gens)
-    no_grad_plan = plan.without_gradient()
-    with torch.no_grad():
-        rollout = _rollout(run, no_grad_plan, batch.text, gens, step, "critic")
-    x = rollout.video[:, :, plan.target_start :]
-    context = _teacher_context(run, plan, rollout)
-    t = _per_sample_timesteps(
-        gens, dist.timestep_shift, run.device, min_t=dist.min_timestep, max_t=dist.max_timestep
-    )
-    noise = _per_sample_noise(tuple(x.shape[1:]), gens, run.device)
+    """The critic learns the flow of the student's current samples (no gradient into the student)."""
+    judged = _judged_rollout(run, plan.without_gradient(), step, "critic")
     with run.autocast():
-        v_fake = _judge(run.roles.critic, add_noise(x, noise, t), t, batch.text, context)
-    loss = critic_loss(v_fake, noise, x)
+        x_t = add_noise(judged.x, judged.noise, judged.t)
+        v_fake = _judge(run.roles.critic, x_t, judged.t, judged.text, judged.context)
+    loss = critic_loss(v_fake, judged.noise, judged.x)
     run.update("critic", loss)
     return {"critic_loss": loss.item()}
 

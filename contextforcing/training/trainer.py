@@ -231,7 +231,8 @@ def _save(run: Run) -> None:
 
 
 def train(config: ExperimentConfig, folder: str | Path, *, resume: bool = False) -> Path:
-    """Run (or resume) a training run in `folder`; returns the folder of the trained model."""
+    """Run a training run in `folder`, or with `resume` continue the checkpoint there (if any);
+    returns the folder of the trained model."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not resume and (folder / "checkpoint").exists():
@@ -239,7 +240,9 @@ def train(config: ExperimentConfig, folder: str | Path, *, resume: bool = False)
             f"{folder} already holds a checkpoint: pass --resume to continue it, or another --out"
         )
     run = Run(config, folder)
-    if resume:
+    if resume and not (folder / "checkpoint").exists():
+        logger.info("no checkpoint in %s yet: starting from step 0", folder)
+    elif resume:
         meta, groups = load_checkpoint(folder)
         run.load_state(meta, groups)
         logger.info("resumed %s at step %d", folder, run.step)
