@@ -124,6 +124,7 @@ class CausalDiT(nn.Module):
         text_cache = text if isinstance(text, TextCache) else self.encode_text(text)
         plans = self._plans(layout, context, num_frames, grid, x.device)
         tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
+        tokens = tokens.contiguous()  # [B, L, D]; a strided residual stream would slow every op after it
         e = self.time_embedding(sinusoidal_embedding(t, self.config.freq_dim).to(tokens.dtype))
         e6 = self.time_projection(e).unflatten(-1, (6, -1))
         kvs: list[KV] = []
