@@ -20,7 +20,10 @@ __all__ = ["PRESETS", "preset", "preset_names"]
 
 RUNS = "runs"
 TEACHER = f"{RUNS}/world-context-teacher/model"
+# Unweighted loss: Wan's weight vanishes at t = 1000, where the world's subject (and its identity) is
+# placed; with it, a small teacher learned the background but not the subject.
 _CONTEXT_TEACHER = {
+    "teacher.loss_weighting": "none",
     "teacher.erft": True, "teacher.bank_capacity": 50, "teacher.no_context_prob": 0.2, "data.return_prob": 0.5,
     "optim.lr": 3e-4,
 }  # fmt: skip

@@ -93,6 +93,7 @@ def _sample_targets(model: CausalDiT, context: Tensor, text: Tensor, uncond: Ten
     return euler_sample(predict, noise, euler_timesteps(probe.num_steps, probe.shift))
 
 
+@torch.no_grad()
 def probe_teacher(model: CausalDiT, codec: Codec, text_encoder, layout: ContextTeacherConfig,
                   world: WorldConfig, probe: ProbeConfig) -> list[dict]:  # fmt: skip
     """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall}]."""
