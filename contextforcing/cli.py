@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("convert", "generate", "world", "train-codec", "evaluate", "train", "probe-teacher")
+_COMMANDS = ("convert", "generate", "world", "train-codec", "evaluate", "train", "probe-recall")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -191,3 +191,22 @@ def test_denoise_chunk_gradient_flows_only_at_the_exit(model: CausalDiT) -> None
     model.zero_grad(set_to_none=True)
     frozen = denoise_chunk(model, noise, text, None, timesteps=timesteps, generator=torch.Generator())
     assert not frozen.x0.requires_grad
+
+
+@pytest.mark.parametrize("name", ["context", "full"])
+def test_continuing_a_prefix_equals_continuing_the_stream(model: CausalDiT, name: str) -> None:
+    """A video continued from its own first chunks, given as a prefix, goes on exactly as it did."""
+    streamer = StreamingGenerator(model, memory_preset(name), latent_size=LATENT)
+    generator = torch.Generator().manual_seed(3)
+    chunks = streamer.stream(_text(1), num_chunks=4, generator=generator)
+    prefix = torch.cat([next(chunks), next(chunks)], dim=2)
+    state = generator.get_state()
+    expected = torch.cat(list(chunks), dim=2)
+    resumed = torch.Generator()
+    resumed.set_state(state)
+    continued = StreamingGenerator(model, memory_preset(name), latent_size=LATENT)
+    got = torch.cat(list(continued.stream(_text(1), num_chunks=2, generator=resumed, prefix=prefix)), dim=2)
+    assert torch.equal(got, expected)
+    assert len(continued.memory.trace.records) == 4
+    with pytest.raises(ValueError, match="multiple"):
+        next(continued.stream(_text(1), num_chunks=1, generator=resumed, prefix=prefix[:, :, :2]))

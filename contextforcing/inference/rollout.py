@@ -22,13 +22,22 @@ import torch
 from torch import Tensor
 
 from contextforcing.diffusion.sampling import few_step_sample
+from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory, MemoryRead
 from contextforcing.memory.policy import MemoryLayout
 from contextforcing.memory.positions import rope_positions
+from contextforcing.memory.store import StoreShape
 from contextforcing.model.dit import CausalDiT, TextCache
 from contextforcing.model.layout import FrameAttention
 
-__all__ = ["DenoiseResult", "denoise_chunk", "recache_layout", "recache_memory", "refresh_chunk"]
+__all__ = [
+    "DenoiseResult",
+    "denoise_chunk",
+    "new_memory",
+    "recache_layout",
+    "recache_memory",
+    "refresh_chunk",
+]
 
 KV = tuple[Tensor, Tensor]
 
@@ -39,6 +48,20 @@ class DenoiseResult:
 
     x0: Tensor
     first_pass_kv: list[KV] | None = None
+
+
+def new_memory(
+    model: CausalDiT, config: MemoryConfig, batch: int, num_frames: int, latent_size: tuple[int, int]
+):
+    """A preallocated memory for a batch of `num_frames`-frame videos with the model's shapes and dtype."""
+    cfg = model.config
+    parameter = next(model.parameters())
+    shape = StoreShape(
+        num_layers=cfg.num_layers, batch=batch, capacity=config.context_capacity(num_frames),
+        tokens_per_frame=cfg.tokens_per_frame(*latent_size), num_heads=cfg.num_heads, head_dim=cfg.head_dim,
+        latent_shape=(cfg.in_channels, *latent_size),
+    )  # fmt: skip
+    return ContextMemory(config, shape, device=parameter.device, dtype=parameter.dtype)
 
 
 def denoise_chunk(

@@ -22,10 +22,9 @@ import torch
 from torch import Tensor
 
 from contextforcing.diffusion.flow import warped_timesteps
-from contextforcing.inference.rollout import denoise_chunk, recache_memory, refresh_chunk
+from contextforcing.inference.rollout import denoise_chunk, new_memory, recache_memory, refresh_chunk
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory
-from contextforcing.memory.store import StoreShape
 from contextforcing.model.dit import CausalDiT, TextCache
 
 __all__ = ["PromptSchedule", "SamplerConfig", "StreamStats", "StreamingGenerator", "stream_all"]
@@ -113,35 +112,44 @@ class StreamingGenerator:
 
     def new_memory(self, batch: int, num_chunks: int) -> ContextMemory:
         """A fresh, preallocated memory for `num_chunks` chunks of a batch of `batch` videos."""
-        cfg, model_cfg = self.memory_config, self.model.config
-        parameter = next(self.model.parameters())
-        shape = StoreShape(
-            num_layers=model_cfg.num_layers, batch=batch,
-            capacity=cfg.context_capacity(num_chunks * cfg.frames_per_chunk),
-            tokens_per_frame=model_cfg.tokens_per_frame(*self.latent_size), num_heads=model_cfg.num_heads,
-            head_dim=model_cfg.head_dim, latent_shape=(model_cfg.in_channels, *self.latent_size),
-        )  # fmt: skip
-        return ContextMemory(cfg, shape, device=parameter.device, dtype=parameter.dtype)
+        num_frames = num_chunks * self.memory_config.frames_per_chunk
+        return new_memory(self.model, self.memory_config, batch, num_frames, self.latent_size)
 
-    def stream(self, prompts: PromptSchedule | Tensor, *, num_chunks: int,
-               generator: torch.Generator) -> Iterator[Tensor]:  # fmt: skip
+    def stream(self, prompts: PromptSchedule | Tensor, *, num_chunks: int, generator: torch.Generator,
+               prefix: Tensor | None = None) -> Iterator[Tensor]:  # fmt: skip
         """Yield the clean latents [B, C, F, H, W] of each chunk as soon as it is made.
 
         Args:
             prompts: a schedule, or text features [B, S, text_dim] for a single prompt.
             num_chunks: chunks to generate.
             generator: draws all noise (on the model's device).
+            prefix: clean latents [B, C, P, H, W] (P a multiple of the chunk) written into the memory
+                first, chunk by chunk through the refresh pass, so the video continues them. They
+                count as the first chunks for the memory and the prompt schedule, and are not yielded.
         """
         schedule = prompts if isinstance(prompts, PromptSchedule) else PromptSchedule((prompts,))
         if num_chunks < 1:
             raise ValueError(f"num_chunks must be >= 1, got {num_chunks}")
+        chunk_frames = self.memory_config.frames_per_chunk
+        num_prefix = 0 if prefix is None else prefix.shape[2] // chunk_frames
+        if prefix is not None and (prefix.shape[2] % chunk_frames or prefix.shape[2] == 0):
+            raise ValueError(
+                f"prefix of {prefix.shape[2]} frames is not a positive multiple of {chunk_frames}"
+            )
         batch = schedule.texts[0].shape[0]
-        self.memory = memory = self.new_memory(batch, num_chunks)
+        self.memory = memory = self.new_memory(batch, num_prefix + num_chunks)
         self.stats = StreamStats()
         timesteps = self.sampler.timesteps
         with torch.no_grad():
             caches = [self.model.encode_text(text) for text in schedule.texts]  # once per prompt
-        for chunk in range(num_chunks):
+            for chunk in range(num_prefix):
+                clean = prefix[:, :, chunk * chunk_frames : (chunk + 1) * chunk_frames]
+                read, prompt = memory.read(), schedule.prompt_at(chunk)
+                kv = refresh_chunk(
+                    self.model, clean, caches[prompt], read, timestep=self.sampler.context_timestep
+                )
+                memory.append(kv, clean, first_pass_kv=kv, prompt_index=prompt)
+        for chunk in range(num_prefix, num_prefix + num_chunks):
             start = time.perf_counter()
             prompt = schedule.prompt_at(chunk)
             with torch.no_grad():

@@ -18,14 +18,13 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from contextforcing.inference.rollout import denoise_chunk, refresh_chunk
+from contextforcing.inference.rollout import denoise_chunk, new_memory, refresh_chunk
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory, MemoryRead
-from contextforcing.memory.store import StoreShape
 from contextforcing.model.dit import CausalDiT, TextCache
 from contextforcing.model.layout import LayerContext
 
-__all__ = ["Rollout", "new_memory", "self_rollout"]
+__all__ = ["Rollout", "self_rollout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +38,6 @@ class Rollout:
     memory: ContextMemory
     snapshot: Tensor | None = None
     """Clean latents [B, C, U, H, W] the student held in memory just before `snapshot_chunk`."""
-
-
-def new_memory(
-    model: CausalDiT, config: MemoryConfig, batch: int, num_frames: int, latent_size: tuple[int, int]
-):
-    """A preallocated memory for a batch of `num_frames`-frame rollouts."""
-    cfg = model.config
-    parameter = next(model.parameters())
-    shape = StoreShape(
-        num_layers=cfg.num_layers, batch=batch, capacity=config.context_capacity(num_frames),
-        tokens_per_frame=cfg.tokens_per_frame(*latent_size), num_heads=cfg.num_heads, head_dim=cfg.head_dim,
-        latent_shape=(cfg.in_channels, *latent_size),
-    )  # fmt: skip
-    return ContextMemory(config, shape, device=parameter.device, dtype=parameter.dtype)
 
 
 def _copied(read: MemoryRead) -> MemoryRead:

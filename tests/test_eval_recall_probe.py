@@ -1,4 +1,4 @@
-"""The teacher probe: history layout and an end-to-end run on a random model."""
+"""The recall probe: the teacher's history layout, and end-to-end runs for a teacher and a student."""
 
 import pytest
 import torch
@@ -6,7 +6,14 @@ import torch
 from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig
 from contextforcing.data.world_text import WorldTextEncoder
 from contextforcing.data.world_types import WorldConfig
-from contextforcing.eval.teacher_probe import ProbeConfig, history_indices, probe_teacher
+from contextforcing.eval.recall_probe import (
+    ProbeConfig,
+    history_indices,
+    probe_recall,
+    student_sampler,
+    teacher_sampler,
+)
+from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.training.config import ContextTeacherConfig
@@ -24,12 +31,17 @@ def test_history_matches_the_training_layout():
         history_indices(layout, 5)
 
 
-def test_probe_runs_and_counts_every_return():
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_probe_runs_and_counts_every_return(role):
     torch.manual_seed(0)
     config = model_preset("world")
     model = CausalDiT(config).eval()
-    layout = ContextTeacherConfig(num_target_frames=6, num_slow_frames=2)
-    probe = ProbeConfig(gaps_seconds=(1.5,), episodes_per_gap=2, num_steps=2)
-    results = probe_teacher(model, WorldCodec(WorldCodecConfig(latent_channels=8)).eval(),
-                            WorldTextEncoder(config.text_dim, config.text_len), layout, WorldConfig(), probe)  # fmt: skip
+    text_encoder = WorldTextEncoder(config.text_dim, config.text_len)
+    probe = ProbeConfig(gaps_seconds=(1.5,), episodes_per_gap=2, num_steps=2, num_target_frames=6)
+    if role == "teacher":
+        sampler = teacher_sampler(model, ContextTeacherConfig(num_slow_frames=2), text_encoder, probe)
+    else:
+        sampler = student_sampler(model, memory_preset("context"), text_encoder, probe)
+    codec = WorldCodec(WorldCodecConfig(latent_channels=8)).eval()
+    results = probe_recall(sampler, codec, WorldConfig(), probe)
     assert results[0]["count"] == 2 and 0 <= results[0]["recall"] <= 1

@@ -1,0 +1,65 @@
+"""`contextforcing probe-recall RUN`: identity recall against gap of a trained teacher or student,
+continuing a true history of the world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from contextforcing.config import from_dict
+from contextforcing.eval.recall_probe import ProbeConfig
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ProbeConfig()
+    parser = subparsers.add_parser("probe-recall", help="identity recall vs gap, continuing a true history")
+    parser.add_argument("folder", metavar="RUN", help="a run folder (config.json + model/)")
+    parser.add_argument("--memory", help="students: memory policy (default: the run's own)")
+    parser.add_argument("--gaps", type=float, nargs="+", default=list(defaults.gaps_seconds), help="seconds")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes_per_gap, help="returns per gap")
+    parser.add_argument("--steps", type=int, default=defaults.num_steps, help="teachers: Euler steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from contextforcing.codec.loading import load_codec
+    from contextforcing.data.world_text import WorldTextEncoder
+    from contextforcing.eval.recall_probe import probe_recall, student_sampler, teacher_sampler
+    from contextforcing.memory.config import memory_preset
+    from contextforcing.model.weights import load_model
+    from contextforcing.training.config import ExperimentConfig
+
+    folder = Path(args.folder)
+    if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
+        raise ValueError(f"{folder} is not a run folder: expected config.json and model/")
+    config = from_dict(ExperimentConfig, json.loads((folder / "config.json").read_text()))
+    probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
+                        seed=args.seed)  # fmt: skip
+    memory = memory_preset(args.memory) if args.memory else config.memory
+    model = load_model(folder / "model").eval()
+    text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
+    teacher = config.stage in ("teacher", "context-teacher")
+    sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
+               else student_sampler(model, memory, text_encoder, probe))  # fmt: skip
+    results = probe_recall(sampler, load_codec(config.data.codec), config.data.world, probe)
+    for row in results:
+        logger.info("gap %5.1f s  recall %.2f  colour %.2f  (n=%d)", row["gap_seconds"], row["recall"],
+                    row["colour_recall"], row["count"])  # fmt: skip
+    if args.out:
+        record = {
+            "run": str(folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
+            "step": json.loads((folder / "model" / "config.json").read_text()).get("step"),
+            "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed},
+            "results": results,
+        }  # fmt: skip
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(record, indent=2))
+    return 0
