@@ -78,7 +78,7 @@ def main() -> None:
     ours_ms, ref_ms = 1e3 * statistics.median(ours_times), 1e3 * statistics.median(ref_times)
     tokens = args.frames * config.tokens_per_frame(args.height, args.width)
     print(
-        f"preset={args.preset} batch={args.batch} tokens={tokens} threads={args.threads} max|diff|={diff:.2e}"
+        f"preset={args.preset} batch={args.batch} tokens={tokens} threads={args.threads} max|diff|={diff:.2e} max|out|={scale:.2f}"
     )
     print(f"ours      {ours_ms:9.2f} ms (median of {len(ours_times)})")
     print(f"diffusers {ref_ms:9.2f} ms (median of {len(ref_times)})")
