@@ -37,6 +37,7 @@ pipeline: setup
 	$(RUN) train --preset world-context-teacher --resume & p=$$!; $(RUN) train --preset world-window-teacher --resume && wait $$p
 	$(RUN) probe-recall runs/world-context-teacher --out runs/probe/context-teacher.json & p=$$!; \
 	$(RUN) probe-recall runs/world-window-teacher --out runs/probe/window-teacher.json && wait $$p
+	$(RUN) train --preset world-context-teacher-erft --resume
 	$(RUN) train --preset world-ode-init --resume
 	$(RUN) train --preset world-dmd --resume
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p

@@ -19,13 +19,14 @@ from contextforcing.training.config import ExperimentConfig, OptimConfig, TrainC
 __all__ = ["PRESETS", "preset", "preset_names"]
 
 RUNS = "runs"
-TEACHER = f"{RUNS}/world-context-teacher/model"
+TEACHER = f"{RUNS}/world-context-teacher-erft/model"
 # Unweighted loss: Wan's weight vanishes at t = 1000, where the world's subject (and its identity) is
 # placed; with it, a small teacher learned the background but not the subject.
+# ERFT is a fine-tuning phase (as in the paper, where it adapts a pretrained teacher): from scratch, the
+# model's early errors are as large as the latents, and injecting them into the context teaches the
+# teacher to ignore its context.
 _CONTEXT_TEACHER = {
-    "teacher.loss_weighting": "none",
-    "teacher.erft": True, "teacher.bank_capacity": 50, "teacher.no_context_prob": 0.2, "data.return_prob": 0.5,
-    "optim.lr": 3e-4,
+    "teacher.loss_weighting": "none", "teacher.no_context_prob": 0.2, "data.return_prob": 0.5, "optim.lr": 3e-4,
 }  # fmt: skip
 
 
@@ -71,6 +72,9 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     # The context teacher is trained from scratch and, with no context 20% of the time, also serves as the
     # short teacher of Stage 1 and of the LongLive baseline (as Context Forcing's Stage 1 does).
     "world-context-teacher": lambda: _world("context-teacher", 3000, **_CONTEXT_TEACHER),
+    "world-context-teacher-erft": lambda: _world(
+        "context-teacher", 1000, **{**_CONTEXT_TEACHER, "init.model": f"{RUNS}/world-context-teacher/model",
+                                    "teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
     # Learnability control: the same recipe with only the 12 most recent frames as context.
     "world-window-teacher": lambda: _world(
         "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.num_sink_frames": 0, "teacher.num_slow_frames": 0,
