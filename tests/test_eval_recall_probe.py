@@ -45,3 +45,22 @@ def test_probe_runs_and_counts_every_return(role):
     codec = WorldCodec(WorldCodecConfig(latent_channels=8)).eval()
     results = probe_recall(sampler, codec, WorldConfig(), probe)
     assert results[0]["count"] == 2 and 0 <= results[0]["recall"] <= 1
+
+
+def test_every_model_is_judged_on_the_same_episodes():
+    """The episodes depend on the seed alone, not on how much noise a sampler draws."""
+    seen = {}
+
+    def recorder(name, draws):
+        def sample(history, prompt, generator):
+            seen.setdefault(name, []).append(history.clone())
+            torch.randn(draws, generator=generator)
+            return torch.zeros(1, history.shape[1], 6, *history.shape[3:])
+
+        return sample
+
+    probe = ProbeConfig(gaps_seconds=(1.5, 3.0), episodes_per_gap=2, num_target_frames=6)
+    codec = WorldCodec(WorldCodecConfig(latent_channels=8)).eval()
+    for name, draws in (("a", 1), ("b", 1000)):
+        probe_recall(recorder(name, draws), codec, WorldConfig(), probe)
+    assert len(seen["a"]) == 4 and all(torch.equal(x, y) for x, y in zip(seen["a"], seen["b"], strict=True))

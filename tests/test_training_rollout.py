@@ -90,3 +90,18 @@ def test_erft_injects_only_into_recent_context_and_target():
     assert context[:, :, :3].abs().max() == 0 and context[:, :, 3:].abs().min() > 0  # sink/slow untouched
     assert torch.allclose(target, torch.full_like(target, -0.5))
     assert torch.allclose(noise, torch.full_like(noise, 0.5))  # (1 - sigma) (v_pred - v_true)
+
+
+def test_distill_plans_follow_the_released_exit_policy():
+    from contextforcing.presets import preset
+    from contextforcing.training.plan import distill_plan
+
+    dmd = distill_plan(preset("world-dmd"), 0, torch.Generator().manual_seed(0))
+    assert dmd.num_frames == 21 and all(dmd.grad_chunks) and len(set(dmd.exit_steps)) == 1
+    cdmd = distill_plan(preset("world-cdmd"), 0, torch.Generator().manual_seed(0))
+    length = cdmd.num_frames
+    assert 84 <= length <= 105 and cdmd.target_start == length - 21 and cdmd.context_start == length - 42
+    starts = [3 * c for c in range(length // 3)]
+    assert [s >= length - 18 for s in starts] == list(cdmd.grad_chunks)  # gradient: the last 18 frames
+    assert all(e == 4 for s, e in zip(starts, cdmd.exit_steps, strict=True) if s <= length - 18)
+    assert len({e for s, e in zip(starts, cdmd.exit_steps, strict=True) if s > length - 18}) == 1

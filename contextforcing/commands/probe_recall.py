@@ -33,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.codec.loading import load_codec
     from contextforcing.data.world_text import WorldTextEncoder
     from contextforcing.eval.recall_probe import probe_recall, student_sampler, teacher_sampler
+    from contextforcing.inference.streaming import SamplerConfig
     from contextforcing.memory.config import memory_preset
     from contextforcing.model.weights import load_model
     from contextforcing.training.config import ExperimentConfig
@@ -47,8 +48,10 @@ def _run(args: argparse.Namespace) -> int:
     model = load_model(folder / "model").eval()
     text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
     teacher = config.stage in ("teacher", "context-teacher")
+    few_step = SamplerConfig(denoising_steps=tuple(float(s) for s in config.distill.denoising_steps),
+                             shift=config.distill.timestep_shift)  # fmt: skip
     sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
-               else student_sampler(model, memory, text_encoder, probe))  # fmt: skip
+               else student_sampler(model, memory, text_encoder, probe, few_step))  # fmt: skip
     results = probe_recall(sampler, load_codec(config.data.codec), config.data.world, probe)
     for row in results:
         logger.info("gap %5.1f s  recall %.2f  colour %.2f  (n=%d)", row["gap_seconds"], row["recall"],

@@ -61,6 +61,14 @@ def dmd_generator_loss(x: Tensor, grad: Tensor) -> Tensor:
     return 0.5 * ((x.double() - target) ** 2).mean()
 
 
-def critic_loss(v_fake: Tensor, noise: Tensor, x: Tensor, *, frame_mask: Tensor | None = None) -> Tensor:
-    """The critic learns the flow of the generator's samples: MSE to (noise - x) on the masked frames."""
-    return flow_matching_loss(v_fake, noise - x.detach(), frame_mask=frame_mask)
+def critic_loss(
+    v_fake: Tensor,
+    noise: Tensor,
+    x: Tensor,
+    *,
+    weight: Tensor | None = None,
+    frame_mask: Tensor | None = None,
+) -> Tensor:
+    """The critic learns the flow of the generator's samples: MSE to (noise - x), optionally weighted
+    per sample [B] and restricted to masked frames."""
+    return flow_matching_loss(v_fake, noise - x.detach(), weight=weight, frame_mask=frame_mask)

@@ -31,9 +31,10 @@ from contextforcing.data.world_types import Episode, WorldConfig
 from contextforcing.diffusion.guidance import cfg
 from contextforcing.diffusion.sampling import euler_sample, euler_timesteps
 from contextforcing.eval.recall import recall_events
-from contextforcing.inference.streaming import StreamingGenerator
+from contextforcing.inference.streaming import SamplerConfig, StreamingGenerator
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.model.dit import CausalDiT
+from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
 
 __all__ = ["ProbeConfig", "Sampler", "history_indices", "probe_recall", "student_sampler", "teacher_sampler"]
@@ -92,7 +93,12 @@ def teacher_sampler(
         num_context = context.shape[2]
 
         def predict(x: Tensor, t: Tensor) -> Tensor:
-            frames_t = torch.cat([torch.zeros(1, num_context), t[:, None].expand(-1, x.shape[2])], dim=1)
+            context_t = (
+                torch.zeros(1, num_context)
+                if layout.context_timestep == "zero"
+                else t[:, None].expand(-1, num_context)
+            )
+            frames_t = torch.cat([context_t.to(t), t[:, None].expand(-1, x.shape[2])], dim=1)
             sequence = torch.cat([context, x], dim=2)
             both = model(
                 torch.cat([sequence, sequence]), torch.cat([frames_t, frames_t]), torch.cat([text, uncond])
@@ -105,11 +111,21 @@ def teacher_sampler(
     return sample
 
 
-def student_sampler(model: CausalDiT, memory: MemoryConfig, text_encoder, probe: ProbeConfig) -> Sampler:
-    """A causal student streaming on from the history, which it keeps as its memory policy says."""
+def student_sampler(
+    model: CausalDiT,
+    memory: MemoryConfig,
+    text_encoder,
+    probe: ProbeConfig,
+    sampler: SamplerConfig | None = None,
+) -> Sampler:
+    """A causal student streaming on from the history, which it keeps as its memory policy says.
+
+    The history enters the memory through clean refresh passes, so with `decide_on="first-pass"` its
+    promotions are decided on clean keys, unlike on the student's own rollouts.
+    """
 
     def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
-        streamer = StreamingGenerator(model, memory, latent_size=tuple(history.shape[3:]))
+        streamer = StreamingGenerator(model, memory, latent_size=tuple(history.shape[3:]), sampler=sampler)
         num_chunks = probe.num_target_frames // memory.frames_per_chunk
         chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator,
                                  prefix=history)  # fmt: skip
@@ -129,16 +145,20 @@ def _episode_with_gap(
 
 @torch.no_grad()
 def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig) -> list[dict]:
-    """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall}]."""
-    generator = torch.Generator().manual_seed(probe.seed)
+    """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall}].
+
+    Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
+    from another, so every model is judged on exactly the same episodes.
+    """
     results = []
-    for gap_seconds in probe.gaps_seconds:
+    for j, gap_seconds in enumerate(probe.gaps_seconds):
         events = []
-        for _ in range(probe.episodes_per_gap):
-            episode, start = _episode_with_gap(
-                round(gap_seconds * world.fps), generator, world, probe.num_target_frames
-            )
-            events += _judge(sampler, codec, world, episode, start, generator)
+        for i in range(probe.episodes_per_gap):
+            episodes = step_generator(probe.seed, i, f"probe/gap{j}/episode")
+            noise = step_generator(probe.seed, i, f"probe/gap{j}/noise")
+            gap = round(gap_seconds * world.fps)
+            episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames)
+            events += _judge(sampler, codec, world, episode, start, noise)
         identities = world.identities
         colours = sum(identities[e["decoded"]].colour == identities[e["truth"]].colour for e in events)
         results.append({

@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
 from contextforcing.model.dit import CausalDiT
 
 __all__ = [
+    "all_finite",
     "full_model_state",
     "full_optimizer_state",
     "full_tensor",
@@ -45,6 +46,14 @@ def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: 
         fully_shard(model)
         register_fsdp_forward_method(model, "encode_text")
     return model
+
+
+def all_finite(value: Tensor, world_size: int) -> bool:
+    """Whether `value` is finite on every process (all decide together, so none hangs in a collective)."""
+    flag = torch.tensor([float(torch.isfinite(value).all())])
+    if world_size > 1:
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def mean_over_processes(metrics: dict[str, float], world_size: int) -> dict[str, float]:

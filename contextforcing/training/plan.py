@@ -74,8 +74,9 @@ class DistillPlan:
 
 def distill_plan(config: ExperimentConfig, step: int, generator: torch.Generator) -> DistillPlan:
     """dmd: 21 frames, every chunk exits at one random step with gradient. cdmd / long-tuning: a long
-    rollout; chunks before the last `num_grad_frames` are fully denoised without gradient, the rest
-    exit at the random step with gradient; the last `num_frames` are judged."""
+    rollout; the last `num_grad_frames` frames get gradient at their exit step; chunks starting at or
+    before L - num_grad_frames are fully denoised, the later ones exit at the random step; the last
+    `num_frames` are judged."""
     dist, chunk = config.distill, config.memory.frames_per_chunk
     length = rollout_frames(config, step, generator)
     exit_step = 1 + int(torch.randint(len(dist.denoising_steps), (1,), generator=generator))
@@ -83,7 +84,10 @@ def distill_plan(config: ExperimentConfig, step: int, generator: torch.Generator
     grad_from = length - (dist.num_frames if config.stage == "dmd" else dist.num_grad_frames)
     grad = tuple(c * chunk >= grad_from for c in range(num_chunks))
     full = len(dist.denoising_steps)
-    exits = tuple(exit_step if g else full for g in grad)
+    if config.stage == "dmd":
+        exits = (exit_step,) * num_chunks
+    else:  # as released: every chunk starting at or before L - num_grad_frames is fully denoised
+        exits = tuple(exit_step if c * chunk > grad_from else full for c in range(num_chunks))
     target_start = length - dist.num_frames
     return DistillPlan(
         num_frames=length,

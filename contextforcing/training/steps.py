@@ -117,10 +117,18 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
 def _guided_velocity(
     teacher: CausalDiT, x_t: Tensor, t: Tensor, text: Tensor, uncond: Tensor, scale: float,
     context: Tensor | None = None,
+    context_timestep: str = "zero",
 ) -> Tensor:  # fmt: skip
     """cond + scale (cond - uncond) in one batched forward; a context is kept in both branches."""
     both_context = None if context is None else torch.cat([context, context])
-    both = _judge(teacher, torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([text, uncond]), both_context)
+    both = _judge(
+        teacher,
+        torch.cat([x_t, x_t]),
+        torch.cat([t, t]),
+        torch.cat([text, uncond]),
+        both_context,
+        context_timestep,
+    )
     cond, unconditional = both.chunk(2)
     return cfg(cond, unconditional, scale)
 
@@ -163,11 +171,19 @@ def ode_init_step(run: Run, step: int) -> dict[str, float]:
     return {"loss": loss.item()}
 
 
-def _judge(model: CausalDiT, x_t: Tensor, t: Tensor, text: Tensor, context: Tensor | None) -> Tensor:
-    """Velocity of a (teacher or critic) model on the target x_t, after the clean context if any."""
+def _judge(
+    model: CausalDiT,
+    x_t: Tensor,
+    t: Tensor,
+    text: Tensor,
+    context: Tensor | None,
+    context_timestep: str = "zero",
+) -> Tensor:
+    """Velocity of a (teacher or critic) model on the target x_t, after the clean context if any; the
+    context frames get the timestep the teacher was trained with (`teacher.context_timestep`)."""
     if context is None:
         return model(x_t, t, text)
-    frames_t = _frame_timesteps(t, context.shape[2], x_t.shape[2], "zero")
+    frames_t = _frame_timesteps(t, context.shape[2], x_t.shape[2], context_timestep)
     return model(torch.cat([context, x_t], dim=2), frames_t, text)[:, :, -x_t.shape[2] :]
 
 
@@ -237,10 +253,18 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     with torch.no_grad(), run.autocast():
         x_t = add_noise(x.detach(), judged.noise, t)
         uncond = run.source.unconditional(x.shape[0])
+        mode = run.config.teacher.context_timestep
         real_v = _guided_velocity(
-            run.roles.teacher, x_t, t, judged.text, uncond, run.config.distill.guidance_scale, judged.context
+            run.roles.teacher,
+            x_t,
+            t,
+            judged.text,
+            uncond,
+            run.config.distill.guidance_scale,
+            judged.context,
+            mode,
         )
-        fake_v = _judge(run.roles.critic, x_t, t, judged.text, judged.context)
+        fake_v = _judge(run.roles.critic, x_t, t, judged.text, judged.context, mode)
     grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
     loss = dmd_generator_loss(x, grad)
     run.update("model", loss)
@@ -252,8 +276,12 @@ def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     judged = _judged_rollout(run, plan.without_gradient(), step, "critic")
     with run.autocast():
         x_t = add_noise(judged.x, judged.noise, judged.t)
-        v_fake = _judge(run.roles.critic, x_t, judged.t, judged.text, judged.context)
-    loss = critic_loss(v_fake, judged.noise, judged.x)
+        v_fake = _judge(
+            run.roles.critic, x_t, judged.t, judged.text, judged.context, run.config.teacher.context_timestep
+        )
+    # The context critic of Stage 2 weights its loss by timestep (released code); Stage 1's does not.
+    weight = training_weight(judged.t) if plan.teacher_sees_context else None
+    loss = critic_loss(v_fake, judged.noise, judged.x, weight=weight)
     run.update("critic", loss)
     return {"critic_loss": loss.item()}
 

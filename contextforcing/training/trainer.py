@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +36,7 @@ from contextforcing.training.data import ClipSource
 from contextforcing.training.ema import EMA
 from contextforcing.training.erft import new_banks
 from contextforcing.training.parallel import (
+    all_finite,
     full_model_state,
     full_optimizer_state,
     full_tensor,
@@ -122,7 +122,7 @@ class Run:
 
     def update(self, role: str, loss: Tensor) -> None:
         """Backward, clip, warm-up, optimiser step (and EMA for the trained model)."""
-        if not math.isfinite(loss.item()):
+        if not all_finite(loss.detach(), self.world_size):
             raise TrainingDiverged(
                 f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept in "
                 f"{self.folder / 'checkpoint'}"
