@@ -49,6 +49,17 @@ def _run(config: MemoryConfig, similarities: list[float]) -> list[tuple[MemoryLa
     return steps
 
 
+def test_every_frame_stays_visible_until_the_cache_is_full() -> None:
+    config = memory_preset("context")
+    steps = _run(config, [1.0] * 6)  # no promotion: 18 frames fill the cache exactly
+    assert [len(after) for _, after, _ in steps] == [3, 6, 9, 12, 15, 18]
+    assert steps[-1][1].slow == tuple(range(3, 15)) and steps[-1][1].fast == (15, 16, 17)
+    after = _run(config, [1.0] * 7)[-1][1]
+    assert after.slow == tuple(range(3, 15)) and after.fast == (18, 19, 20)  # early frames stay on
+    promoted = _run(config, [1.0] * 6 + [0.0])[-1][1]
+    assert promoted.slow == (*range(4, 15), 18)  # a promotion replaces the oldest early frame
+
+
 rollouts = st.tuples(configs(), st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
 
 
@@ -80,7 +91,12 @@ def test_fast_tier_is_fifo_and_promotion_only_below_tau(rollout: tuple[MemoryCon
         if promoted:
             assert promotion_due(config, index)
         gained = set(after.slow) - set(before.slow)
-        assert bool(gained) == promoted
+        chunk_start = index * config.frames_per_chunk
+        if config.num_past_fast_frames >= config.frames_per_chunk:  # else the chunk cannot stay in fast
+            assert promoted == any(
+                f >= chunk_start for f in gained
+            )  # new frames reach slow only by promotion
+        assert all(f in before.fast for f in gained if f < chunk_start)  # older ones only from the fast tier
         assert after.slow == tuple(sorted(after.slow))  # evicts the oldest
 
 

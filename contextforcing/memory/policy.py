@@ -6,7 +6,9 @@ buffers in the same order: sink slots, then slow slots, then fast slots.
 
 Rules (paper Sec. 4, as released):
 - the first `num_sink_frames` frames of the video enter the sink and are never evicted;
-- every other frame enters the fast tier, a FIFO of `num_past_fast_frames` frames;
+- every other frame enters the fast tier, a FIFO of `num_past_fast_frames` frames; frames leaving it
+  take the slow slots no promotion has filled yet, so every frame stays visible until the cache is
+  full and the early ones stay on until promotions replace them (as in the released code);
 - when a chunk is promoted, its first `num_promoted_frames` frames are also copied into the slow tier
   (so a promoted frame sits in slow and fast until it leaves the fast tier); when the slow tier
   overflows its oldest entry is evicted;
@@ -99,13 +101,18 @@ def append_chunk(
     room = config.num_sink_frames - len(layout.sink)
     sink = layout.sink + frames[:room]
     rest = frames[room:] if room > 0 else frames
-    slow = layout.slow
-    if promote and rest:
-        slow = (slow + rest[: config.num_promoted_frames])[-config.num_slow_frames :]
-    fast = layout.fast + rest
+    fast, slow = layout.fast + rest, layout.slow
     keep = config.num_past_fast_frames
     if keep is not None:
+        leaving = fast[:-keep] if keep else fast
         fast = fast[-keep:] if keep else ()
+        # Frames leaving the fast tier fill slow slots nobody was promoted into yet (oldest first), so
+        # until the cache is full every frame stays visible and the early ones stay on, as released.
+        free = config.num_slow_frames - len(slow)
+        slow = tuple(sorted(slow + tuple(f for f in leaving if f not in slow)[: max(free, 0)]))
+    if promote and rest:
+        promoted = tuple(f for f in rest[: config.num_promoted_frames] if f not in slow)
+        slow = (slow + promoted)[-config.num_slow_frames :]
     return MemoryLayout(sink=sink, slow=slow, fast=fast)
 
 
@@ -120,10 +127,14 @@ def slot_sources(
     first-pass option appends them after the chunk's own frames).
     """
     old_index = {slot: i for i, slot in enumerate(old.slots)}
+    old_frame = {frame: i for i, (_, frame) in reversed(list(enumerate(old.slots)))}
     sources = []
     for tier, frame in new.slots:
         if (tier, frame) in old_index:
             sources.append(old_index[(tier, frame)])
+            continue
+        if frame in old_frame:  # moved between tiers (a frame leaving fast for a free slow slot)
+            sources.append(old_frame[frame])
             continue
         offset = frame - chunk_start
         assert offset >= 0, f"frame {frame} of tier {tier} is neither stored nor new"
