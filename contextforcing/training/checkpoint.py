@@ -57,22 +57,23 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, dict[
     return meta, groups
 
 
-def flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Optimizer state -> (tensors keyed "param.key", JSON-ready param groups)."""
-    state = optimizer.state_dict()
-    tensors = {}
-    for index, entries in state["state"].items():
+def flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
+    """A full optimizer state {"state": {fqn: {k: v}}, "param_groups": [...]} -> (tensors keyed
+    "fqn::k", JSON-ready rest)."""
+    tensors, scalars = {}, {"param_groups": state["param_groups"], "scalars": {}}
+    for fqn, entries in state["state"].items():
         for key, value in entries.items():
-            tensors[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return tensors, state["param_groups"]
+            if torch.is_tensor(value):
+                tensors[f"{fqn}::{key}"] = value
+            else:
+                scalars["scalars"][f"{fqn}::{key}"] = value
+    return tensors, scalars
 
 
-def unflatten_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict]
-) -> None:
-    """Inverse of `flatten_optimizer`: load the state into `optimizer`."""
-    state: dict[int, dict[str, Tensor]] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+def unflatten_optimizer(tensors: dict[str, Tensor], scalars: dict) -> dict:
+    """Inverse of `flatten_optimizer`."""
+    state: dict[str, dict] = {}
+    for name, value in [*tensors.items(), *scalars["scalars"].items()]:
+        fqn, key = name.split("::")
+        state.setdefault(fqn, {})[key] = value
+    return {"state": state, "param_groups": scalars["param_groups"]}

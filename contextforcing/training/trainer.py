@@ -30,7 +30,12 @@ from contextforcing.config import from_dict, to_dict
 from contextforcing.data.world_text import WorldTextEncoder
 from contextforcing.model.weights import save_model
 from contextforcing.runtime import autocast, init_distributed, resolve_device, step_generator
-from contextforcing.training.checkpoint import load_checkpoint, save_checkpoint
+from contextforcing.training.checkpoint import (
+    flatten_optimizer,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer,
+)
 from contextforcing.training.config import ExperimentConfig
 from contextforcing.training.data import ClipSource
 from contextforcing.training.ema import EMA
@@ -153,7 +158,7 @@ class Run:
             optim_state = full_optimizer_state(module, self.optimizers[name])
             if self.rank != 0:
                 continue
-            tensors, scalars = _flatten_optimizer(optim_state)
+            tensors, scalars = flatten_optimizer(optim_state)
             groups[f"optim.{name}"] = tensors
             meta["optimizers"][name] = scalars
         if self.ema is not None:
@@ -168,7 +173,7 @@ class Run:
             raise ValueError("the checkpoint was written for another model architecture")
         for name, module in self.roles.trainable().items():
             load_model_state(module, groups[name])
-            state = _unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
+            state = unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
             load_optimizer_state(module, self.optimizers[name], state)
         if self.ema is not None:
             params = dict(self.roles.model.named_parameters())
@@ -176,26 +181,6 @@ class Run:
         for name, bank in self.banks.items():
             bank.load_state_dict(groups[f"bank.{name}"])
         self.step, self.updates = meta["step"], meta["updates"]
-
-
-def _flatten_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
-    """{"state": {fqn: {k: v}}, "param_groups": [...]} -> tensors keyed "fqn::k", JSON for the rest."""
-    tensors, scalars = {}, {"param_groups": state["param_groups"], "scalars": {}}
-    for fqn, entries in state["state"].items():
-        for key, value in entries.items():
-            if torch.is_tensor(value):
-                tensors[f"{fqn}::{key}"] = value
-            else:
-                scalars["scalars"][f"{fqn}::{key}"] = value
-    return tensors, scalars
-
-
-def _unflatten_optimizer(tensors: dict[str, Tensor], scalars: dict) -> dict:
-    state: dict[str, dict] = {}
-    for name, value in [*tensors.items(), *scalars["scalars"].items()]:
-        fqn, key = name.split("::")
-        state.setdefault(fqn, {})[key] = value
-    return {"state": state, "param_groups": scalars["param_groups"]}
 
 
 @contextlib.contextmanager
