@@ -25,9 +25,24 @@ TEACHER = f"{RUNS}/world-context-teacher-erft/model"
 # ERFT is a fine-tuning phase (as in the paper, where it adapts a pretrained teacher): from scratch, the
 # model's early errors are as large as the latents, and injecting them into the context teaches the
 # teacher to ignore its context.
+# Half of the clips end with a return on the target's first frame, the door's cue on the last context
+# frame: the situation of a model continuing a history, and the one the recall probe measures. (With
+# returns anywhere in a 21-frame target, the cue was mostly inside the noisy target, and the teacher
+# learned to place entries at random times rather than on the cue.) A 6-frame target keeps the return a
+# large share of the loss.
 _CONTEXT_TEACHER = {
-    "teacher.loss_weighting": "none", "teacher.no_context_prob": 0.2, "data.return_prob": 0.5, "optim.lr": 3e-4,
+    "teacher.loss_weighting": "none", "teacher.no_context_prob": 0.2, "teacher.num_target_frames": 6,
+    "data.return_prob": 0.5, "data.return_at": "first", "optim.lr": 3e-4,
 }  # fmt: skip
+
+# The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
+_WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
+# Stage 2 and long tuning roll out 9 s growing to 21 s; the context teacher reaches back about 18 s.
+_WORLD_LONG = {
+    "distill.min_rollout_frames": 36,
+    "distill.max_rollout_frames": 84,
+    "distill.rollout_decay_steps": 300,
+}
 
 
 def _tiny(stage: str) -> ExperimentConfig:
@@ -80,15 +95,14 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
         "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.num_sink_frames": 0, "teacher.num_slow_frames": 0,
                                     "teacher.num_recent_frames": 12}),
     "world-ode-init": lambda: _world(
-        "ode-init", 500, **{"init.teacher": TEACHER, "optim.lr": 1e-4,
-                            "distill.ode_steps": 16}),
+        "ode-init", 500, **{**_WORLD_TARGET, "init.teacher": TEACHER, "optim.lr": 1e-4, "distill.ode_steps": 16}),
     "world-dmd": lambda: _world_distill(
-        "dmd", 600, **{"init.model": f"{RUNS}/world-ode-init/model", "init.teacher": TEACHER}),
+        "dmd", 600, **{**_WORLD_TARGET, "init.model": f"{RUNS}/world-ode-init/model", "init.teacher": TEACHER}),
     "world-cdmd": lambda: _world_distill(
-        "cdmd", 500, **{"init.model": f"{RUNS}/world-dmd/model",
-                        "init.teacher": TEACHER, "distill.guidance_scale": 3.0}),
+        "cdmd", 500, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
+                        "init.teacher": TEACHER, "distill.teacher_context": "memory"}),
     "world-long-tuning": lambda: replace(_world_distill(
-        "long-tuning", 500, **{"init.model": f"{RUNS}/world-dmd/model",
+        "long-tuning", 500, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                                "init.teacher": TEACHER}), memory=memory_preset("sink")),
 }  # fmt: skip
 

@@ -72,6 +72,19 @@ def test_identity_swapped_on_return_is_not_recalled():
     assert all(e["recalled"] for e in events[1:]) and not any(e["matches_truth"] for e in events)
 
 
+def test_an_empty_return_is_not_recalled():
+    from contextforcing.data.world_render import background_frame
+
+    episode = _episode(1)
+    frames = render_episode_uint8(episode, CONFIG).clone()
+    first_return = episode.visits[1].enter_frame
+    empty = background_frame(episode, CONFIG).permute(1, 2, 0).to(torch.uint8)
+    frames[first_return : first_return + CONFIG.chunk_frames] = empty
+    events = recall_events(_images(frames), episode, CONFIG)
+    assert not events[0]["drawn"] and not events[0]["recalled"] and not events[0]["matches_truth"]
+    assert all(e["drawn"] for e in events[1:])
+
+
 def test_slow_background_recolouring_shows_as_rising_drift():
     episode = _episode(2)
     frames = _images(render_episode_uint8(episode, CONFIG))

@@ -198,3 +198,18 @@ def test_forced_returns_land_in_the_target_window(codec_folder):
 
     natural, forced = share(0.0), share(1.0)
     assert natural < 0.9 and forced > 0.97
+
+
+def test_forced_returns_can_land_on_the_first_target_frame(codec_folder):
+    from contextforcing.codec.loading import load_codec
+    from contextforcing.data.world_text import WorldTextEncoder
+    from contextforcing.training.config import DataConfig
+    from contextforcing.training.data import ClipSource
+
+    def share(return_at):
+        data = DataConfig(return_prob=1.0, return_at=return_at)
+        source = ClipSource(data, load_codec(codec_folder), WorldTextEncoder(8, 4), "cpu")
+        episodes = [source.world_episode(45, torch.Generator().manual_seed(i), 6) for i in range(100)]
+        return sum(any(v.enter_frame == 39 for v in e.visits[1:]) for e in episodes) / len(episodes)
+
+    assert share("anywhere") < 0.5 and share("first") > 0.97

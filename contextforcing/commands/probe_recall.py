@@ -42,25 +42,28 @@ def _run(args: argparse.Namespace) -> int:
     if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
         raise ValueError(f"{folder} is not a run folder: expected config.json and model/")
     config = from_dict(ExperimentConfig, json.loads((folder / "config.json").read_text()))
+    teacher = config.stage in ("teacher", "context-teacher")
+    # A teacher generates the target length it was trained on; a student streams whole chunks.
+    frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
     probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
-                        seed=args.seed)  # fmt: skip
+                        seed=args.seed, num_target_frames=frames)  # fmt: skip
     memory = memory_preset(args.memory) if args.memory else config.memory
     model = load_model(folder / "model").eval()
     text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
-    teacher = config.stage in ("teacher", "context-teacher")
     few_step = SamplerConfig(denoising_steps=tuple(float(s) for s in config.distill.denoising_steps),
                              shift=config.distill.timestep_shift)  # fmt: skip
     sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
                else student_sampler(model, memory, text_encoder, probe, few_step))  # fmt: skip
     results = probe_recall(sampler, load_codec(config.data.codec), config.data.world, probe)
     for row in results:
-        logger.info("gap %5.1f s  recall %.2f  colour %.2f  (n=%d)", row["gap_seconds"], row["recall"],
-                    row["colour_recall"], row["count"])  # fmt: skip
+        logger.info("gap %5.1f s  recall %.2f  colour %.2f  drawn %.2f  (n=%d)", row["gap_seconds"],
+                    row["recall"], row["colour_recall"], row["drawn"], row["count"])  # fmt: skip
     if args.out:
         record = {
             "run": str(folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
             "step": json.loads((folder / "model" / "config.json").read_text()).get("step"),
-            "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed},
+            "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
+                      "num_target_frames": frames},
             "results": results,
         }  # fmt: skip
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -61,13 +61,20 @@ def decode_identity(
         config: the world (its identity catalogue and sprite size).
 
     Returns:
-        (decoded identity index, squared errors [K] summed over the frames).
+        (decoded identity index, squared errors [K + 1] summed over the frames; the last entry is the
+        background alone, with no subject).
     """
-    errors = torch.zeros(len(config.identities))
+    errors = torch.zeros(len(config.identities) + 1)
     for frame, (x0, y0, x1, y1) in zip(frames, boxes, strict=True):
-        templates = _templates(background[:, y0:y1, x0:x1], config)  # (K, 3, S, S)
-        errors += (templates - frame[:, y0:y1, x0:x1]).square().mean(dim=(1, 2, 3))
-    return int(errors.argmin()), errors
+        crop = background[:, y0:y1, x0:x1]
+        candidates = torch.cat([_templates(crop, config), crop[None]])  # (K + 1, 3, S, S)
+        errors += (candidates - frame[:, y0:y1, x0:x1]).square().mean(dim=(1, 2, 3))
+    return int(errors[:-1].argmin()), errors
+
+
+def _drawn(errors: Tensor) -> bool:
+    """Whether the best identity explains the frames better than the background alone."""
+    return bool(errors[:-1].min() < errors[-1])
 
 
 def _visit_reading(
@@ -89,7 +96,8 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
 
     Returns:
         Records with frame, gap_frames, gap_seconds, decoded, previous (decoded from the previous visit),
-        truth, recalled, matches_truth, colour_recalled.
+        truth, drawn (a subject is drawn at the return), recalled, matches_truth, colour_recalled (the last
+        three false when nothing is drawn).
     """
     boxes = subject_boxes(episode, config)
     identities = config.identities
@@ -101,7 +109,8 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
             frames, boxes, before.enter_frame, before.exit_frame, before.gap_frames, config
         )
         stop = min(visit.enter_frame + config.chunk_frames, visit.exit_frame, num_frames)
-        decoded, _ = _visit_reading(frames, boxes, visit.enter_frame, stop, visit.gap_frames, config)
+        decoded, errors = _visit_reading(frames, boxes, visit.enter_frame, stop, visit.gap_frames, config)
+        drawn = _drawn(errors)
         events.append(
             {
                 "frame": visit.enter_frame,
@@ -110,9 +119,10 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
                 "decoded": decoded,
                 "previous": previous,
                 "truth": episode.identity,
-                "recalled": decoded == previous,
-                "matches_truth": decoded == episode.identity,
-                "colour_recalled": identities[decoded].colour == identities[previous].colour,
+                "drawn": drawn,
+                "recalled": drawn and decoded == previous,
+                "matches_truth": drawn and decoded == episode.identity,
+                "colour_recalled": drawn and identities[decoded].colour == identities[previous].colour,
             }
         )
     return events

@@ -145,7 +145,8 @@ def _episode_with_gap(
 
 @torch.no_grad()
 def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig) -> list[dict]:
-    """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall}].
+    """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall, drawn}];
+    a return counts only where a subject is drawn (`drawn`: the share of returns where one is).
 
     Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
     from another, so every model is judged on exactly the same episodes.
@@ -160,10 +161,12 @@ def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: Prob
             episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames)
             events += _judge(sampler, codec, world, episode, start, noise)
         identities = world.identities
-        colours = sum(identities[e["decoded"]].colour == identities[e["truth"]].colour for e in events)
+        colours = sum(e["drawn"] and identities[e["decoded"]].colour == identities[e["truth"]].colour
+                      for e in events)  # fmt: skip
         results.append({
             "gap_seconds": gap_seconds, "count": len(events),
             "recall": sum(e["matches_truth"] for e in events) / len(events), "colour_recall": colours / len(events),
+            "drawn": sum(e["drawn"] for e in events) / len(events),
         })  # fmt: skip
     return results
 

@@ -77,6 +77,9 @@ class DataConfig:
     """The synthetic world when source = "world"."""
     return_prob: float = 0.0
     """Teacher stages, world: probability that a clip is redrawn until the subject returns in its target."""
+    return_at: Literal["anywhere", "first"] = "anywhere"
+    """Where a forced return lands: anywhere in the target, or on its first frame (the door's cue then
+    lies on the last context frame, as when a model continues a history up to a return)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.return_prob <= 1.0:

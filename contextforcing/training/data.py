@@ -34,11 +34,13 @@ class Batch:
     prompts: tuple[str, ...]
 
 
-_MAX_REDRAWS = 64
+_MAX_REDRAWS = 256
 
 
-def _returns_within(episode: Episode, start: int) -> bool:
-    """Whether the subject re-enters (after an earlier visit) at a frame >= start."""
+def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> bool:
+    """Whether the subject re-enters (after an earlier visit) at a frame >= start, or at `start` exactly."""
+    if exactly:
+        return any(visit.enter_frame == start for visit in episode.visits[1:])
     return any(start <= visit.enter_frame < episode.num_frames for visit in episode.visits[1:])
 
 
@@ -116,12 +118,12 @@ class ClipSource:
 
     def world_episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
         """A world episode, redrawn (with probability `return_prob`) until the subject returns in the
-        last `target_frames` frames."""
+        last `target_frames` frames (on the first of them if `return_at` is "first")."""
         world = self.data.world
         want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob
         episode = sample_episode(num_frames, generator, world)
         for _ in range(_MAX_REDRAWS if want_return else 0):
-            if _returns_within(episode, num_frames - target_frames):
+            if _returns_within(episode, num_frames - target_frames, exactly=self.data.return_at == "first"):
                 break
             episode = sample_episode(num_frames, generator, world)
         return episode
