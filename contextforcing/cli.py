@@ -13,7 +13,17 @@ import sys
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("convert", "generate", "world", "train-codec", "evaluate", "train", "probe-recall")
+_COMMANDS = (
+    "convert",
+    "generate",
+    "world",
+    "train-codec",
+    "evaluate",
+    "train",
+    "probe-recall",
+    "compare",
+    "results",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,10 +37,21 @@ from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
 
-__all__ = ["ProbeConfig", "Sampler", "history_indices", "probe_recall", "student_sampler", "teacher_sampler"]
+__all__ = [
+    "Continuer",
+    "ProbeConfig",
+    "Sampler",
+    "history_indices",
+    "probe_recall",
+    "student_continuer",
+    "student_sampler",
+    "teacher_sampler",
+]
 
 Sampler = Callable[[Tensor, str, torch.Generator], Tensor]
 """(history latents [1, C, r, H, W], prompt, generator) -> continuation latents [1, C, F, H, W]."""
+Continuer = Callable[[Tensor, str, int, torch.Generator], Tensor]
+"""(prefix latents [1, C, P, H, W], prompt, frames to add, generator) -> the added latents [1, C, F, H, W]."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,6 +122,25 @@ def teacher_sampler(
     return sample
 
 
+def student_continuer(
+    model: CausalDiT, memory: MemoryConfig, text_encoder, sampler: SamplerConfig | None = None
+) -> Continuer:
+    """A causal student streaming on from a prefix, which it keeps as its memory policy says.
+
+    The prefix enters the memory through clean refresh passes, so with `decide_on="first-pass"` its
+    promotions are decided on clean keys, unlike on the student's own rollouts.
+    """
+
+    def go_on(prefix: Tensor, prompt: str, num_frames: int, generator: torch.Generator) -> Tensor:
+        streamer = StreamingGenerator(model, memory, latent_size=tuple(prefix.shape[3:]), sampler=sampler)
+        num_chunks = -(-num_frames // memory.frames_per_chunk)
+        chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator,
+                                 prefix=prefix)  # fmt: skip
+        return torch.cat(list(chunks), dim=2)[:, :, :num_frames]
+
+    return go_on
+
+
 def student_sampler(
     model: CausalDiT,
     memory: MemoryConfig,
@@ -118,20 +148,9 @@ def student_sampler(
     probe: ProbeConfig,
     sampler: SamplerConfig | None = None,
 ) -> Sampler:
-    """A causal student streaming on from the history, which it keeps as its memory policy says.
-
-    The history enters the memory through clean refresh passes, so with `decide_on="first-pass"` its
-    promotions are decided on clean keys, unlike on the student's own rollouts.
-    """
-
-    def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
-        streamer = StreamingGenerator(model, memory, latent_size=tuple(history.shape[3:]), sampler=sampler)
-        num_chunks = probe.num_target_frames // memory.frames_per_chunk
-        chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator,
-                                 prefix=history)  # fmt: skip
-        return torch.cat(list(chunks), dim=2)
-
-    return sample
+    """A causal student streaming `probe.num_target_frames` frames on from the history."""
+    go_on = student_continuer(model, memory, text_encoder, sampler)
+    return lambda history, prompt, generator: go_on(history, prompt, probe.num_target_frames, generator)
 
 
 def _episode_with_gap(

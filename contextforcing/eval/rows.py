@@ -1,0 +1,55 @@
+"""The rows of the miniature comparison: which trained run, with which memory at inference.
+
+Every row is a run folder of the world pipeline (`make pipeline`) and a memory policy. The Stage-1
+student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
+and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
+method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
+here they change the memory of the Context Forcing student at inference only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from contextforcing.memory.config import MemoryConfig, memory_preset
+from contextforcing.presets import RUNS
+
+__all__ = ["ROWS", "TEACHER_ROW", "Row"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Row:
+    """One line of the comparison table."""
+
+    name: str
+    run: str
+    """Run folder (config.json + model/)."""
+    memory: MemoryConfig | None
+    """Memory at inference; None for a teacher, which sees its training layout."""
+    description: str
+
+
+_STAGE1 = f"{RUNS}/world-dmd"
+_STAGE2 = f"{RUNS}/world-cdmd"
+
+ROWS: tuple[Row, ...] = (
+    Row(name="self-forcing", run=_STAGE1, memory=memory_preset("window"),
+        description="Stage-1 (DMD) student, rolling window of 21 frames"),
+    Row(name="longlive", run=f"{RUNS}/world-long-tuning", memory=memory_preset("sink"),
+        description="long tuning with a short teacher, sink + window"),
+    Row(name="infinity-rope", run=_STAGE1, memory=memory_preset("infinity-rope"),
+        description="Stage-1 student, training-free sink + short window, block-relative positions"),
+    Row(name="context-forcing", run=_STAGE2, memory=memory_preset("context"),
+        description="Stage-2 (Contextual DMD) student, sink + slow + fast memory"),
+    Row(name="uniform-every-1", run=_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
+        description="ablation: slow memory promoted every chunk (inference only)"),
+    Row(name="uniform-every-2", run=_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
+        description="ablation: slow memory promoted every 2 chunks (inference only)"),
+    Row(name="no-contextual-distillation", run=_STAGE1, memory=memory_preset("context"),
+        description="ablation: Stage-1 student with the context memory"),
+    Row(name="no-bounded-positions", run=_STAGE2, memory=memory_preset("context", positions="absolute"),
+        description="ablation: Context Forcing student, absolute positions at inference"),
+)  # fmt: skip
+
+TEACHER_ROW = Row(name="teacher", run=f"{RUNS}/world-context-teacher-erft", memory=None,
+                  description="the context teacher (bidirectional, 20 Euler steps, CFG 3)")  # fmt: skip

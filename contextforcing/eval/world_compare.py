@@ -1,0 +1,88 @@
+"""One row of the miniature comparison, measured on the world.
+
+For every seed: identity recall against gap with a true history (`recall_probe`), and one-minute
+rollouts from a true prefix (`world_rollout`; the teacher, which does not stream, only the short horizon
+of `TEACHER_SECONDS`). The effective context length of a probe curve is the longest probed gap up to
+which recall stays at least halfway from chance to the shortest gap's recall; it is 0 when even the
+shortest gap is recalled at less than twice chance.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from contextforcing.codec.loading import load_codec
+from contextforcing.config import from_dict
+from contextforcing.data.world_text import WorldTextEncoder
+from contextforcing.eval.recall_probe import (
+    ProbeConfig,
+    probe_recall,
+    student_continuer,
+    student_sampler,
+    teacher_sampler,
+)
+from contextforcing.eval.rows import Row
+from contextforcing.eval.world_rollout import RolloutConfig, teacher_continuer, world_rollouts
+from contextforcing.inference.streaming import SamplerConfig
+from contextforcing.model.weights import load_model
+from contextforcing.training.config import ExperimentConfig
+
+__all__ = ["TEACHER_SECONDS", "evaluate_row", "probe_context_length"]
+
+TEACHER_SECONDS = 8.0
+"""Length of the teacher's rollouts (a 3 s prefix and the 5 s short horizon)."""
+GAPS_SECONDS = (1.5, 3.0, 6.0, 12.0, 18.0, 24.0)
+
+
+def probe_context_length(results: list[dict[str, Any]], chance: float) -> float:
+    """Longest gap (s) of a probe curve, over the contiguous run from the shortest, recalled at least
+    halfway from chance to the shortest gap's recall; 0 if the shortest is below twice chance."""
+    results = sorted(results, key=lambda r: r["gap_seconds"])
+    short = results[0]["recall"]
+    if short < 2 * chance:
+        return 0.0
+    longest = 0.0
+    for row in results:
+        if row["recall"] < chance + 0.5 * (short - chance):
+            break
+        longest = row["gap_seconds"]
+    return longest
+
+
+def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> dict[str, Any]:
+    """Probe and rollouts of one row for each seed; see the module docstring."""
+    folder = Path(row.run)
+    if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
+        raise ValueError(f"row {row.name}: {folder} is not a run folder (train it with `make pipeline`)")
+    config = from_dict(ExperimentConfig, json.loads((folder / "config.json").read_text()))
+    model = load_model(folder / "model").eval()
+    codec, world = load_codec(config.data.codec), config.data.world
+    text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
+    teacher = row.memory is None
+    chance = 1.0 / len(world.identities)
+    out: dict[str, Any] = {
+        "row": row.name, "description": row.description, "run": row.run, "stage": config.stage,
+        "step": json.loads((folder / "model" / "config.json").read_text()).get("step"),
+        "memory": None if teacher else row.memory.to_dict(), "chance": chance, "seeds": [],
+    }  # fmt: skip
+    for seed in seeds:
+        frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
+        probe = ProbeConfig(gaps_seconds=GAPS_SECONDS, episodes_per_gap=episodes, seed=seed,
+                            num_target_frames=frames)  # fmt: skip
+        if teacher:
+            sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
+            continuer = teacher_continuer(sampler)
+        else:
+            few_step = SamplerConfig(denoising_steps=tuple(float(s) for s in config.distill.denoising_steps),
+                                     shift=config.distill.timestep_shift)  # fmt: skip
+            sampler = student_sampler(model, row.memory, text_encoder, probe, few_step)
+            continuer = student_continuer(model, row.memory, text_encoder, few_step)
+        recall = probe_recall(sampler, codec, world, probe)
+        rollout = RolloutConfig(seconds=TEACHER_SECONDS if teacher else 60.0, episodes=videos, seed=seed)
+        out["seeds"].append({
+            "seed": seed, "probe": recall, "effective_context_seconds": probe_context_length(recall, chance),
+            "rollout": world_rollouts(continuer, codec, world, rollout),
+        })  # fmt: skip
+    return out

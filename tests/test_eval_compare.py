@@ -1,0 +1,62 @@
+"""The comparison: one row evaluated end to end on a small random run, and the results page built from it."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from contextforcing.config import to_dict
+from contextforcing.eval.results_page import load_rows, write_results_page
+from contextforcing.eval.rows import ROWS, Row
+from contextforcing.eval.world_compare import evaluate_row, probe_context_length
+from contextforcing.memory.config import memory_preset
+from contextforcing.model.config import model_preset
+from contextforcing.model.dit import CausalDiT
+from contextforcing.model.weights import save_model
+from contextforcing.training.config import ExperimentConfig
+
+
+def _run_folder(path, stage):
+    torch.manual_seed(0)
+    config = ExperimentConfig(
+        stage=stage, model=replace(model_preset("tiny"), in_channels=8, out_channels=8, text_len=4)
+    )
+    save_model(CausalDiT(config.model), path / "model", extra={"step": 7})
+    (path / "config.json").write_text(json.dumps(to_dict(config)))
+    return path
+
+
+def test_effective_context_from_a_probe_curve():
+    curve = [
+        {"gap_seconds": g, "recall": r} for g, r in [(1.5, 0.9), (3, 0.8), (6, 0.6), (12, 0.4), (18, 0.9)]
+    ]
+    assert probe_context_length(curve, chance=0.125) == 6  # 0.4 < 0.125 + (0.9 - 0.125) / 2; 18 s is cut off
+    assert probe_context_length([{"gap_seconds": 1.5, "recall": 0.2}], chance=0.125) == 0.0
+
+
+def test_rows_name_existing_memory_policies_and_distinct_names():
+    assert len({row.name for row in ROWS}) == len(ROWS)
+    assert {"self-forcing", "longlive", "infinity-rope", "context-forcing"} <= {row.name for row in ROWS}
+
+
+@pytest.mark.slow
+def test_a_row_is_evaluated_and_the_page_is_written(tmp_path):
+    student = Row(name="context-forcing", run=str(_run_folder(tmp_path / "s", "cdmd")),
+                  memory=memory_preset("context"), description="random")  # fmt: skip
+    teacher = Row(name="teacher", run=str(_run_folder(tmp_path / "t", "context-teacher")), memory=None,
+                  description="random")  # fmt: skip
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    for row in (student, teacher):
+        record = evaluate_row(row, seeds=[0, 1], episodes=1, videos=1)
+        assert record["step"] == 7 and len(record["seeds"]) == 2
+        (folder / f"{row.name}.json").write_text(json.dumps(record))
+    rows = load_rows(folder)
+    assert [r["row"] for r in rows] == ["teacher", "context-forcing"]
+    page = write_results_page(rows, tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results")
+    text = page.read_text()
+    assert "| context-forcing |" in text and "| teacher |" in text and "(results/recall_vs_gap.png)" in text
+    assert (tmp_path / "docs" / "results" / "drift.png").is_file()
+    with pytest.raises(ValueError, match="not a run folder"):
+        evaluate_row(replace(student, run=str(tmp_path / "missing")), seeds=[0], episodes=1, videos=1)
