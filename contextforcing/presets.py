@@ -90,10 +90,9 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "world-context-teacher-erft": lambda: _world(
         "context-teacher", 1000, **{**_CONTEXT_TEACHER, "init.model": f"{RUNS}/world-context-teacher/model",
                                     "teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
-    # Learnability control: the same recipe with only the 12 most recent frames as context.
+    # Learnability control: the same clips and targets, with only the 12 most recent frames as context.
     "world-window-teacher": lambda: _world(
-        "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.num_sink_frames": 0, "teacher.num_slow_frames": 0,
-                                    "teacher.num_recent_frames": 12}),
+        "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12}),
     "world-ode-init": lambda: _world(
         "ode-init", 500, **{**_WORLD_TARGET, "init.teacher": TEACHER, "optim.lr": 1e-4, "distill.ode_steps": 16}),
     "world-dmd": lambda: _world_distill(

@@ -27,6 +27,10 @@ def test_history_matches_the_training_layout():
     assert long[3:15] == list(range(194 - 72, 194, 6))
     window = ContextTeacherConfig(num_sink_frames=0, num_slow_frames=0, num_recent_frames=12)
     assert history_indices(window, 50) == list(range(38, 50))
+    recent_only = ContextTeacherConfig(
+        num_slow_frames=12, slow_interval=6, num_recent_frames=12, recent_only=True
+    )
+    assert history_indices(recent_only, 50) == list(range(38, 50))
     with pytest.raises(ValueError, match="no room"):
         history_indices(layout, 5)
 

@@ -1,6 +1,8 @@
 """Self-rollouts for distillation: gradient only at the exit step of the chosen chunks, never through
 the cache; earlier chunks still shape later ones through their (detached) K/V. ERFT injection rules."""
 
+import dataclasses
+
 import torch
 
 from contextforcing.diffusion.flow import warped_timesteps
@@ -61,6 +63,8 @@ def test_context_teacher_indices():
     assert indices == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20] and length == 21 + 21
     indices, length = context_teacher_indices(config, 0)
     assert indices == [0, 1, 2, 3, 4, 5, 6, 7, 8] and length == 9 + 21
+    control = dataclasses.replace(config, recent_only=True)
+    assert context_teacher_indices(control, 2) == ([15, 16, 17, 18, 19, 20], 21 + 21)
 
 
 def test_erft_injects_only_into_recent_context_and_target():
@@ -93,12 +97,13 @@ def test_erft_injects_only_into_recent_context_and_target():
 
 
 def test_distill_plans_follow_the_released_exit_policy():
-    from contextforcing.presets import preset
+    from contextforcing.training.config import ExperimentConfig
     from contextforcing.training.plan import distill_plan
 
-    dmd = distill_plan(preset("world-dmd"), 0, torch.Generator().manual_seed(0))
+    # The default DistillConfig holds the released values (21 judged frames, rollouts of 84-105).
+    dmd = distill_plan(ExperimentConfig(stage="dmd"), 0, torch.Generator().manual_seed(0))
     assert dmd.num_frames == 21 and all(dmd.grad_chunks) and len(set(dmd.exit_steps)) == 1
-    cdmd = distill_plan(preset("world-cdmd"), 0, torch.Generator().manual_seed(0))
+    cdmd = distill_plan(ExperimentConfig(stage="cdmd"), 0, torch.Generator().manual_seed(0))
     length = cdmd.num_frames
     assert 84 <= length <= 105 and cdmd.target_start == length - 21 and cdmd.context_start == length - 42
     starts = [3 * c for c in range(length // 3)]

@@ -114,6 +114,9 @@ class ContextTeacherConfig:
     """One slow frame every this many latent frames (6 = two chunks of three)."""
     num_recent_frames: int = 6
     """Frames right before the target (the student's fast memory)."""
+    recent_only: bool = False
+    """Learnability control: clips are laid out as with the sink and slow frames (the same targets, deep
+    in the episode), but only the `num_recent_frames` most recent frames are given as context."""
     no_context_prob: float = 0.0
     """context-teacher: probability of a step without any context, so one model also serves as a short
     teacher (Context Forcing's Stage 1 uses its context teacher without context)."""

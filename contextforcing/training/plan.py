@@ -18,7 +18,8 @@ def context_teacher_indices(config: ContextTeacherConfig, num_slow: int) -> tupl
 
     The clip is [sink | num_slow groups of slow_interval frames | recent | target]; each slow frame is
     the first frame of its group, one every `slow_interval` frames (two student chunks), as the
-    context teacher of Context Forcing is trained.
+    context teacher of Context Forcing is trained. With `recent_only`, the clip is the same and only the
+    recent frames are returned.
     """
     sink = list(range(config.num_sink_frames))
     slow_start = config.num_sink_frames
@@ -26,7 +27,7 @@ def context_teacher_indices(config: ContextTeacherConfig, num_slow: int) -> tupl
     recent_start = slow_start + num_slow * config.slow_interval
     recent = list(range(recent_start, recent_start + config.num_recent_frames))
     num_frames = recent_start + config.num_recent_frames + config.num_target_frames
-    return sink + slow + recent, num_frames
+    return (recent if config.recent_only else sink + slow + recent), num_frames
 
 
 def rollout_frames(config: ExperimentConfig, step: int, generator: torch.Generator) -> int:
