@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-dev demo pipeline test lint
+.PHONY: ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ pipeline: setup
 	$(RUN) train --preset world-ode-init --resume
 	$(RUN) train --preset world-dmd --resume
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
+
+# Copy the pipeline's models into checkpoints/world/ (what `generate` and `compare` read).
+ship:
+	for pair in teacher:world-context-teacher-erft self-forcing:world-dmd longlive:world-long-tuning \
+	            context-forcing:world-cdmd; do \
+	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf checkpoints/world/$$name; mkdir -p checkpoints/world/$$name; \
+	  cp $$run/config.json checkpoints/world/$$name/ && cp -r $$run/model checkpoints/world/$$name/ || exit 1; \
+	done
+
+# The comparison rows on the shipped models, then docs/RESULTS.md (two processes, one thread each).
+results: setup
+	$(RUN) compare --rows teacher self-forcing longlive infinity-rope context-forcing & p=$$!; \
+	$(RUN) compare --rows uniform-every-1 uniform-every-2 no-contextual-distillation no-bounded-positions && wait $$p
+	$(BIN)/contextforcing results
 
 lint:
 	$(BIN)/ruff check .

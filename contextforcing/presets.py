@@ -98,10 +98,10 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "world-dmd": lambda: _world_distill(
         "dmd", 600, **{**_WORLD_TARGET, "init.model": f"{RUNS}/world-ode-init/model", "init.teacher": TEACHER}),
     "world-cdmd": lambda: _world_distill(
-        "cdmd", 500, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
+        "cdmd", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                         "init.teacher": TEACHER, "distill.teacher_context": "memory"}),
     "world-long-tuning": lambda: replace(_world_distill(
-        "long-tuning", 500, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
+        "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                                "init.teacher": TEACHER}), memory=memory_preset("sink")),
 }  # fmt: skip
 

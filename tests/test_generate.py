@@ -24,7 +24,7 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     prompts.write_text("0|a red ball\n1.5|a blue cube\n")
     out = tmp_path / "run"
     code = main(["generate", "--prompts", str(prompts), "--seconds", "3", "--memory", "context",
-                 "--memory-split", "1,2,6", "--seed", "3", "--out", str(out)])  # fmt: skip
+                 "--memory-split", "1,2,6", "--seed", "3", "--model-preset", "tiny", "--out", str(out)])  # fmt: skip
     assert code == 0
     frames, fps = read_video(out / "video.mp4")
     assert frames.shape[0] == 12 and fps == 4
@@ -51,7 +51,7 @@ def test_bad_arguments_exit_2_before_work(
     main, tmp_path: Path, capsys, argv: list[str], message: str
 ) -> None:
     out = tmp_path / "run"
-    assert main(["generate", "--out", str(out), *argv]) == 2
+    assert main(["generate", "--out", str(out), "--model-preset", "tiny", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 

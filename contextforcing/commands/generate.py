@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contextforcing.inference.generate import GenerateSettings, generate, parse_prompt_lines, prepare
+from contextforcing.data.world_assets import SCENE_CLASSES
+from contextforcing.inference.generate import (
+    DEFAULT_CHECKPOINT,
+    DEFAULT_CODEC,
+    GenerateSettings,
+    generate,
+    parse_prompt_lines,
+    prepare,
+)
 from contextforcing.memory.config import MEMORY_POLICIES
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("generate", help="generate a long video chunk by chunk with memory")
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate a long video chunk by chunk with memory (default: the shipped Context Forcing "
+        "student of the world, 60 s)",
+    )
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default="", help="one prompt for the whole video")
+    prompt.add_argument("--prompt", default=SCENE_CLASSES[0].prompt, help="one prompt for the whole video")
     prompt.add_argument(
         "--prompts", type=Path, help="file of prompts, one per line, optionally 'SECONDS|prompt'"
     )
     parser.add_argument(
-        "--seconds", type=float, default=10.0, help="video length (4 latent frames per second)"
+        "--seconds", type=float, default=60.0, help="video length (4 latent frames per second)"
     )
     parser.add_argument("--memory", default="context", help=f"memory policy: {', '.join(MEMORY_POLICIES)}")
     parser.add_argument(
@@ -33,9 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", type=Path, help="model folder; else a random --model-preset")
-    parser.add_argument("--model-preset", default="tiny", help="random-weight model for smoke tests")
-    parser.add_argument("--codec", type=Path, help="world codec folder to decode with")
+    parser.add_argument("--checkpoint", type=Path, help=f"model folder (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--model-preset", help="random weights of this model preset instead (smoke tests)")
+    parser.add_argument(
+        "--codec", type=Path, help=f"codec folder (default with the shipped model: {DEFAULT_CODEC})"
+    )
     parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
@@ -62,6 +76,10 @@ def _overrides(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.checkpoint is None and args.model_preset is None:
+        if not DEFAULT_CHECKPOINT.is_dir():
+            raise ValueError(f"the shipped model is missing at {DEFAULT_CHECKPOINT}; pass --checkpoint")
+        args.checkpoint, args.codec = DEFAULT_CHECKPOINT, args.codec or DEFAULT_CODEC
     prompts, starts = (args.prompt,), (0.0,)
     if args.prompts is not None:
         if not args.prompts.is_file():
@@ -70,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     settings = GenerateSettings(
         out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, memory=args.memory,
         memory_overrides=_overrides(args), seed=args.seed, checkpoint=args.checkpoint,
-        model_preset=args.model_preset, codec=args.codec, latent_size=tuple(args.latent_size),
+        model_preset=args.model_preset or "tiny", codec=args.codec, latent_size=tuple(args.latent_size),
         refresh_sink=args.refresh_sink, device=args.device,
     )  # fmt: skip
     generate(prepare(settings))

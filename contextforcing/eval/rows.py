@@ -1,6 +1,8 @@
-"""The rows of the miniature comparison: which trained run, with which memory at inference.
+"""The rows of the miniature comparison: which trained model, with which memory at inference.
 
-Every row is a run folder of the world pipeline (`make pipeline`) and a memory policy. The Stage-1
+Every row is a shipped run folder under `checkpoints/world/` (`make ship` copies them from the runs of
+`make pipeline`: teacher, self-forcing = the Stage-1 student, longlive, context-forcing = the Stage-2
+student) and a memory policy. The Stage-1
 student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
@@ -12,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contextforcing.memory.config import MemoryConfig, memory_preset
-from contextforcing.presets import RUNS
 
-__all__ = ["ROWS", "TEACHER_ROW", "Row"]
+__all__ = ["ROWS", "SHIPPED", "TEACHER_ROW", "Row"]
+
+SHIPPED = "checkpoints/world"
+"""Folder of the shipped world models, one run folder (config.json + model/) each."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -29,13 +33,13 @@ class Row:
     description: str
 
 
-_STAGE1 = f"{RUNS}/world-dmd"
-_STAGE2 = f"{RUNS}/world-cdmd"
+_STAGE1 = f"{SHIPPED}/self-forcing"
+_STAGE2 = f"{SHIPPED}/context-forcing"
 
 ROWS: tuple[Row, ...] = (
     Row(name="self-forcing", run=_STAGE1, memory=memory_preset("window"),
         description="Stage-1 (DMD) student, rolling window of 21 frames"),
-    Row(name="longlive", run=f"{RUNS}/world-long-tuning", memory=memory_preset("sink"),
+    Row(name="longlive", run=f"{SHIPPED}/longlive", memory=memory_preset("sink"),
         description="long tuning with a short teacher, sink + window"),
     Row(name="infinity-rope", run=_STAGE1, memory=memory_preset("infinity-rope"),
         description="Stage-1 student, training-free sink + short window, block-relative positions"),
@@ -51,5 +55,5 @@ ROWS: tuple[Row, ...] = (
         description="ablation: Context Forcing student, absolute positions at inference"),
 )  # fmt: skip
 
-TEACHER_ROW = Row(name="teacher", run=f"{RUNS}/world-context-teacher-erft", memory=None,
+TEACHER_ROW = Row(name="teacher", run=f"{SHIPPED}/teacher", memory=None,
                   description="the context teacher (bidirectional, 20 Euler steps, CFG 3)")  # fmt: skip

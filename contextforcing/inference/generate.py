@@ -47,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 LATENT_FRAMES_PER_SECOND = 4
 
+DEFAULT_CHECKPOINT = Path("checkpoints/world/context-forcing/model")
+"""The shipped Context Forcing student of the world (`make ship` copies it from `make pipeline`'s run)."""
+DEFAULT_CODEC = Path("checkpoints/world_codec")
+"""The shipped world codec."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GenerateSettings:
