@@ -54,8 +54,10 @@ def test_a_row_is_evaluated_and_the_page_is_written(tmp_path):
         (folder / f"{row.name}.json").write_text(json.dumps(record))
     rows = load_rows(folder)
     assert [r["row"] for r in rows] == ["teacher", "context-forcing"]
-    page = write_results_page(rows, tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results")
+    probe = {"run": "runs/window", "step": 3, "results": [{"gap_seconds": 1.5, "recall": 0.625, "count": 8}]}
+    page = write_results_page(rows, tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results", [probe])
     text = page.read_text()
+    assert "| `runs/window` | 3 | 8 | 0.62 |" in text
     assert "| context-forcing |" in text and "| teacher |" in text and "(results/recall_vs_gap.png)" in text
     assert (tmp_path / "docs" / "results" / "drift.png").is_file()
     with pytest.raises(ValueError, match="not a run folder"):

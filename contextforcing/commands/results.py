@@ -16,12 +16,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval", type=Path, default=Path("docs/results/eval"), help="folder of row JSONs")
     parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="the page")
     parser.add_argument("--figures", type=Path, default=Path("docs/results"), help="folder of the plots")
+    parser.add_argument("--learnability", type=Path, default=Path("docs/results/learnability"),
+                        help="folder of the learnability check's probe-recall JSONs (if any)")  # fmt: skip
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import json
+
     from contextforcing.eval.results_page import load_rows, write_results_page
 
-    page = write_results_page(load_rows(args.eval), args.out, args.figures)
+    probes = [json.loads(p.read_text()) for p in sorted(args.learnability.glob("*.json"))]
+    page = write_results_page(load_rows(args.eval), args.out, args.figures, probes)
     logger.info("wrote %s", page)
     return 0

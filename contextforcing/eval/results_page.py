@@ -131,8 +131,35 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     return ["recall_vs_gap.png", "drift.png"]
 
 
-def write_results_page(rows: list[dict[str, Any]], page: str | Path, figures: str | Path) -> Path:
-    """Write the page and its figures; figure links are relative to the page."""
+def _learnability(probes: list[dict[str, Any]]) -> list[str]:
+    """The learnability check: recall against gap of teachers (probe-recall JSONs), one row each."""
+    if not probes:
+        return []
+    gaps = [r["gap_seconds"] for r in probes[0]["results"]]
+    lines = [
+        "## Learnability check: context teacher against a 12-frame window teacher",
+        "",
+        "Both trained from scratch with the same recipe, clips and budget; the window teacher sees only the "
+        "12 most recent frames (3 s). `contextforcing probe-recall RUN` (true history, 20 Euler steps, CFG 3; "
+        "recall counts a return only where a subject is drawn; n returns per gap).",
+        "",
+        "| teacher | step | n | " + " | ".join(f"{g:g} s" for g in gaps) + " |",
+        "|---|---|---|" + "---|" * len(gaps),
+    ]
+    for probe in probes:
+        cells = " | ".join(f"{r['recall']:.2f}" for r in probe["results"])
+        lines.append(f"| `{probe['run']}` | {probe['step']} | {probe['results'][0]['count']} | {cells} |")
+    return [*lines, ""]
+
+
+def write_results_page(
+    rows: list[dict[str, Any]],
+    page: str | Path,
+    figures: str | Path,
+    probes: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Write the page and its figures; figure links are relative to the page. `probes`: probe-recall JSONs
+    of the learnability check, shown first."""
     page, figures = Path(page), Path(figures)
     names = _plot(rows, figures)
     link = figures.relative_to(page.parent) if figures.is_relative_to(page.parent) else figures
@@ -147,6 +174,7 @@ def write_results_page(rows: list[dict[str, Any]], page: str | Path, figures: st
         + ", ".join(f"{r['row']} = `{r['run']}` step {r['step']}" for r in rows)
         + f". Seeds {seeds}; mean ± standard deviation over seeds. Chance recall is {rows[0]['chance']:.3f}.",
         "",
+        *_learnability(probes or []),
         "## Identity recall against gap (true history)",
         "",
         f"Each model continues {probe} true histories per gap and seed, up to the frame where the subject "
