@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_video", "to_uint8_frames", "write_video"]
+__all__ = ["read_video", "to_uint8_frames", "write_gif", "write_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +119,16 @@ def read_video(path: str | Path) -> tuple[Tensor, float]:
     if rate is None or float(rate) <= 0:
         raise ValueError(f"video has no frame rate: {path}")
     return torch.from_numpy(np.stack(images)), float(rate)
+
+
+def write_gif(path: str | Path, frames: Tensor | np.ndarray, fps: float, *, scale: int = 1) -> Path:
+    """Write frames (as `to_uint8_frames` accepts) as a looping GIF, each pixel a `scale` x `scale` block."""
+    from PIL import Image
+
+    pixels = to_uint8_frames(frames)
+    if scale > 1:
+        pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
+    images = [Image.fromarray(frame.numpy()) for frame in pixels]
+    path = Path(path)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+    return path

@@ -24,7 +24,7 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     prompts.write_text("0|a red ball\n1.5|a blue cube\n")
     out = tmp_path / "run"
     code = main(["generate", "--prompts", str(prompts), "--seconds", "3", "--memory", "context",
-                 "--memory-split", "1,2,6", "--seed", "3", "--model-preset", "tiny", "--out", str(out)])  # fmt: skip
+                 "--memory-split", "1,2,6", "--seed", "3", "--model-preset", "tiny", "--gif", "2", "--out", str(out)])  # fmt: skip
     assert code == 0
     frames, fps = read_video(out / "video.mp4")
     assert frames.shape[0] == 12 and fps == 4
@@ -35,6 +35,10 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     assert [r.prompt_index for r in trace.records] == [0, 0, 1, 1]
     assert trace.config.num_sink_frames == 1
     assert (out / "memory.png").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(out / "video.gif") as gif:
+        assert gif.n_frames == 12 and gif.size == (2 * frames.shape[2], 2 * frames.shape[1])
 
 
 @pytest.mark.parametrize(

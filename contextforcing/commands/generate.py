@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--codec", type=Path, help=f"codec folder (default with the shipped model: {DEFAULT_CODEC})"
     )
     parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
+    parser.add_argument("--gif", type=int, default=0, metavar="SCALE",
+                        help="also write video.gif, each pixel SCALE pixels wide")  # fmt: skip
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
     parser.set_defaults(run=run)
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, memory=args.memory,
         memory_overrides=_overrides(args), seed=args.seed, checkpoint=args.checkpoint,
         model_preset=args.model_preset or "tiny", codec=args.codec, latent_size=tuple(args.latent_size),
-        refresh_sink=args.refresh_sink, device=args.device,
+        refresh_sink=args.refresh_sink, gif_scale=args.gif, device=args.device,
     )  # fmt: skip
     generate(prepare(settings))
     return 0

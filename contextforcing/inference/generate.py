@@ -81,6 +81,8 @@ class GenerateSettings:
     """(H, W) of the latents."""
     refresh_sink: bool = False
     """At a prompt switch, also re-encode the sink."""
+    gif_scale: int = 0
+    """Also write video.gif, each pixel this many pixels wide (0: no GIF)."""
     device: str = "cpu"
     """Torch device."""
 
@@ -223,7 +225,7 @@ def generate(prepared: Prepared, *, progress: bool | None = None) -> dict[str, A
     """Generate, decode chunk by chunk, and write video.mp4, report.json and memory.png; returns the report."""
     from tqdm import tqdm
 
-    from contextforcing.video_io import write_video
+    from contextforcing.video_io import write_gif, write_video
 
     settings, out = prepared.settings, prepared.settings.out
     out.mkdir(parents=True, exist_ok=True)
@@ -243,6 +245,8 @@ def generate(prepared: Prepared, *, progress: bool | None = None) -> dict[str, A
     frames = torch.cat(pieces, dim=1)
     fps = LATENT_FRAMES_PER_SECOND * (1 if prepared.codec is None else prepared.codec.temporal_factor)
     write_video(out / "video.mp4", frames, fps)
+    if settings.gif_scale > 0:
+        write_gif(out / "video.gif", frames, fps, scale=settings.gif_scale)
     assert streamer.memory is not None
     report = {
         "settings": settings.to_dict(), "model": prepared.model.config.to_dict(),
