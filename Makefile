@@ -1,5 +1,5 @@
 # Two entry points, both from a fresh clone:
-#   make demo   set up .venv and run the main job
+#   make demo   set up .venv and generate a minute of video with the shipped Context Forcing student
 #   make test   set up .venv (with dev tools) and run lint, format check and the test suite
 # TORCH_SPEC pins the CPU wheel by default; GPU users override it, e.g. make TORCH_SPEC="torch==2.13.0" ...
 PYTHON ?= python3
@@ -25,18 +25,18 @@ setup: $(BIN)/python
 setup-dev: setup
 	$(BIN)/pip install --quiet -e ".[wan,train,dev]"
 
-# The main job: render a minute of the synthetic world and evaluate it against its ground truth.
+# The main job: a minute of the world from the shipped Context Forcing student (video, GIF, memory
+# trace and report under out/demo/).
 demo: setup
-	$(BIN)/contextforcing world --seconds 60 --seed 0 --out out/world
-	$(BIN)/contextforcing evaluate out/world/video.mp4 --reference out/world/meta.json --out out/eval
+	$(BIN)/contextforcing generate --gif 2 --out out/demo
 
 # The miniature pipeline on the world, stage by stage (each resumes with --resume if interrupted).
 # Independent stages run side by side, one thread each, to use both cores.
 RUN := OMP_NUM_THREADS=1 $(BIN)/contextforcing
 pipeline: setup
 	$(RUN) train --preset world-context-teacher --resume & p=$$!; $(RUN) train --preset world-window-teacher --resume && wait $$p
-	$(RUN) probe-recall runs/world-context-teacher --out runs/probe/context-teacher.json & p=$$!; \
-	$(RUN) probe-recall runs/world-window-teacher --out runs/probe/window-teacher.json && wait $$p
+	$(RUN) probe-recall runs/world-context-teacher --out docs/results/learnability/context-teacher.json & p=$$!; \
+	$(RUN) probe-recall runs/world-window-teacher --out docs/results/learnability/window-teacher.json && wait $$p
 	$(RUN) train --preset world-context-teacher-erft --resume
 	$(RUN) train --preset world-ode-init --resume
 	$(RUN) train --preset world-dmd --resume
