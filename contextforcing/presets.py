@@ -56,7 +56,7 @@ def _tiny(stage: str) -> ExperimentConfig:
         "teacher.num_target_frames": 6, "teacher.num_slow_frames": 2, "teacher.bank_capacity": 4,
         "distill.num_frames": 6, "distill.num_context_frames": 6, "distill.num_grad_frames": 3,
         "distill.min_rollout_frames": 12, "distill.max_rollout_frames": 15, "distill.rollout_decay_steps": 2,
-        "distill.student_every": 1, "distill.ode_steps": 4,
+        "distill.student_every": 1, "distill.ode_steps": 4, "distill.prefix_frames": 3,
     })  # fmt: skip
 
 

@@ -3,6 +3,7 @@ the cache; earlier chunks still shape later ones through their (detached) K/V. E
 
 import dataclasses
 
+import pytest
 import torch
 
 from contextforcing.diffusion.flow import warped_timesteps
@@ -15,12 +16,12 @@ from contextforcing.training.rollout import self_rollout
 STEPS = warped_timesteps([1000, 750, 500, 250])
 
 
-def _rollout(model, noise, grad_chunks, exit_steps=(2, 2, 2)):
+def _rollout(model, noise, grad_chunks, exit_steps=(2, 2, 2), prefix=None):
     text = model.encode_text(torch.randn(1, model.config.text_len, model.config.text_dim,
                                          generator=torch.Generator().manual_seed(1)))  # fmt: skip
     return self_rollout(
         model, memory_preset("context"), text, noise, timesteps=STEPS, generator=torch.Generator().manual_seed(2),
-        exit_steps=exit_steps, grad_chunks=grad_chunks,
+        exit_steps=exit_steps, grad_chunks=grad_chunks, prefix=prefix,
     )  # fmt: skip
 
 
@@ -55,6 +56,21 @@ def test_earlier_chunks_still_condition_later_ones(tiny_model):
         a = _rollout(tiny_model, noise, (False,) * 3).video
         b = _rollout(tiny_model, changed, (False,) * 3).video
     assert (a[:, :, 6:] - b[:, :, 6:]).abs().max() > 1e-4
+
+
+def test_a_prefix_stands_for_the_first_chunks(tiny_model):
+    noise = torch.randn(1, 4, 9, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # one prediction per chunk: no re-noising draws, so the noise lines up
+        full = _rollout(tiny_model, noise, (False,) * 3, exit_steps=(1, 1, 1)).video
+        continued = _rollout(
+            tiny_model, noise, (False,) * 3, exit_steps=(1, 1, 1), prefix=full[:, :, :6]
+        ).video
+        other = _rollout(tiny_model, noise, (False,) * 3, exit_steps=(1, 1, 1), prefix=-full[:, :, :6]).video
+    assert torch.equal(continued[:, :, :6], full[:, :, :6])
+    torch.testing.assert_close(continued[:, :, 6:], full[:, :, 6:], atol=1e-5, rtol=0)
+    assert (other[:, :, 6:] - full[:, :, 6:]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="prefix"):
+        _rollout(tiny_model, noise, (True, False, False), exit_steps=(1, 1, 1), prefix=full[:, :, :3])
 
 
 def test_context_teacher_indices():

@@ -188,6 +188,9 @@ class DistillConfig:
     """cdmd: clean student-made context frames given to teacher and critic."""
     num_grad_frames: int = 18
     """cdmd: only the last this many frames receive gradient."""
+    prefix_frames: int = 0
+    """cdmd / long-tuning: the rollout starts from this many true frames of a training clip (written into
+    the student's memory as a prefix, never judged); 0 rolls out from the prompt alone, as the paper."""
     teacher_context: Literal["window", "memory"] = "window"
     """cdmd: the teacher sees the contiguous window before the target (released code) or the student's
     sink/slow/fast memory layout (the paper's wording)."""
@@ -211,6 +214,8 @@ class DistillConfig:
             raise ValueError("DistillConfig needs 0 <= min_timestep <= max_timestep <= 1000")
         if self.min_rollout_frames > self.max_rollout_frames:
             raise ValueError("DistillConfig.min_rollout_frames exceeds max_rollout_frames")
+        if self.prefix_frames < 0 or self.prefix_frames > self.min_rollout_frames - self.num_frames:
+            raise ValueError("DistillConfig.prefix_frames must lie in [0, min_rollout_frames - num_frames]")
         if self.num_grad_frames > self.num_frames:
             raise ValueError("DistillConfig.num_grad_frames exceeds num_frames")
         for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):

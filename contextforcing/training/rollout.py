@@ -58,6 +58,7 @@ def self_rollout(
     exit_steps: Sequence[int],
     grad_chunks: Sequence[bool],
     snapshot_chunk: int | None = None,
+    prefix: Tensor | None = None,
 ) -> Rollout:
     """Generate noise.shape[2] frames chunk by chunk.
 
@@ -71,6 +72,8 @@ def self_rollout(
         exit_steps: per chunk, predictions to run (len(timesteps) = full denoise).
         grad_chunks: per chunk, whether its exit prediction keeps autograd history.
         snapshot_chunk: record the memory's frames (in frame order) just before this chunk.
+        prefix: clean latents [B, C, P, H, W] (P a multiple of the chunk) that stand for the first P
+            frames: written into the memory through the refresh pass and returned as they are.
     """
     chunk = memory_config.frames_per_chunk
     num_chunks = noise.shape[2] // chunk
@@ -78,11 +81,21 @@ def self_rollout(
         raise ValueError(f"need one exit step and one grad flag per chunk ({num_chunks})")
     memory = new_memory(student, memory_config, noise.shape[0], noise.shape[2], tuple(noise.shape[3:]))
     first_pass = memory_config.decide_on == "first-pass"
+    num_prefix = 0 if prefix is None else prefix.shape[2] // chunk
+    if prefix is not None and (prefix.shape[2] % chunk or any(grad_chunks[:num_prefix])):
+        raise ValueError("a prefix must be whole chunks without gradient")
     outputs, snapshot = [], None
     for index in range(num_chunks):
         if index == snapshot_chunk:
             snapshot = memory.kept_frames()[1].clone()
         read = memory.read()
+        if index < num_prefix:
+            clean = prefix[:, :, index * chunk : (index + 1) * chunk]
+            with torch.no_grad():
+                kv = refresh_chunk(student, clean, text, read)
+            memory.append(kv, clean, first_pass_kv=kv if first_pass else None)
+            outputs.append(clean)
+            continue
         if grad_chunks[index]:
             read = _copied(read)
         result = denoise_chunk(

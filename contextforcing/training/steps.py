@@ -187,7 +187,7 @@ def _judge(
     return model(torch.cat([context, x_t], dim=2), frames_t, text)[:, :, -x_t.shape[2] :]
 
 
-def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generator], step: int, stream: str):
+def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generator], prefix: Tensor | None):
     dist = run.config.distill
     shape = (run.config.model.in_channels, plan.num_frames, *run.source.latent_size)
     noise = _per_sample_noise(shape, gens, run.device)
@@ -199,6 +199,7 @@ def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generat
             generator=gens, exit_steps=plan.exit_steps,
             grad_chunks=plan.grad_chunks,
             snapshot_chunk=plan.first_target_chunk if dist.teacher_context == "memory" else None,
+            prefix=prefix,
         )  # fmt: skip
 
 
@@ -236,9 +237,10 @@ class _Judged:
 def _judged_rollout(run: Run, plan: DistillPlan, step: int, stream: str) -> _Judged:
     dist = run.config.distill
     gens = run.sample_generators(step, stream)
-    batch = run.source.sample_prompts(gens)
+    with_prefix = dist.prefix_frames > 0 and run.config.stage != "dmd"
+    batch = run.source.sample(dist.prefix_frames, gens) if with_prefix else run.source.sample_prompts(gens)
     with torch.set_grad_enabled(any(plan.grad_chunks)):
-        rollout = _rollout(run, plan, batch.text, gens, step, stream)
+        rollout = _rollout(run, plan, batch.text, gens, batch.latents if with_prefix else None)
     x = rollout.video[:, :, plan.target_start :]
     bounds = {"min_t": dist.min_timestep, "max_t": dist.max_timestep}
     t = _per_sample_timesteps(gens, dist.timestep_shift, run.device, **bounds)
