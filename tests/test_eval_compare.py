@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from contextforcing.config import to_dict
-from contextforcing.eval.results_page import load_rows, write_results_page
+from contextforcing.eval.results_page import headline_table, load_rows, update_block, write_results_page
 from contextforcing.eval.rows import ROWS, Row
 from contextforcing.eval.world_compare import evaluate_row, probe_context_length
 from contextforcing.memory.config import memory_preset
@@ -60,5 +60,11 @@ def test_a_row_is_evaluated_and_the_page_is_written(tmp_path):
     assert "| `runs/window` | 3 | 8 | 0.62 |" in text
     assert "| context-forcing |" in text and "| teacher |" in text and "(results/recall_vs_gap.png)" in text
     assert (tmp_path / "docs" / "results" / "drift.png").is_file()
+    readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
+    updated = update_block(readme, headline_table(rows))
+    assert "old" not in updated and updated.startswith("intro") and updated.endswith("rest\n")
+    assert "| context-forcing |" in updated and "recall 6 s" in updated
+    with pytest.raises(ValueError, match="results:start"):
+        update_block("no markers", ["x"])
     with pytest.raises(ValueError, match="not a run folder"):
         evaluate_row(replace(student, run=str(tmp_path / "missing")), seeds=[0], episodes=1, videos=1)

@@ -10,7 +10,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-__all__ = ["load_rows", "write_results_page"]
+__all__ = ["headline_table", "load_rows", "update_block", "write_results_page"]
+
+BLOCK_START, BLOCK_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def load_rows(folder: str | Path) -> list[dict[str, Any]]:
@@ -93,6 +95,38 @@ def _short_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {_cell(_short(row, 'background_error'), 3)} | {_cell(speed, 1)} |"
         )
     return lines
+
+
+def headline_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row: recall past a 21-frame window, effective context, last-window consistency and
+    background error, short-horizon background error."""
+    gaps = [g for g in _gaps(rows[0]) if g > 5.25]
+    students = [r for r in rows if r["memory"] is not None]
+    last = _windows(students[0])[-1] if students else None
+    lines = [
+        "| row | " + " | ".join(f"recall {g:g} s" for g in gaps)
+        + f" | effective context (s) | identity consistency {last} | background error {last} | "
+        "background error 0-5 s |",
+        "|---|" + "---|" * (len(gaps) + 4),
+    ]  # fmt: skip
+    for row in rows:
+        student = row["memory"] is not None
+        cells = [_cell(_recall(row, g)) for g in gaps]
+        cells.append(_cell([s["effective_context_seconds"] for s in row["seeds"]], 1))
+        cells.append(_cell(_window(row, last, "identity_consistency")) if student else "–")
+        cells.append(_cell(_window(row, last, "background_error"), 3) if student else "–")
+        cells.append(_cell(_short(row, "background_error"), 3))
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def update_block(text: str, lines: list[str]) -> str:
+    """`text` with the lines between the results markers replaced; raises ValueError without markers."""
+    if BLOCK_START not in text or BLOCK_END not in text:
+        raise ValueError(f"no {BLOCK_START} ... {BLOCK_END} block to update")
+    head, rest = text.split(BLOCK_START, 1)
+    _, tail = rest.split(BLOCK_END, 1)
+    return head + BLOCK_START + "\n" + "\n".join(lines) + "\n" + BLOCK_END + tail
 
 
 def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
