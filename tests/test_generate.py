@@ -65,3 +65,49 @@ def test_prompt_lines() -> None:
     assert parse_prompt_lines("0|a\n2.5|b", 10) == (("a", "b"), (0.0, 2.5))
     with pytest.raises(ValueError, match="prefix"):
         parse_prompt_lines("0|a\nb", 10)
+
+
+def test_generate_without_model_arguments_uses_the_shipped_student(main, tmp_path: Path) -> None:
+    from contextforcing.inference.generate import DEFAULT_CHECKPOINT, DEFAULT_CODEC
+
+    out = tmp_path / "run"
+    assert main(["generate", "--seconds", "3", "--out", str(out)]) == 0
+    settings = json.loads((out / "report.json").read_text())["settings"]
+    assert settings["checkpoint"] == str(DEFAULT_CHECKPOINT) and settings["codec"] == str(DEFAULT_CODEC)
+    frames, fps = read_video(out / "video.mp4")
+    assert tuple(frames.shape) == (12, 64, 64, 3) and fps == 4
+
+
+def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
+    assert main(["world", "--seconds", "4", "--seed", "0", "--out", str(tmp_path / "world")]) == 0
+    truth, _ = read_video(tmp_path / "world" / "video.mp4")
+    out = tmp_path / "run"
+    argv = [
+        "generate",
+        "--seconds",
+        "3",
+        "--prefix",
+        str(tmp_path / "world" / "video.mp4"),
+        "--prefix-seconds",
+        "1.5",
+    ]
+    assert main([*argv, "--out", str(out)]) == 0
+    frames, _ = read_video(out / "video.mp4")
+    assert frames.shape[0] == 12
+    error = (frames[:6].float() - truth[:6].float()).abs().mean()
+    assert error < 8, error  # the prefix as the codec reproduces it (mp4 round trips included)
+    trace = json.loads((out / "report.json").read_text())["trace"]
+    assert len(trace["chunks"]) == 4  # two prefix chunks and two generated ones
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--model-preset", "tiny", "--prefix", "x.mp4"], "needs --codec"),
+        (["--prefix", "/nonexistent.mp4"], "no prefix video"),
+        (["--prefix-seconds", "60", "--prefix", "README.md"], "leaves nothing"),
+    ],
+)
+def test_bad_prefixes_exit_2(main, tmp_path: Path, capsys, argv: list[str], message: str) -> None:
+    assert main(["generate", "--seconds", "3", "--out", str(tmp_path / "run"), *argv]) == 2
+    assert message in capsys.readouterr().err

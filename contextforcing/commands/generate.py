@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
     parser.add_argument("--gif", type=int, default=0, metavar="SCALE",
                         help="also write video.gif, each pixel SCALE pixels wide")  # fmt: skip
+    parser.add_argument(
+        "--prefix", type=Path, help="a video whose first --prefix-seconds the model continues"
+    )
+    parser.add_argument(
+        "--prefix-seconds", type=float, default=3.0, help="length of the prefix (whole chunks)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
     parser.set_defaults(run=run)
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, memory=args.memory,
         memory_overrides=_overrides(args), seed=args.seed, checkpoint=args.checkpoint,
         model_preset=args.model_preset or "tiny", codec=args.codec, latent_size=tuple(args.latent_size),
-        refresh_sink=args.refresh_sink, gif_scale=args.gif, device=args.device,
+        refresh_sink=args.refresh_sink, gif_scale=args.gif, prefix=args.prefix,
+        prefix_seconds=args.prefix_seconds, device=args.device,
     )  # fmt: skip
     generate(prepare(settings))
     return 0

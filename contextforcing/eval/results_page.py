@@ -47,6 +47,14 @@ def _recall(row: dict[str, Any], gap: float, key: str = "recall") -> list[float]
     return [next(r[key] for r in seed["probe"] if r["gap_seconds"] == gap) for seed in row["seeds"]]
 
 
+def _pooled_context(row: dict[str, Any]) -> float:
+    """Effective context length of the seed-averaged recall curve."""
+    from contextforcing.eval.world_compare import probe_context_length
+
+    curve = [{"gap_seconds": g, "recall": statistics.fmean(_recall(row, g))} for g in _gaps(row)]
+    return probe_context_length(curve, row["chance"])
+
+
 def _windows(row: dict[str, Any]) -> list[str]:
     return list(row["seeds"][0]["rollout"]["summary"]["windows"])
 
@@ -62,13 +70,15 @@ def _short(row: dict[str, Any], key: str) -> list[float | None]:
 def _recall_table(rows: list[dict[str, Any]]) -> list[str]:
     gaps = _gaps(rows[0])
     lines = [
-        "| row | " + " | ".join(f"{g:g} s" for g in gaps) + " | effective context (s) |",
-        "|---|" + "---|" * (len(gaps) + 1),
+        "| row | "
+        + " | ".join(f"{g:g} s" for g in gaps)
+        + " | effective context (s), per seed | of the mean curve |",
+        "|---|" + "---|" * (len(gaps) + 2),
     ]
     for row in rows:
         cells = [_cell(_recall(row, g)) for g in gaps]
         context = _cell([s["effective_context_seconds"] for s in row["seeds"]], 1)
-        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {context} |")
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {context} | {_pooled_context(row):g} |")
     return lines
 
 
@@ -98,8 +108,8 @@ def _short_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def headline_table(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per row: recall past a 21-frame window, effective context, last-window consistency and
-    background error, short-horizon background error."""
+    """One line per row: recall past a 21-frame window, the effective context of the seed-averaged recall
+    curve, identity consistency and background error in the last window, short-horizon background error."""
     gaps = [g for g in _gaps(rows[0]) if g > 5.25]
     students = [r for r in rows if r["memory"] is not None]
     last = _windows(students[0])[-1] if students else None
@@ -112,7 +122,7 @@ def headline_table(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         student = row["memory"] is not None
         cells = [_cell(_recall(row, g)) for g in gaps]
-        cells.append(_cell([s["effective_context_seconds"] for s in row["seeds"]], 1))
+        cells.append(f"{_pooled_context(row):g}")
         cells.append(_cell(_window(row, last, "identity_consistency")) if student else "–")
         cells.append(_cell(_window(row, last, "background_error"), 3) if student else "–")
         cells.append(_cell(_short(row, "background_error"), 3))
@@ -214,7 +224,7 @@ def write_results_page(
         f"Each model continues {probe} true histories per gap and seed, up to the frame where the subject "
         "comes back; a return counts when the subject is drawn with the identity it had "
         "(`contextforcing probe-recall`). Effective context: the longest gap up to which recall stays at "
-        "least halfway from chance to the shortest gap's recall.",
+        "least halfway from chance to the shortest gap's recall, per seed and for the seed-averaged curve.",
         "",
         *_recall_table(rows),
         "",

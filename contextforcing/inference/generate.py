@@ -83,6 +83,10 @@ class GenerateSettings:
     """At a prompt switch, also re-encode the sink."""
     gif_scale: int = 0
     """Also write video.gif, each pixel this many pixels wide (0: no GIF)."""
+    prefix: Path | None = None
+    """A video whose first `prefix_seconds` the model continues (encoded with the codec into its memory)."""
+    prefix_seconds: float = 3.0
+    """Length of the prefix, rounded to whole chunks; it counts towards `seconds`."""
     device: str = "cpu"
     """Torch device."""
 
@@ -115,6 +119,8 @@ class Prepared:
     schedule: PromptSchedule
     num_chunks: int
     codec: Any | None
+    prefix: Tensor | None = None
+    """Clean latents [1, C, P, H, W] the video continues (its first P frames), or None."""
 
 
 def parse_prompt_lines(text: str, seconds: float) -> tuple[tuple[str, ...], tuple[float, ...]]:
@@ -157,7 +163,41 @@ def prepare(settings: GenerateSettings) -> Prepared:
             f"prompt starts {settings.prompt_starts} s do not map to distinct chunks of this video"
         )
     schedule = PromptSchedule(tuple(t[None] for t in texts), starts, refresh_sink=settings.refresh_sink)
-    return Prepared(settings, model, memory, schedule, num_chunks, codec)
+    prefix = None if settings.prefix is None else _encode_prefix(settings, codec, memory, num_chunks)
+    if prefix is not None:
+        num_chunks -= prefix.shape[2] // memory.frames_per_chunk
+    return Prepared(settings, model, memory, schedule, num_chunks, codec, prefix)
+
+
+def _encode_prefix(
+    settings: GenerateSettings, codec: Any | None, memory: MemoryConfig, num_chunks: int
+) -> Tensor:
+    """The first `prefix_seconds` of the prefix video as latents [1, C, P, H, W], P whole chunks."""
+    from contextforcing.codec.base import num_pixel_frames
+    from contextforcing.video_io import read_video
+
+    if codec is None:
+        raise ValueError("a prefix video needs --codec to encode it")
+    if not settings.prefix.is_file():
+        raise ValueError(f"no prefix video at {settings.prefix}")
+    chunk = memory.frames_per_chunk
+    num_prefix = max(1, round(settings.prefix_seconds * LATENT_FRAMES_PER_SECOND / chunk))
+    if num_prefix >= num_chunks:
+        raise ValueError(
+            f"a prefix of {settings.prefix_seconds} s leaves nothing to generate in {settings.seconds} s"
+        )
+    frames, _ = read_video(settings.prefix)
+    needed = num_pixel_frames(codec, num_prefix * chunk)
+    if len(frames) < needed:
+        raise ValueError(f"the prefix video has {len(frames)} frames, {needed} are needed")
+    pixels = frames[:needed].permute(3, 0, 1, 2).float().div(127.5).sub(1.0)[None]  # [1, 3, T, H, W]
+    with torch.no_grad():
+        latents = codec.encode(pixels.to(settings.device))
+    if tuple(latents.shape[3:]) != settings.latent_size:
+        raise ValueError(
+            f"the prefix encodes to latents {tuple(latents.shape[3:])}, not {settings.latent_size}"
+        )
+    return latents
 
 
 def _load_model(settings: GenerateSettings) -> CausalDiT:
@@ -235,7 +275,12 @@ def generate(prepared: Prepared, *, progress: bool | None = None) -> dict[str, A
     decoder = None if prepared.codec is None else prepared.codec.stream_decoder()
     pieces, started = [], time.perf_counter()
     show = sys.stderr.isatty() if progress is None else progress
-    stream = streamer.stream(prepared.schedule, num_chunks=prepared.num_chunks, generator=generator)
+    stream = streamer.stream(
+        prepared.schedule, num_chunks=prepared.num_chunks, generator=generator, prefix=prepared.prefix
+    )
+    if prepared.prefix is not None:  # the video shows the prefix as the codec reproduces it
+        with torch.no_grad():
+            pieces.append(decoder.decode(prepared.prefix)[0].float().cpu())
     for chunk in tqdm(stream, total=prepared.num_chunks, unit="chunk", disable=not show):
         if decoder is None:
             pieces.append(latents_to_frames(chunk).cpu())
