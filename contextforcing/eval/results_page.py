@@ -108,21 +108,22 @@ def _short_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def headline_table(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per row: recall past a 21-frame window, the effective context of the seed-averaged recall
-    curve, identity consistency and background error in the last window, short-horizon background error."""
-    gaps = [g for g in _gaps(rows[0]) if g > 5.25]
+    """One line per row: recall at every gap, the effective context of the seed-averaged recall curve,
+    presence, identity consistency and background error in the last window, short-horizon background error."""
+    gaps = _gaps(rows[0])
     students = [r for r in rows if r["memory"] is not None]
     last = _windows(students[0])[-1] if students else None
     lines = [
         "| row | " + " | ".join(f"recall {g:g} s" for g in gaps)
-        + f" | effective context (s) | identity consistency {last} | background error {last} | "
+        + f" | effective context (s) | presence {last} | identity consistency {last} | background error {last} | "
         "background error 0-5 s |",
-        "|---|" + "---|" * (len(gaps) + 4),
+        "|---|" + "---|" * (len(gaps) + 5),
     ]  # fmt: skip
     for row in rows:
         student = row["memory"] is not None
         cells = [_cell(_recall(row, g)) for g in gaps]
         cells.append(f"{_pooled_context(row):g}")
+        cells.append(_cell(_window(row, last, "presence")) if student else "–")
         cells.append(_cell(_window(row, last, "identity_consistency")) if student else "–")
         cells.append(_cell(_window(row, last, "background_error"), 3) if student else "–")
         cells.append(_cell(_short(row, "background_error"), 3))
@@ -236,7 +237,11 @@ def write_results_page(
         "a subject that show the prefix's identity. Background error: mean |frame - true background| over "
         "the 80 % least different pixels (0-1). Windows are seconds after the prefix.",
         "",
-        "Identity consistency:",
+        "Presence (share of frames that show a subject):",
+        "",
+        *_drift_table(rows, "presence", 2),
+        "",
+        "Identity consistency (– where no frame of the window shows a subject):",
         "",
         *_drift_table(rows, "identity_consistency", 2),
         "",
@@ -249,7 +254,10 @@ def write_results_page(
         "## Short horizon (the first 5 s after the prefix) and speed",
         "",
         "Presence: share of frames showing a subject. Speed: generated latent frames per second of wall "
-        "time on one process of the machine that ran `compare` (the teacher samples 20 Euler steps with CFG).",
+        "time, one thread, on the machine that ran `compare` (the teacher samples 20 Euler steps with CFG). "
+        "`make results` runs two `compare` processes side by side, and other work may share the machine, so "
+        "speed differences between students of one architecture are contention, not method; "
+        "`benchmarks/bench_streaming.py` measures streaming speed on its own.",
         "",
         *_short_table(rows),
         "",
