@@ -37,7 +37,8 @@ _CONTEXT_TEACHER = {
 
 # The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
 _WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
-# Stage 2 and long tuning roll out 9 s growing to 21 s; the context teacher reaches back about 18 s.
+# Stage 2 and long tuning roll out from the prompt alone, 9 s growing to 21 s over 300 steps; the context
+# teacher reaches back about 18 s.
 _WORLD_LONG = {
     "distill.min_rollout_frames": 36,
     "distill.max_rollout_frames": 84,

@@ -31,6 +31,7 @@ def test_history_matches_the_training_layout():
         num_slow_frames=12, slow_interval=6, num_recent_frames=12, recent_only=True
     )
     assert history_indices(recent_only, 50) == list(range(38, 50))
+    assert history_indices(recent_only, 12) == list(range(12))  # no sink to make room for
     with pytest.raises(ValueError, match="no room"):
         history_indices(layout, 5)
 

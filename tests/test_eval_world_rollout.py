@@ -73,8 +73,13 @@ def test_a_student_rolls_out_and_every_video_is_measured():
     continuer = student_continuer(
         model, memory_preset("context"), WorldTextEncoder(config.text_dim, config.text_len)
     )
-    result = world_rollouts(continuer, codec, WORLD, RolloutConfig(seconds=6.0, episodes=2, seed=3))
+    config = RolloutConfig(seconds=6.0, episodes=2, seed=3, window_seconds=2.0, short_seconds=1.0)
+    result = world_rollouts(continuer, codec, WORLD, config)
     assert len(result["videos"]) == 2 and result["frames_per_second"] > 0
     assert set(result["summary"]) == {"windows", "short", "identity_consistency"}
+    # 24 frames, the first 12 the true prefix: the 12 generated ones make 2 s windows after it
+    assert list(result["summary"]["windows"]) == ["0-2s", "2-3s"]
+    again = world_rollouts(continuer, codec, WORLD, config)
+    assert again["videos"] == result["videos"]  # same seed, same episodes and noise, same videos
     with pytest.raises(ValueError, match="prefix_frames"):
         world_rollouts(continuer, codec, WORLD, RolloutConfig(seconds=2.0, episodes=1))

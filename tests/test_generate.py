@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from contextforcing import cli
 from contextforcing.inference.generate import parse_prompt_lines
@@ -111,3 +112,12 @@ def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
 def test_bad_prefixes_exit_2(main, tmp_path: Path, capsys, argv: list[str], message: str) -> None:
     assert main(["generate", "--seconds", "3", "--out", str(tmp_path / "run"), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_prefix_at_another_frame_rate_is_refused(main, tmp_path: Path, capsys) -> None:
+    from contextforcing.video_io import write_video
+
+    write_video(tmp_path / "fast.mp4", torch.zeros(3, 16, 64, 64), fps=8)
+    prefix = ["--prefix", str(tmp_path / "fast.mp4"), "--prefix-seconds", "1.5"]
+    assert main(["generate", "--seconds", "3", *prefix, "--out", str(tmp_path / "run")]) == 2
+    assert "8 fps" in capsys.readouterr().err

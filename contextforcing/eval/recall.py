@@ -32,6 +32,7 @@ __all__ = [
     "GAP_BIN_EDGES",
     "decode_identity",
     "effective_context_length",
+    "is_drawn",
     "recall_curve",
     "recall_events",
 ]
@@ -72,7 +73,7 @@ def decode_identity(
     return int(errors[:-1].argmin()), errors
 
 
-def _drawn(errors: Tensor) -> bool:
+def is_drawn(errors: Tensor) -> bool:
     """Whether the best identity explains the frames better than the background alone."""
     return bool(errors[:-1].min() < errors[-1])
 
@@ -96,8 +97,8 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
 
     Returns:
         Records with frame, gap_frames, gap_seconds, decoded, previous (decoded from the previous visit),
-        truth, drawn (a subject is drawn at the return), recalled, matches_truth, colour_recalled (the last
-        three false when nothing is drawn).
+        truth, drawn (a subject is drawn at the return and in the previous visit), recalled, matches_truth,
+        colour_recalled (the last three false when either is not drawn).
     """
     boxes = subject_boxes(episode, config)
     identities = config.identities
@@ -105,12 +106,12 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
     visits = [v for v in episode.visits if v.enter_frame < num_frames]
     events = []
     for before, visit in itertools.pairwise(visits):
-        previous, _ = _visit_reading(
+        previous, previous_errors = _visit_reading(
             frames, boxes, before.enter_frame, before.exit_frame, before.gap_frames, config
         )
         stop = min(visit.enter_frame + config.chunk_frames, visit.exit_frame, num_frames)
         decoded, errors = _visit_reading(frames, boxes, visit.enter_frame, stop, visit.gap_frames, config)
-        drawn = _drawn(errors)
+        drawn = is_drawn(errors) and is_drawn(previous_errors)
         events.append(
             {
                 "frame": visit.enter_frame,

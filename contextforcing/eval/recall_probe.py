@@ -81,10 +81,10 @@ def history_indices(config: ContextTeacherConfig, target_start: int) -> list[int
     window, as in training (see `training.plan.context_teacher_indices`).
     """
     recent_start = target_start - config.num_recent_frames
+    if config.recent_only and recent_start >= 0:
+        return list(range(recent_start, target_start))
     if recent_start < config.num_sink_frames:
         raise ValueError(f"a target at frame {target_start} leaves no room for the sink and recent frames")
-    if config.recent_only:
-        return list(range(recent_start, target_start))
     room = (recent_start - config.num_sink_frames) // config.slow_interval
     num_slow = min(config.num_slow_frames, room)
     slow = [recent_start - config.slow_interval * (num_slow - k) for k in range(num_slow)]

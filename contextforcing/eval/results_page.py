@@ -1,5 +1,6 @@
 """docs/RESULTS.md from the row JSONs of `contextforcing compare`: tables (mean ± spread over seeds) and
-plots. Every number on the page is read from those files; nothing is typed in."""
+plots. Every number in the tables and plots is read from those files; the prose around them states the
+settings that `compare` and the world pipeline use."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ from contextforcing.codec.base import Codec
 from contextforcing.data.world import sample_episode
 from contextforcing.data.world_render import background_frame, door_mask, render_episode
 from contextforcing.data.world_types import Episode, WorldConfig
-from contextforcing.eval.recall import decode_identity
+from contextforcing.eval.recall import decode_identity, is_drawn
 from contextforcing.eval.recall_probe import Continuer, Sampler
 from contextforcing.runtime import step_generator
 
@@ -81,7 +81,7 @@ def read_subjects(frames: Tensor, background: Tensor, config: WorldConfig) -> li
         x0 = min(max(0, round(float(xs.float().mean())) - size // 2), config.width - size)
         y0 = min(max(0, round(float(ys.float().mean())) - size // 2), config.height - size)
         identity, errors = decode_identity(frame[None], [(x0, y0, x0 + size, y0 + size)], background, config)
-        readings.append(identity if errors[:-1].min() < errors[-1] else None)
+        readings.append(identity if is_drawn(errors) else None)
     return readings
 
 
@@ -158,6 +158,10 @@ def world_rollouts(
     """Continue `config.episodes` true prefixes to `config.seconds` and measure each; episode i and its
     noise come from generators seeded by (seed, i), so every model sees the same episodes."""
     total = round(config.seconds * world.fps)
+    if codec.temporal_factor != 1:
+        raise ValueError(
+            f"world rollouts need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
+        )
     if not 0 < config.prefix_frames < total:
         raise ValueError(f"prefix_frames must lie in (0, {total}), got {config.prefix_frames}")
     videos, generated, seconds = [], 0, 0.0

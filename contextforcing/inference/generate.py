@@ -186,7 +186,10 @@ def _encode_prefix(
         raise ValueError(
             f"a prefix of {settings.prefix_seconds} s leaves nothing to generate in {settings.seconds} s"
         )
-    frames, _ = read_video(settings.prefix)
+    frames, fps = read_video(settings.prefix)
+    expected = LATENT_FRAMES_PER_SECOND * codec.temporal_factor
+    if abs(fps - expected) > 1e-3:
+        raise ValueError(f"the prefix video runs at {fps:g} fps, the codec expects {expected:g}")
     needed = num_pixel_frames(codec, num_prefix * chunk)
     if len(frames) < needed:
         raise ValueError(f"the prefix video has {len(frames)} frames, {needed} are needed")

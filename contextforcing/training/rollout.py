@@ -82,8 +82,10 @@ def self_rollout(
     memory = new_memory(student, memory_config, noise.shape[0], noise.shape[2], tuple(noise.shape[3:]))
     first_pass = memory_config.decide_on == "first-pass"
     num_prefix = 0 if prefix is None else prefix.shape[2] // chunk
-    if prefix is not None and (prefix.shape[2] % chunk or any(grad_chunks[:num_prefix])):
-        raise ValueError("a prefix must be whole chunks without gradient")
+    if prefix is not None and prefix.shape[2] % chunk:
+        raise ValueError(f"a prefix of {prefix.shape[2]} frames is not whole chunks of {chunk}")
+    if any(grad_chunks[:num_prefix]):
+        raise ValueError("a prefix chunk cannot take gradient")
     outputs, snapshot = [], None
     for index in range(num_chunks):
         if index == snapshot_chunk:
