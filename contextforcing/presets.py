@@ -102,6 +102,10 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "world-cdmd": lambda: _world_distill(
         "cdmd", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                         "init.teacher": TEACHER, "distill.teacher_context": "memory"}),
+    # Stage 2 continuing 3 s of a true clip (the subject in the student's context from the start).
+    "world-cdmd-prefix": lambda: _world_distill(
+        "cdmd", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
+                        "init.teacher": TEACHER, "distill.teacher_context": "memory", "distill.prefix_frames": 12}),
     "world-long-tuning": lambda: replace(_world_distill(
         "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                                "init.teacher": TEACHER}), memory=memory_preset("sink")),

@@ -2,7 +2,7 @@
 
 Every row is a shipped run folder under `checkpoints/world/` (`make ship` copies them from the runs of
 `make pipeline`: teacher, self-forcing = the Stage-1 student, longlive, context-forcing = the Stage-2
-student) and a memory policy. The Stage-1
+student, context-forcing-prefix = Stage 2 from true prefixes) and a memory policy. The Stage-1
 student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
@@ -51,6 +51,10 @@ ROWS: tuple[Row, ...] = (
         description="ablation: slow memory promoted every 2 chunks (inference only)"),
     Row(name="no-contextual-distillation", run=_STAGE1, memory=memory_preset("context"),
         description="ablation: Stage-1 student with the context memory"),
+    Row(name="stage2-from-prefixes", run=f"{SHIPPED}/context-forcing-prefix", memory=memory_preset("context"),
+        description="variant: Stage 2 rollouts continue 3 s of a true clip (distill.prefix_frames=12)"),
+    Row(name="surprisal-tau-0.995", run=_STAGE2, memory=memory_preset("context", similarity_threshold=0.995),
+        description="Context Forcing student, promotion threshold fitted to the world (0.95 never fires)"),
     Row(name="no-bounded-positions", run=_STAGE2, memory=memory_preset("context", positions="absolute"),
         description="ablation: Context Forcing student, absolute positions at inference"),
 )  # fmt: skip
