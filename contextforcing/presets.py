@@ -74,7 +74,7 @@ def _world(stage: str, steps: int, **updates) -> ExperimentConfig:
 
 def _world_distill(stage: str, steps: int, **updates) -> ExperimentConfig:
     config = _world(stage, steps, **updates)
-    # 2e-5 (the released value for 1.3B weights) barely moved the 1.2 M world student in 600 steps.
+    # 2e-5 (the released value for 1.3B weights) barely moved the 1.1 M world student in 600 steps.
     student = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=10.0)
     critic = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=10.0)
     return replace(
