@@ -43,12 +43,13 @@ pipeline: setup
 	$(RUN) train --preset world-ode-init --resume
 	$(RUN) train --preset world-dmd --resume
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
-	$(RUN) train --preset world-cdmd-prefix --resume
+	$(RUN) train --preset world-cdmd-prefix --resume & p=$$!; $(RUN) train --preset world-long-tuning-prefix --resume && wait $$p
 
 # Copy the pipeline's models into checkpoints/world/ (what `generate` and `compare` read).
 ship:
 	for pair in teacher:world-context-teacher-erft self-forcing:world-dmd longlive:world-long-tuning \
-	            context-forcing:world-cdmd context-forcing-prefix:world-cdmd-prefix; do \
+	            context-forcing:world-cdmd context-forcing-prefix:world-cdmd-prefix \
+	            longlive-prefix:world-long-tuning-prefix; do \
 	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf checkpoints/world/$$name; mkdir -p checkpoints/world/$$name; \
 	  cp $$run/config.json checkpoints/world/$$name/ && cp -r $$run/model checkpoints/world/$$name/ || exit 1; \
 	done
@@ -56,8 +57,8 @@ ship:
 # The comparison rows on the shipped models, then docs/RESULTS.md (two processes, one thread each).
 results: setup
 	$(RUN) compare --rows teacher self-forcing longlive infinity-rope context-forcing stage2-from-prefixes & p=$$!; \
-	$(RUN) compare --rows uniform-every-1 uniform-every-2 no-contextual-distillation surprisal-tau-0.995 \
-	    no-bounded-positions && wait $$p
+	$(RUN) compare --rows uniform-every-1 uniform-every-2 no-contextual-distillation longlive-from-prefixes \
+	    surprisal-tau-0.995 no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 
 lint:

@@ -109,6 +109,10 @@ PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
     "world-long-tuning": lambda: replace(_world_distill(
         "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                                "init.teacher": TEACHER}), memory=memory_preset("sink")),
+    # The LongLive baseline on the same true prefixes as world-cdmd-prefix.
+    "world-long-tuning-prefix": lambda: replace(_world_distill(
+        "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
+                               "init.teacher": TEACHER, "distill.prefix_frames": 12}), memory=memory_preset("sink")),
 }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Every row is a shipped run folder under `checkpoints/world/` (`make ship` copies them from the runs of
 `make pipeline`: teacher, self-forcing = the Stage-1 student, longlive, context-forcing = the Stage-2
-student, context-forcing-prefix = Stage 2 from true prefixes) and a memory policy. The Stage-1
+student, and the -prefix variants trained on rollouts that continue true clips) and a memory policy. The Stage-1
 student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
@@ -53,6 +53,8 @@ ROWS: tuple[Row, ...] = (
         description="ablation: Stage-1 student with the context memory"),
     Row(name="stage2-from-prefixes", run=f"{SHIPPED}/context-forcing-prefix", memory=memory_preset("context"),
         description="variant: Stage 2 rollouts continue 3 s of a true clip (distill.prefix_frames=12)"),
+    Row(name="longlive-from-prefixes", run=f"{SHIPPED}/longlive-prefix", memory=memory_preset("sink"),
+        description="variant: long tuning on the same true prefixes (distill.prefix_frames=12)"),
     Row(name="surprisal-tau-0.995", run=_STAGE2, memory=memory_preset("context", similarity_threshold=0.995),
         description="Context Forcing student, promotion threshold fitted to the world (0.95 never fires)"),
     Row(name="no-bounded-positions", run=_STAGE2, memory=memory_preset("context", positions="absolute"),
