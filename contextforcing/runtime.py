@@ -21,6 +21,7 @@ __all__ = [
     "distributed_info",
     "init_distributed",
     "resolve_device",
+    "shutdown_distributed",
     "step_generator",
 ]
 
@@ -72,3 +73,10 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
             torch.cuda.set_device(device)
         torch.distributed.init_process_group(backend=backend)
     return distributed_info()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, after every rank has arrived, so no rank exits while another still talks."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

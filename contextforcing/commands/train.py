@@ -29,13 +29,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contextforcing.runtime import shutdown_distributed
     from contextforcing.training.trainer import train
 
     updates = parse_assignments(args.assignments)
     if args.steps is not None:
         updates["train.steps"] = args.steps
     config = override(preset(args.preset), updates)
-    folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume)
+    try:
+        folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume)
+    finally:
+        shutdown_distributed()
     logger.info("trained model written to %s", folder)
     return 0
 
