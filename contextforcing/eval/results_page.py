@@ -141,23 +141,37 @@ def update_block(text: str, lines: list[str]) -> str:
     return head + BLOCK_START + "\n" + "\n".join(lines) + "\n" + BLOCK_END + tail
 
 
+_MARKERS = "osD^v<>ph*"
+
+
+def _styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One colour and marker per row, the same in every plot."""
+    from matplotlib import colormaps
+
+    colours = colormaps["tab20"]
+    return {
+        row["row"]: {"color": colours(i % 20), "marker": _MARKERS[i % len(_MARKERS)]}
+        for i, row in enumerate(rows)
+    }
+
+
 def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
     """recall_vs_gap.png and drift.png under `out`; returns their names."""
     out.mkdir(parents=True, exist_ok=True)
-    fig = Figure(figsize=(6, 4))
+    styles = _styles(rows)
+    fig = Figure(figsize=(8, 4))
     ax = fig.add_subplot()
     for row in rows:
         gaps = _gaps(row)
         stats = [_stats(_recall(row, g)) for g in gaps]
-        ax.errorbar(
-            gaps, [s[0] for s in stats], yerr=[s[1] for s in stats], marker="o", capsize=3, label=row["row"]
-        )
+        ax.errorbar(gaps, [s[0] for s in stats], yerr=[s[1] for s in stats], capsize=3, label=row["row"],
+                    **styles[row["row"]])  # fmt: skip
     ax.axhline(rows[0]["chance"], color="grey", linestyle=":", label="chance")
     ax.set(xlabel="gap (s)", ylabel="identity recall", title="Recall against gap (true history)", ylim=(0, 1))
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "recall_vs_gap.png", dpi=110)
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(12, 4))
     students = [r for r in rows if r["memory"] is not None]
     for index, (key, title) in enumerate(
         (("identity_consistency", "Identity consistency"), ("background_error", "Background error"))
@@ -168,10 +182,10 @@ def _plot(rows: list[dict[str, Any]], out: Path) -> list[str]:
             stats = [_stats(_window(row, w, key)) for w in labels]
             x = [float(w.split("-")[1].rstrip("s")) for w in labels]
             keep = [(xi, s) for xi, s in zip(x, stats, strict=True) if s is not None]
-            ax.errorbar([k[0] for k in keep], [k[1][0] for k in keep], yerr=[k[1][1] for k in keep], marker="o",
-                        capsize=3, label=row["row"])  # fmt: skip
+            ax.errorbar([k[0] for k in keep], [k[1][0] for k in keep], yerr=[k[1][1] for k in keep], capsize=3,
+                        label=row["row"], **styles[row["row"]])  # fmt: skip
         ax.set(xlabel="seconds after the prefix (window end)", title=title)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out / "drift.png", dpi=110)
     return ["recall_vs_gap.png", "drift.png"]
