@@ -8,7 +8,6 @@ import json
 import logging
 from pathlib import Path
 
-from contextforcing.config import from_dict
 from contextforcing.eval.recall_probe import ProbeConfig
 
 __all__ = ["register"]
@@ -33,35 +32,28 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.codec.loading import load_codec
     from contextforcing.data.world_text import WorldTextEncoder
     from contextforcing.eval.recall_probe import probe_recall, student_sampler, teacher_sampler
-    from contextforcing.inference.streaming import SamplerConfig
+    from contextforcing.eval.run_folder import load_run
     from contextforcing.memory.config import memory_preset
-    from contextforcing.model.weights import load_model
-    from contextforcing.training.config import ExperimentConfig
 
-    folder = Path(args.folder)
-    if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
-        raise ValueError(f"{folder} is not a run folder: expected config.json and model/")
-    config = from_dict(ExperimentConfig, json.loads((folder / "config.json").read_text()))
+    run = load_run(args.folder)
+    config, model = run.config, run.model
     teacher = config.stage in ("teacher", "context-teacher")
     # A teacher generates the target length it was trained on; a student streams whole chunks.
     frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
     probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
                         seed=args.seed, num_target_frames=frames)  # fmt: skip
     memory = memory_preset(args.memory) if args.memory else config.memory
-    model = load_model(folder / "model").eval()
     text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
-    few_step = SamplerConfig(denoising_steps=tuple(float(s) for s in config.distill.denoising_steps),
-                             shift=config.distill.timestep_shift)  # fmt: skip
     sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
-               else student_sampler(model, memory, text_encoder, probe, few_step))  # fmt: skip
+               else student_sampler(model, memory, text_encoder, probe, run.few_step))  # fmt: skip
     results = probe_recall(sampler, load_codec(config.data.codec), config.data.world, probe)
     for row in results:
         logger.info("gap %5.1f s  recall %.2f  colour %.2f  drawn %.2f  (n=%d)", row["gap_seconds"],
                     row["recall"], row["colour_recall"], row["drawn"], row["count"])  # fmt: skip
     if args.out:
         record = {
-            "run": str(folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
-            "step": json.loads((folder / "model" / "config.json").read_text()).get("step"),
+            "run": str(run.folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
+            "step": run.step,
             "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
                       "num_target_frames": frames},
             "results": results,

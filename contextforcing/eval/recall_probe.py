@@ -174,11 +174,10 @@ def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: Prob
     """
     results = []
     for j, gap_seconds in enumerate(probe.gaps_seconds):
-        events = []
+        events, gap = [], round(gap_seconds * world.fps)
         for i in range(probe.episodes_per_gap):
             episodes = step_generator(probe.seed, i, f"probe/gap{j}/episode")
             noise = step_generator(probe.seed, i, f"probe/gap{j}/noise")
-            gap = round(gap_seconds * world.fps)
             episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames)
             events += _judge(sampler, codec, world, episode, start, noise)
         identities = world.identities

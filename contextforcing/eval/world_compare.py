@@ -9,12 +9,9 @@ shortest gap is recalled at less than twice chance.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from contextforcing.codec.loading import load_codec
-from contextforcing.config import from_dict
 from contextforcing.data.world_text import WorldTextEncoder
 from contextforcing.eval.recall_probe import (
     ProbeConfig,
@@ -24,10 +21,8 @@ from contextforcing.eval.recall_probe import (
     teacher_sampler,
 )
 from contextforcing.eval.rows import Row
+from contextforcing.eval.run_folder import load_run
 from contextforcing.eval.world_rollout import RolloutConfig, teacher_continuer, world_rollouts
-from contextforcing.inference.streaming import SamplerConfig
-from contextforcing.model.weights import load_model
-from contextforcing.training.config import ExperimentConfig
 
 __all__ = ["TEACHER_SECONDS", "evaluate_row", "probe_context_length"]
 
@@ -53,18 +48,15 @@ def probe_context_length(results: list[dict[str, Any]], chance: float) -> float:
 
 def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> dict[str, Any]:
     """Probe and rollouts of one row for each seed; see the module docstring."""
-    folder = Path(row.run)
-    if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
-        raise ValueError(f"row {row.name}: {folder} is not a run folder (train it with `make pipeline`)")
-    config = from_dict(ExperimentConfig, json.loads((folder / "config.json").read_text()))
-    model = load_model(folder / "model").eval()
+    run = load_run(row.run)
+    config, model = run.config, run.model
     codec, world = load_codec(config.data.codec), config.data.world
     text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
     teacher = row.memory is None
     chance = 1.0 / len(world.identities)
     out: dict[str, Any] = {
         "row": row.name, "description": row.description, "run": row.run, "stage": config.stage,
-        "step": json.loads((folder / "model" / "config.json").read_text()).get("step"),
+        "step": run.step,
         "memory": None if teacher else row.memory.to_dict(), "chance": chance, "seeds": [],
     }  # fmt: skip
     for seed in seeds:
@@ -75,10 +67,8 @@ def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> d
             sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
             continuer = teacher_continuer(sampler)
         else:
-            few_step = SamplerConfig(denoising_steps=tuple(float(s) for s in config.distill.denoising_steps),
-                                     shift=config.distill.timestep_shift)  # fmt: skip
-            sampler = student_sampler(model, row.memory, text_encoder, probe, few_step)
-            continuer = student_continuer(model, row.memory, text_encoder, few_step)
+            sampler = student_sampler(model, row.memory, text_encoder, probe, run.few_step)
+            continuer = student_continuer(model, row.memory, text_encoder, run.few_step)
         recall = probe_recall(sampler, codec, world, probe)
         rollout = RolloutConfig(seconds=TEACHER_SECONDS if teacher else 60.0, episodes=videos, seed=seed)
         out["seeds"].append({

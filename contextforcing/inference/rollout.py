@@ -3,6 +3,7 @@ memory, then re-encode it clean so the loop can write its K/V.
 
     denoise_chunk   few-step sampling (x0-prediction, fresh noise at every step) of one chunk
     refresh_chunk   the clean pass at t = context_timestep (0) whose K/V the memory keeps
+    write_clean_chunk  write a given clean chunk (a prefix) into the memory through that pass
     recache_memory  re-encode the kept frames under a new prompt (LongLive's KV re-cache)
 
 Training reuses `denoise_chunk` with gradient-step selection: `exit_step` stops sampling early (DMD's
@@ -37,6 +38,7 @@ __all__ = [
     "recache_layout",
     "recache_memory",
     "refresh_chunk",
+    "write_clean_chunk",
 ]
 
 KV = tuple[Tensor, Tensor]
@@ -125,6 +127,22 @@ def refresh_chunk(
         context=None if read is None else read.context, return_kv=True,
     )  # fmt: skip
     return kv
+
+
+@torch.no_grad()
+def write_clean_chunk(
+    model: CausalDiT,
+    memory: ContextMemory,
+    x0: Tensor,
+    text: TextCache,
+    *,
+    timestep: float = 0.0,
+    prompt_index: int = 0,
+) -> None:
+    """Write a given clean chunk x0 [B, C, F, H, W] (a prefix) into the memory through the refresh pass;
+    its K/V also stand for the first pass where promotions are decided there."""
+    kv = refresh_chunk(model, x0, text, memory.read(), timestep=timestep)
+    memory.append(kv, x0, first_pass_kv=kv, prompt_index=prompt_index)
 
 
 def recache_layout(memory: ContextMemory, frames: Sequence[int]) -> FrameAttention:

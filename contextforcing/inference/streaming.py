@@ -22,7 +22,13 @@ import torch
 from torch import Tensor
 
 from contextforcing.diffusion.flow import warped_timesteps
-from contextforcing.inference.rollout import denoise_chunk, new_memory, recache_memory, refresh_chunk
+from contextforcing.inference.rollout import (
+    denoise_chunk,
+    new_memory,
+    recache_memory,
+    refresh_chunk,
+    write_clean_chunk,
+)
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory
 from contextforcing.model.dit import CausalDiT, TextCache
@@ -144,11 +150,9 @@ class StreamingGenerator:
             caches = [self.model.encode_text(text) for text in schedule.texts]  # once per prompt
             for chunk in range(num_prefix):
                 clean = prefix[:, :, chunk * chunk_frames : (chunk + 1) * chunk_frames]
-                read, prompt = memory.read(), schedule.prompt_at(chunk)
-                kv = refresh_chunk(
-                    self.model, clean, caches[prompt], read, timestep=self.sampler.context_timestep
-                )
-                memory.append(kv, clean, first_pass_kv=kv, prompt_index=prompt)
+                prompt = schedule.prompt_at(chunk)
+                write_clean_chunk(self.model, memory, clean, caches[prompt],
+                                  timestep=self.sampler.context_timestep, prompt_index=prompt)  # fmt: skip
         for chunk in range(num_prefix, num_prefix + num_chunks):
             start = time.perf_counter()
             prompt = schedule.prompt_at(chunk)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from contextforcing.inference.rollout import denoise_chunk, new_memory, refresh_chunk
+from contextforcing.inference.rollout import denoise_chunk, new_memory, refresh_chunk, write_clean_chunk
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory, MemoryRead
 from contextforcing.model.dit import CausalDiT, TextCache
@@ -90,14 +90,12 @@ def self_rollout(
     for index in range(num_chunks):
         if index == snapshot_chunk:
             snapshot = memory.kept_frames()[1].clone()
-        read = memory.read()
         if index < num_prefix:
             clean = prefix[:, :, index * chunk : (index + 1) * chunk]
-            with torch.no_grad():
-                kv = refresh_chunk(student, clean, text, read)
-            memory.append(kv, clean, first_pass_kv=kv if first_pass else None)
+            write_clean_chunk(student, memory, clean, text)
             outputs.append(clean)
             continue
+        read = memory.read()
         if grad_chunks[index]:
             read = _copied(read)
         result = denoise_chunk(
