@@ -45,13 +45,14 @@ pipeline: setup
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
 	$(RUN) train --preset world-cdmd-prefix --resume & p=$$!; $(RUN) train --preset world-long-tuning-prefix --resume && wait $$p
 
-# Copy the pipeline's models into checkpoints/world/ (what `generate` and `compare` read).
+# Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).
+SHIPPED := contextforcing/world/checkpoints
 ship:
 	for pair in teacher:world-context-teacher-erft self-forcing:world-dmd longlive:world-long-tuning \
 	            context-forcing:world-cdmd context-forcing-prefix:world-cdmd-prefix \
 	            longlive-prefix:world-long-tuning-prefix; do \
-	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf checkpoints/world/$$name; mkdir -p checkpoints/world/$$name; \
-	  cp $$run/config.json checkpoints/world/$$name/ && cp -r $$run/model checkpoints/world/$$name/ || exit 1; \
+	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; \
+	  cp $$run/config.json $(SHIPPED)/$$name/ && cp -r $$run/model $(SHIPPED)/$$name/ || exit 1; \
 	done
 
 # The comparison rows on the shipped models, then docs/RESULTS.md (two processes, one thread each).

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig, save_world_codec
 from contextforcing.config import override
 from contextforcing.presets import preset, preset_names
-from contextforcing.training.trainer import train
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig, save_world_codec
+from contextforcing.world.components import train_world
 
 SCALES = {"tiny": "tiny-", "world": "world-"}
 
@@ -32,7 +32,7 @@ def _time_preset(name: str, steps: int, codec: str, folder: Path) -> tuple[float
         "init.model": "", "init.teacher": "", "init.critic": "", "data.codec": codec,
         "train.steps": steps, "train.log_every": 1, "train.checkpoint_every": steps,
     })  # fmt: skip
-    train(config, folder / name)
+    train_world(config, folder / name)
     lines = [json.loads(line) for line in (folder / name / "metrics.jsonl").read_text().splitlines()]
     return statistics.median(line["seconds"] for line in lines[1:]), full_steps
 

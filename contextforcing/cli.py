@@ -1,6 +1,7 @@
 """The `contextforcing` command line: a thin map from subcommands to library calls.
 
-Each subcommand lives in `contextforcing/commands/<name>.py` and exposes
+Each subcommand lives in `contextforcing/commands/<name>.py` (the miniature's in
+`contextforcing/world/commands/`) and exposes
 `register(subparsers)`, which adds its parser and sets `run=<function(args) -> int>`.
 """
 
@@ -14,16 +15,17 @@ import sys
 __all__ = ["build_parser", "main"]
 
 _COMMANDS = (
-    "convert",
-    "generate",
-    "world",
-    "train-codec",
-    "evaluate",
-    "train",
-    "probe-recall",
-    "compare",
-    "results",
+    "contextforcing.commands.convert",
+    "contextforcing.commands.generate",
+    "contextforcing.world.commands.world",
+    "contextforcing.world.commands.train_codec",
+    "contextforcing.commands.evaluate",
+    "contextforcing.commands.train",
+    "contextforcing.world.commands.probe_recall",
+    "contextforcing.world.commands.compare",
+    "contextforcing.world.commands.results",
 )
+"""The modules of the subcommands: the library's, then the miniature's."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
-        module = importlib.import_module(f"contextforcing.commands.{name.replace('-', '_')}")
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

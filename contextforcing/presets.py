@@ -1,119 +1,16 @@
-"""Training presets: every stage of the pipeline, at tiny (smoke test) and world (miniature
-reproduction) scale, as functions returning an ExperimentConfig. Variants derive from a base with
-`override`, the same path as the CLI's `--set key=value`.
-
-The world presets chain through run folders: each stage's `init` points at the `model/` folder that
-the previous stage writes under `runs/`.
-"""
+"""Training presets by name: the miniature's (`contextforcing.world.presets`), each a function returning
+an ExperimentConfig."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
-from contextforcing.config import override
-from contextforcing.memory.config import memory_preset
-from contextforcing.model.config import model_preset
-from contextforcing.training.config import ExperimentConfig, OptimConfig, TrainConfig
+from contextforcing.training.config import ExperimentConfig
+from contextforcing.world.presets import WORLD_PRESETS
 
 __all__ = ["PRESETS", "preset", "preset_names"]
 
-RUNS = "runs"
-TEACHER = f"{RUNS}/world-context-teacher-erft/model"
-# Unweighted loss: Wan's weight vanishes at t = 1000, where the world's subject (and its identity) is
-# placed; with it, a small teacher learned the background but not the subject.
-# ERFT is a fine-tuning phase (as in the paper, where it adapts a pretrained teacher): from scratch, the
-# model's early errors are as large as the latents, and injecting them into the context teaches the
-# teacher to ignore its context.
-# Half of the clips end with a return on the target's first frame, the door's cue on the last context
-# frame: the situation of a model continuing a history, and the one the recall probe measures. (With
-# returns anywhere in a 21-frame target, the cue was mostly inside the noisy target, and the teacher
-# learned to place entries at random times rather than on the cue.) A 6-frame target keeps the return a
-# large share of the loss.
-_CONTEXT_TEACHER = {
-    "teacher.loss_weighting": "none", "teacher.no_context_prob": 0.2, "teacher.num_target_frames": 6,
-    "data.return_prob": 0.5, "data.return_at": "first", "optim.lr": 3e-4,
-}  # fmt: skip
-
-# The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
-_WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
-# Stage 2 and long tuning roll out from the prompt alone, 9 s growing to 21 s over 300 steps; the context
-# teacher reaches back about 18 s.
-_WORLD_LONG = {
-    "distill.min_rollout_frames": 36,
-    "distill.max_rollout_frames": 84,
-    "distill.rollout_decay_steps": 300,
-}
-
-
-def _tiny(stage: str) -> ExperimentConfig:
-    """Two steps of a stage on a tiny random model: every code path in seconds."""
-    base = ExperimentConfig(
-        stage=stage,
-        model=replace(model_preset("tiny"), in_channels=8, out_channels=8, text_len=4),
-        train=TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=2),
-    )
-    return override(base, {
-        "teacher.num_target_frames": 6, "teacher.num_slow_frames": 2, "teacher.bank_capacity": 4,
-        "distill.num_frames": 6, "distill.num_context_frames": 6, "distill.num_grad_frames": 3,
-        "distill.min_rollout_frames": 12, "distill.max_rollout_frames": 15, "distill.rollout_decay_steps": 2,
-        "distill.student_every": 1, "distill.ode_steps": 4, "distill.prefix_frames": 3,
-    })  # fmt: skip
-
-
-def _world(stage: str, steps: int, **updates) -> ExperimentConfig:
-    """The synthetic world at the scale the miniature reproduction trains on two CPU cores."""
-    base = ExperimentConfig(
-        stage=stage,
-        model=model_preset("world"),
-        train=TrainConfig(steps=steps, batch_size=8, log_every=10, checkpoint_every=100),
-        optim=OptimConfig(lr=2e-4, warmup_steps=100),
-    )
-    return override(base, updates)
-
-
-def _world_distill(stage: str, steps: int, **updates) -> ExperimentConfig:
-    config = _world(stage, steps, **updates)
-    # 2e-5 (the released value for 1.3B weights) barely moved the 1.1 M world student in 600 steps.
-    student = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=10.0)
-    critic = OptimConfig(lr=1e-4, betas=(0.0, 0.999), grad_clip=10.0)
-    return replace(
-        config, optim=student, critic_optim=critic, train=replace(config.train, ema_decay=0.99, ema_start=50)
-    )
-
-
-PRESETS: dict[str, Callable[[], ExperimentConfig]] = {
-    **{f"tiny-{stage}": (lambda s=stage: _tiny(s)) for stage in
-       ("teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning")},
-    "world-teacher": lambda: _world("teacher", 3000),
-    # The context teacher is trained from scratch and, with no context 20% of the time, also serves as the
-    # short teacher of Stage 1 and of the LongLive baseline (as Context Forcing's Stage 1 does).
-    "world-context-teacher": lambda: _world("context-teacher", 3000, **_CONTEXT_TEACHER),
-    "world-context-teacher-erft": lambda: _world(
-        "context-teacher", 1000, **{**_CONTEXT_TEACHER, "init.model": f"{RUNS}/world-context-teacher/model",
-                                    "teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
-    # Learnability control: the same clips and targets, with only the 12 most recent frames as context.
-    "world-window-teacher": lambda: _world(
-        "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12}),
-    "world-ode-init": lambda: _world(
-        "ode-init", 500, **{**_WORLD_TARGET, "init.teacher": TEACHER, "optim.lr": 1e-4, "distill.ode_steps": 16}),
-    "world-dmd": lambda: _world_distill(
-        "dmd", 600, **{**_WORLD_TARGET, "init.model": f"{RUNS}/world-ode-init/model", "init.teacher": TEACHER}),
-    "world-cdmd": lambda: _world_distill(
-        "cdmd", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
-                        "init.teacher": TEACHER, "distill.teacher_context": "memory"}),
-    # Stage 2 continuing 3 s of a true clip (the subject in the student's context from the start).
-    "world-cdmd-prefix": lambda: _world_distill(
-        "cdmd", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
-                        "init.teacher": TEACHER, "distill.teacher_context": "memory", "distill.prefix_frames": 12}),
-    "world-long-tuning": lambda: replace(_world_distill(
-        "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
-                               "init.teacher": TEACHER}), memory=memory_preset("sink")),
-    # The LongLive baseline on the same true prefixes as world-cdmd-prefix.
-    "world-long-tuning-prefix": lambda: replace(_world_distill(
-        "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
-                               "init.teacher": TEACHER, "distill.prefix_frames": 12}), memory=memory_preset("sink")),
-}  # fmt: skip
+PRESETS: dict[str, Callable[[], ExperimentConfig]] = {**WORLD_PRESETS}
 
 
 def preset_names() -> list[str]:

@@ -18,10 +18,7 @@ import torch
 __all__ = [
     "Precision",
     "autocast",
-    "distributed_info",
-    "init_distributed",
     "resolve_device",
-    "shutdown_distributed",
     "step_generator",
 ]
 
@@ -54,29 +51,3 @@ def step_generator(seed: int, step: int, stream: str, device: torch.device | str
     """A generator seeded from (seed, step, stream) alone, so any step's draws can be replayed."""
     digest = hashlib.sha256(f"{seed}/{step}/{stream}".encode()).digest()
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-
-
-def distributed_info() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside torchrun."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: torch.device) -> tuple[int, int]:
-    """Join the torchrun process group (NCCL on CUDA, gloo on CPU) when launched by torchrun."""
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
-        return 0, 1
-    if not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
-    return distributed_info()
-
-
-def shutdown_distributed() -> None:
-    """Leave the process group, after every rank has arrived, so no rank exits while another still talks."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()

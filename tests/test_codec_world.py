@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from contextforcing.codec.base import Codec, num_latent_frames, num_pixel_frames
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig, load_world_codec, save_world_codec
-from contextforcing.codec.world_codec_training import CodecTrainConfig, train_world_codec
-from contextforcing.data.world import sample_clip
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig, load_world_codec, save_world_codec
+from contextforcing.world.codec_training import CodecTrainConfig, train_world_codec
+from contextforcing.world.episodes import sample_clip
 
 TINY = WorldCodecConfig(latent_channels=4, widths=(4, 8, 8), num_bottleneck_blocks=1)
 
@@ -82,7 +82,7 @@ def test_training_loop_runs_and_whitens_latents():
 
 
 def test_train_codec_command(tmp_path, monkeypatch):
-    from contextforcing.commands import train_codec
+    from contextforcing.world.commands import train_codec
 
     small = CodecTrainConfig(
         steps=2, batch_size=2, num_train_episodes=2, num_eval_episodes=1, episode_frames=6
@@ -98,15 +98,11 @@ def test_train_codec_command(tmp_path, monkeypatch):
 
 
 def test_shipped_codec_keeps_identity_when_present():
-    from pathlib import Path
+    from contextforcing.world.episodes import WorldConfig
+    from contextforcing.world.recall import recall_events
+    from contextforcing.world.shipped import shipped
 
-    from contextforcing.data.world import WorldConfig
-    from contextforcing.eval.recall import recall_events
-
-    folder = Path(__file__).resolve().parents[1] / "checkpoints" / "world_codec"
-    if not (folder / "codec.safetensors").is_file():
-        pytest.skip("no shipped world codec checkpoint")
-    codec = load_world_codec(folder)
+    codec = load_world_codec(shipped("codec"))
     clip = sample_clip(120, torch.Generator().manual_seed(123), gap_frames=12)
     with torch.no_grad():
         recon = codec.decode(codec.encode(clip.frames.unsqueeze(0)))[0]

@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contextforcing.data.world import WorldConfig, sample_episode
-from contextforcing.data.world_export import export_episode
-from contextforcing.data.world_render import background_frame, render_episode_uint8
 from contextforcing.eval.backbones import PixelBackbone
 from contextforcing.eval.evaluate import EvalConfig, evaluate_frames, evaluate_videos
-from contextforcing.eval.recall import effective_context_length, recall_curve, recall_events
-from contextforcing.eval.world_metrics import background_drift
 from contextforcing.video_io import write_video
+from contextforcing.world.episodes import WorldConfig, sample_episode
+from contextforcing.world.export import export_episode
+from contextforcing.world.metrics import background_drift
+from contextforcing.world.recall import effective_context_length, recall_curve, recall_events
+from contextforcing.world.reference import WorldReference, load_reference
+from contextforcing.world.render import background_frame, render_episode_uint8
 
 CONFIG = WorldConfig()
 NO_FLOW = EvalConfig(dynamic_degree=False)
@@ -44,7 +45,11 @@ def test_recall_decoder_is_exact_on_ground_truth():
 def test_ground_truth_video_is_near_ideal(tmp_path):
     video, meta = export_episode(tmp_path / "gt", seconds=40, seed=3, gap_seconds=5)
     result = evaluate_videos(
-        [video], backbones=[PixelBackbone()], references=[meta], config=NO_FLOW, out_dir=tmp_path / "out"
+        [video],
+        backbones=[PixelBackbone()],
+        references=[load_reference(meta)],
+        config=NO_FLOW,
+        out_dir=tmp_path / "out",
     )
     summary = result["summary"]
     assert summary["num_returns"] >= 2 and summary["identity_recall"] == 1.0
@@ -73,7 +78,7 @@ def test_identity_swapped_on_return_is_not_recalled():
 
 
 def test_an_empty_return_is_not_recalled():
-    from contextforcing.data.world_render import background_frame
+    from contextforcing.world.render import background_frame
 
     episode = _episode(1)
     frames = render_episode_uint8(episode, CONFIG).clone()
@@ -117,7 +122,7 @@ def test_growing_blur_raises_frame_quality_distance():
     truth = render_episode_uint8(episode, CONFIG)
     images = _images(truth)
     doctored = _growing_blur(images, 3.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    reference = (episode, CONFIG)
+    reference = WorldReference(episode, CONFIG)
     clean = evaluate_frames(truth, 4.0, backbones=[PixelBackbone()], reference=reference, config=NO_FLOW)
     bad = evaluate_frames(doctored, 4.0, backbones=[PixelBackbone()], reference=reference, config=NO_FLOW)
     clean_curve = list(clean["frame_quality_frechet[pixels]"]["frechet"].values())
@@ -159,9 +164,13 @@ def test_video_must_match_the_reference(tmp_path):
     }
     for message, path in cases.items():
         with pytest.raises(ValueError, match=message):
-            evaluate_videos([path], backbones=[PixelBackbone()], references=[meta], config=NO_FLOW)
+            evaluate_videos(
+                [path], backbones=[PixelBackbone()], references=[load_reference(meta)], config=NO_FLOW
+            )
     with pytest.raises(ValueError, match="one reference"):
-        evaluate_videos([cases["fps"]] * 3, backbones=[], references=[meta, meta], config=NO_FLOW)
+        evaluate_videos(
+            [cases["fps"]] * 3, backbones=[], references=[load_reference(meta)] * 2, config=NO_FLOW
+        )
     (tmp_path / "bad.mp4").write_bytes(b"\x00" * 64)
     with pytest.raises(ValueError, match="cannot read"):
         evaluate_videos([tmp_path / "bad.mp4"], backbones=[], config=NO_FLOW)

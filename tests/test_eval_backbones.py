@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contextforcing.data.world import WorldConfig, sample_episode
-from contextforcing.data.world_render import render_episode_uint8
 from contextforcing.eval.backbones import (
     PixelBackbone,
     TransformersBackbone,
@@ -23,6 +21,8 @@ from contextforcing.eval.vbench import (
     first_frame_similarity,
     window_indices,
 )
+from contextforcing.world.episodes import WorldConfig, sample_episode
+from contextforcing.world.render import render_episode_uint8
 
 
 @pytest.fixture(scope="module")

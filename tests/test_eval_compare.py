@@ -7,19 +7,19 @@ import pytest
 import torch
 
 from contextforcing.config import to_dict
-from contextforcing.eval.results_page import headline_table, load_rows, update_block, write_results_page
-from contextforcing.eval.rows import ROWS, Row
-from contextforcing.eval.world_compare import evaluate_row, probe_context_length
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.model.weights import save_model
-from contextforcing.training.config import ExperimentConfig
+from contextforcing.world.compare import evaluate_row, probe_context_length
+from contextforcing.world.config import WorldExperimentConfig
+from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
+from contextforcing.world.rows import ROWS, Row
 
 
 def _run_folder(path, stage):
     torch.manual_seed(0)
-    config = ExperimentConfig(
+    config = WorldExperimentConfig(
         stage=stage, model=replace(model_preset("tiny"), in_channels=8, out_channels=8, text_len=4)
     )
     save_model(CausalDiT(config.model), path / "model", extra={"step": 7})

@@ -3,20 +3,20 @@
 import pytest
 import torch
 
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig
-from contextforcing.data.world_text import WorldTextEncoder
-from contextforcing.data.world_types import WorldConfig
-from contextforcing.eval.recall_probe import (
+from contextforcing.memory.config import memory_preset
+from contextforcing.model.config import model_preset
+from contextforcing.model.dit import CausalDiT
+from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig
+from contextforcing.world.recall_probe import (
     ProbeConfig,
     history_indices,
     probe_recall,
     student_sampler,
     teacher_sampler,
 )
-from contextforcing.memory.config import memory_preset
-from contextforcing.model.config import model_preset
-from contextforcing.model.dit import CausalDiT
-from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.world.text import WorldTextEncoder
+from contextforcing.world.types import WorldConfig
 
 
 def test_history_matches_the_training_layout():

@@ -5,16 +5,16 @@ import dataclasses
 import pytest
 import torch
 
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig
-from contextforcing.data.world import sample_episode
-from contextforcing.data.world_render import background_frame, render_episode_uint8
-from contextforcing.data.world_text import WorldTextEncoder
-from contextforcing.data.world_types import WorldConfig
-from contextforcing.eval.recall_probe import student_continuer
-from contextforcing.eval.world_rollout import RolloutConfig, read_subjects, rollout_metrics, world_rollouts
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.recall_probe import student_continuer
+from contextforcing.world.render import background_frame, render_episode_uint8
+from contextforcing.world.rollout import RolloutConfig, read_subjects, rollout_metrics, world_rollouts
+from contextforcing.world.text import WorldTextEncoder
+from contextforcing.world.types import WorldConfig
 
 WORLD = WorldConfig()
 
@@ -55,7 +55,7 @@ def test_a_swapped_identity_and_an_empty_room_are_seen():
 def test_subjects_are_read_where_the_truth_shows_them():
     episode = _episode(2)
     readings = read_subjects(_pixels(episode), background_frame(episode, WORLD), WORLD)
-    from contextforcing.data.world_render import subject_boxes
+    from contextforcing.world.render import subject_boxes
 
     boxes = subject_boxes(episode, WORLD)
     # A subject still half inside a door may go unseen; one that is read is read right.

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig, save_world_codec
 from contextforcing.model.weights import load_model
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig, save_world_codec
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is unavailable"

@@ -15,8 +15,7 @@ from contextforcing.video_io import read_video
 
 
 @pytest.fixture
-def main(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(cli, "_COMMANDS", (*[c for c in cli._COMMANDS if c != "generate"], "generate"))
+def main():
     return cli.main
 
 
@@ -69,12 +68,13 @@ def test_prompt_lines() -> None:
 
 
 def test_generate_without_model_arguments_uses_the_shipped_student(main, tmp_path: Path) -> None:
-    from contextforcing.inference.generate import DEFAULT_CHECKPOINT, DEFAULT_CODEC
+    from contextforcing.world.shipped import shipped
 
     out = tmp_path / "run"
     assert main(["generate", "--seconds", "3", "--out", str(out)]) == 0
     settings = json.loads((out / "report.json").read_text())["settings"]
-    assert settings["checkpoint"] == str(DEFAULT_CHECKPOINT) and settings["codec"] == str(DEFAULT_CODEC)
+    assert settings["checkpoint"] == str(shipped("context-forcing") / "model")
+    assert settings["codec"] == str(shipped("codec"))
     frames, fps = read_video(out / "video.mp4")
     assert tuple(frames.shape) == (12, 64, 64, 3) and fps == 4
 

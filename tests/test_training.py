@@ -5,11 +5,12 @@ import json
 import pytest
 import torch
 
-from contextforcing.codec.world_codec import WorldCodec, WorldCodecConfig, save_world_codec
 from contextforcing.config import override
 from contextforcing.model.weights import load_model, save_model
 from contextforcing.presets import preset
-from contextforcing.training.trainer import TrainingDiverged, train
+from contextforcing.training.trainer import TrainingDiverged
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig, save_world_codec
+from contextforcing.world.components import train_world as train
 
 from helpers import randomize
 
@@ -159,17 +160,29 @@ def test_lora_trains_adapters_only_and_exports_merged_weights(codec_folder, tmp_
 
 
 def test_teacher_trains_on_a_folder_of_videos(codec_folder, tmp_path):
-    from contextforcing.data.world import sample_clip
+    from contextforcing.training.config import DataConfig, ExperimentConfig
+    from contextforcing.training.data import VideoFolderSource
+    from contextforcing.training.trainer import train as train_library
     from contextforcing.video_io import write_video
+    from contextforcing.world.components import world_codec
+    from contextforcing.world.episodes import sample_clip
+    from contextforcing.world.text import WorldTextEncoder
 
     for i in range(2):
         clip = sample_clip(12, torch.Generator().manual_seed(i))
         write_video(tmp_path / "videos" / f"clip{i}.mp4", clip.frames, fps=4)
         (tmp_path / "videos" / f"clip{i}.txt").write_text(clip.prompt)
-    config = _config(
-        "teacher", codec_folder, **{"data.source": "videos", "data.video_folder": str(tmp_path / "videos")}
+    tiny = _config("teacher", codec_folder)
+    data = DataConfig(source="videos", video_folder=str(tmp_path / "videos"))
+    config = ExperimentConfig(
+        stage="teacher", model=tiny.model, teacher=tiny.teacher, train=tiny.train, data=data
     )
-    train(config, tmp_path / "run")
+
+    def source(config, device):
+        text = WorldTextEncoder(config.model.text_dim, config.model.text_len)
+        return VideoFolderSource(config.data, world_codec(codec_folder), text, device)
+
+    train_library(config, tmp_path / "run", source=source)
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
 
@@ -184,16 +197,16 @@ def test_context_teacher_without_context_and_with_forced_returns(codec_folder, t
 
 
 def test_forced_returns_land_in_the_target_window(codec_folder):
-    from contextforcing.codec.loading import load_codec
-    from contextforcing.data.world_text import WorldTextEncoder
-    from contextforcing.training.config import DataConfig
-    from contextforcing.training.data import ClipSource, _returns_within
+    from contextforcing.world.clips import WorldClipSource, _returns_within
+    from contextforcing.world.components import world_codec
+    from contextforcing.world.config import WorldDataConfig
+    from contextforcing.world.text import WorldTextEncoder
 
     def share(return_prob):
-        source = ClipSource(
-            DataConfig(return_prob=return_prob), load_codec(codec_folder), WorldTextEncoder(8, 4), "cpu"
+        source = WorldClipSource(
+            WorldDataConfig(return_prob=return_prob), world_codec(codec_folder), WorldTextEncoder(8, 4), "cpu"
         )
-        episodes = [source.world_episode(60, torch.Generator().manual_seed(i), 21) for i in range(100)]
+        episodes = [source.episode(60, torch.Generator().manual_seed(i), 21) for i in range(100)]
         return sum(_returns_within(e, 39) for e in episodes) / len(episodes)
 
     natural, forced = share(0.0), share(1.0)
@@ -201,15 +214,15 @@ def test_forced_returns_land_in_the_target_window(codec_folder):
 
 
 def test_forced_returns_can_land_on_the_first_target_frame(codec_folder):
-    from contextforcing.codec.loading import load_codec
-    from contextforcing.data.world_text import WorldTextEncoder
-    from contextforcing.training.config import DataConfig
-    from contextforcing.training.data import ClipSource
+    from contextforcing.world.clips import WorldClipSource
+    from contextforcing.world.components import world_codec
+    from contextforcing.world.config import WorldDataConfig
+    from contextforcing.world.text import WorldTextEncoder
 
     def share(return_at):
-        data = DataConfig(return_prob=1.0, return_at=return_at)
-        source = ClipSource(data, load_codec(codec_folder), WorldTextEncoder(8, 4), "cpu")
-        episodes = [source.world_episode(45, torch.Generator().manual_seed(i), 6) for i in range(100)]
+        data = WorldDataConfig(return_prob=1.0, return_at=return_at)
+        source = WorldClipSource(data, world_codec(codec_folder), WorldTextEncoder(8, 4), "cpu")
+        episodes = [source.episode(45, torch.Generator().manual_seed(i), 6) for i in range(100)]
         return sum(any(v.enter_frame == 39 for v in e.visits[1:]) for e in episodes) / len(episodes)
 
     assert share("anywhere") < 0.5 and share("first") > 0.97

@@ -8,17 +8,17 @@ import json
 import pytest
 import torch
 
-from contextforcing.data.world import (
+from contextforcing.world.assets import SCENE_CLASSES, SHAPES, SUBJECT_COLOURS, shape_mask
+from contextforcing.world.episodes import (
     WorldConfig,
     episode_from_metadata,
     episode_metadata,
     sample_clip,
     sample_episode,
 )
-from contextforcing.data.world_assets import SCENE_CLASSES, SHAPES, SUBJECT_COLOURS, shape_mask
-from contextforcing.data.world_export import export_episode
-from contextforcing.data.world_render import background_frame, render_episode_uint8, subject_boxes
-from contextforcing.data.world_text import WorldTextEncoder
+from contextforcing.world.export import export_episode
+from contextforcing.world.render import background_frame, render_episode_uint8, subject_boxes
+from contextforcing.world.text import WorldTextEncoder
 
 CONFIG = WorldConfig()
 
@@ -147,8 +147,8 @@ def test_text_encoder():
 
 
 def test_export_and_world_command(tmp_path):
-    from contextforcing.commands import world
     from contextforcing.video_io import read_video
+    from contextforcing.world.commands import world
 
     video, meta = export_episode(tmp_path / "a", seconds=5, seed=2)
     frames, fps = read_video(video)

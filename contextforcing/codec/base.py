@@ -2,7 +2,7 @@
 
 A codec is what turns video frames into the latents the DiT denoises and back. The Wan VAE
 (`contextforcing.codec.wan_vae.WanVAECodec`) and the small learned codec of the synthetic world
-(`contextforcing.codec.world_codec`) both implement it, so every pipeline is written once.
+(`contextforcing.world.codec`) both implement it, so every pipeline is written once.
 
 Shape legend:
     B  batch            T  pixel frames        F  latent frames

@@ -1,4 +1,4 @@
-"""Load any codec from a folder: the world codec, or a Wan VAE (a VAE folder or a pipeline's vae/)."""
+"""Load the Wan VAE from a folder: a VAE folder, or a Wan pipeline folder with vae/."""
 
 from __future__ import annotations
 
@@ -11,20 +11,16 @@ __all__ = ["load_codec"]
 
 
 def load_codec(folder: str | Path) -> Codec:
-    """The codec saved in `folder`; raises ValueError naming what was expected."""
+    """The Wan VAE saved in `folder` (or `folder/vae`); raises ValueError naming what was expected."""
     folder = Path(folder)
     config_path = folder / "config.json"
     if (folder / "vae" / "config.json").is_file():
         config_path = folder / "vae" / "config.json"
     if not config_path.is_file():
-        raise ValueError(f"no codec at {folder}: expected a world codec or a Wan VAE folder with config.json")
+        raise ValueError(f"no codec at {folder}: expected a Wan VAE folder with config.json")
     config = json.loads(config_path.read_text())
-    if str(config.get("format", "")).startswith("contextforcing-world-codec"):
-        from contextforcing.codec.world_codec import load_world_codec
+    if config.get("_class_name") != "AutoencoderKLWan":
+        raise ValueError(f"{config_path} does not describe an AutoencoderKLWan")
+    from contextforcing.codec.wan_vae import WanVAECodec
 
-        return load_world_codec(folder)
-    if config.get("_class_name") == "AutoencoderKLWan":
-        from contextforcing.codec.wan_vae import WanVAECodec
-
-        return WanVAECodec.from_pretrained(folder)
-    raise ValueError(f"{config_path} describes neither a world codec nor an AutoencoderKLWan")
+    return WanVAECodec.from_pretrained(folder)

@@ -44,8 +44,14 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     config = EvalConfig(window_seconds=args.window_seconds, dynamic_degree=not args.no_dynamic_degree)
     backbones = [load_backbone(name) for name in (args.backbone or ["efficientnet-lite0"])]
+    references = None
+    if args.reference:
+        from contextforcing.world.reference import load_reference
+
+        loaded = {path: load_reference(path) for path in args.reference}
+        references = [loaded[path] for path in args.reference]
     result = evaluate_videos(
-        args.videos, backbones=backbones, references=args.reference, config=config, out_dir=args.out
+        args.videos, backbones=backbones, references=references, config=config, out_dir=args.out
     )
     summary = result["summary"]
     for key, value in summary.items():

@@ -5,16 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from contextforcing.data.world_assets import SCENE_CLASSES
-from contextforcing.inference.generate import (
-    DEFAULT_CHECKPOINT,
-    DEFAULT_CODEC,
-    GenerateSettings,
-    generate,
-    parse_prompt_lines,
-    prepare,
-)
+from contextforcing.inference.generate import GenerateSettings, generate, parse_prompt_lines, prepare
 from contextforcing.memory.config import MEMORY_POLICIES
+from contextforcing.world.assets import SCENE_CLASSES
+
+# The shipped Context Forcing student of the world and the world codec (package data).
+DEFAULT_STUDENT, DEFAULT_CODEC = "context-forcing", "codec"
 
 __all__ = ["register", "run"]
 
@@ -45,10 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", type=Path, help=f"model folder (default: {DEFAULT_CHECKPOINT})")
+    parser.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped world student)")
     parser.add_argument("--model-preset", help="random weights of this model preset instead (smoke tests)")
     parser.add_argument(
-        "--codec", type=Path, help=f"codec folder (default with the shipped model: {DEFAULT_CODEC})"
+        "--codec", type=Path, help="codec folder (default with the shipped model: the world codec)"
     )
     parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
     parser.add_argument("--gif", type=int, default=0, metavar="SCALE",
@@ -84,10 +80,12 @@ def _overrides(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contextforcing.world.components import load_any_codec, world_text_encoder
+    from contextforcing.world.shipped import shipped
+
     if args.checkpoint is None and args.model_preset is None:
-        if not DEFAULT_CHECKPOINT.is_dir():
-            raise ValueError(f"the shipped model is missing at {DEFAULT_CHECKPOINT}; pass --checkpoint")
-        args.checkpoint, args.codec = DEFAULT_CHECKPOINT, args.codec or DEFAULT_CODEC
+        args.checkpoint = shipped(DEFAULT_STUDENT) / "model"
+        args.codec = args.codec or shipped(DEFAULT_CODEC)
     prompts, starts = (args.prompt,), (0.0,)
     if args.prompts is not None:
         if not args.prompts.is_file():
@@ -100,5 +98,7 @@ def run(args: argparse.Namespace) -> int:
         refresh_sink=args.refresh_sink, gif_scale=args.gif, prefix=args.prefix,
         prefix_seconds=args.prefix_seconds, device=args.device,
     )  # fmt: skip
-    generate(prepare(settings))
+    codec = None if args.codec is None else load_any_codec(args.codec)
+    text_encoder = None if args.checkpoint is None else world_text_encoder
+    generate(prepare(settings, codec=codec, text_encoder=text_encoder))
     return 0

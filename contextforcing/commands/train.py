@@ -29,15 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from contextforcing.runtime import shutdown_distributed
+    from contextforcing.training.data import video_folder_source
+    from contextforcing.training.parallel import shutdown_distributed
     from contextforcing.training.trainer import train
 
     updates = parse_assignments(args.assignments)
     if args.steps is not None:
         updates["train.steps"] = args.steps
     config = override(preset(args.preset), updates)
+    source = video_folder_source
+    if config.data.source == "world":
+        from contextforcing.world.components import world_source as source
     try:
-        folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume)
+        folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume, source=source)
     finally:
         shutdown_distributed()
     logger.info("trained model written to %s", folder)

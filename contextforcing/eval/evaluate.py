@@ -1,10 +1,13 @@
-"""Evaluation of videos: backbone consistency curves, a dynamic-degree proxy, and world ground truth.
+"""Evaluation of videos: backbone consistency curves, a dynamic-degree proxy, and ground truth.
 
 Every number produced with a feature backbone carries the backbone's name in its key, for example
 ``feature_consistency[efficientnet-lite0]`` (VBench's formula on a proxy backbone) or
-``subject_consistency[dinov2:dinov2-base]`` (VBench's formula and preprocessing on a DINO folder). World
-metrics (identity recall, background drift) are computed on pixels against the reference episode and
-need no backbone.
+``subject_consistency[dinov2:dinov2-base]`` (VBench's formula and preprocessing on a DINO folder).
+
+A video may come with a `Reference`: ground truth that checks the video's size, rate and length, adds
+its own metrics under its `kind` (the miniature's world references measure identity recall and
+background drift on pixels, `contextforcing.world.reference`), summarises and plots them, and gives
+the true frames against which frame quality is measured.
 
 Shape legend:
     T  frames        H, W  frame height / width        D  feature width
@@ -16,13 +19,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor
 
-from contextforcing.data.world import Episode, WorldConfig, episode_from_metadata
-from contextforcing.data.world_render import render_episode_uint8
 from contextforcing.eval.backbones import FeatureBackbone
+from contextforcing.eval.frechet import frame_quality
 from contextforcing.eval.plots import write_plots
 from contextforcing.eval.summary import summarise
 from contextforcing.eval.vbench import (
@@ -31,14 +33,40 @@ from contextforcing.eval.vbench import (
     dynamic_degree_proxy,
     first_frame_similarity,
 )
-from contextforcing.eval.world_metrics import frame_quality, world_video_metrics
 from contextforcing.video_io import read_video
 
-__all__ = ["EvalConfig", "check_against_reference", "evaluate_frames", "evaluate_videos", "load_reference"]
+__all__ = ["EvalConfig", "Reference", "evaluate_frames", "evaluate_videos"]
 
 logger = logging.getLogger(__name__)
 
-Reference = tuple[Episode, WorldConfig]
+
+class Reference(Protocol):
+    """Ground truth for one video."""
+
+    kind: str
+    """Key of this reference's metrics in a video's report."""
+    name: str
+    """Where the reference was read from (recorded beside each video)."""
+
+    def check(self, frames: Tensor, fps: float, name: str) -> None:
+        """Raise ValueError naming `name` unless uint8 frames [T, H, W, 3] at `fps` fit the truth."""
+        ...
+
+    def frames(self) -> Tensor:
+        """The true frames, uint8 [T, H, W, 3]."""
+        ...
+
+    def metrics(self, frames: Tensor, fps: float, window_seconds: float) -> dict[str, Any]:
+        """Ground-truth metrics of uint8 frames [T, H, W, 3]."""
+        ...
+
+    def summarise(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        """Summary over the `metrics` of several videos with references of this kind."""
+        ...
+
+    def plot(self, result: dict[str, Any], out_dir: Path) -> list[Path]:
+        """PNG plots of an `evaluate_videos` result; returns the files written."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,30 +89,6 @@ class EvalConfig:
             raise ValueError(f"window_seconds must be > 0, got {self.window_seconds}")
         if self.frechet_components < 1:
             raise ValueError(f"frechet_components must be >= 1, got {self.frechet_components}")
-
-
-def load_reference(path: str | Path) -> Reference:
-    """The episode and world of a world metadata JSON file (meta.json)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"reference metadata not found: {path}")
-    try:
-        metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"reference {path} is not JSON: {error}") from error
-    return episode_from_metadata(metadata)
-
-
-def check_against_reference(frames: Tensor, fps: float, reference: Reference, name: str = "video") -> None:
-    """Raise ValueError unless uint8 frames [T, H, W, 3] at `fps` match the reference: size, rate, length."""
-    episode, config = reference
-    num_frames, height, width = frames.shape[:3]
-    if (height, width) != (config.height, config.width):
-        raise ValueError(f"{name} is {height}x{width}, the reference is {config.height}x{config.width}")
-    if abs(fps - config.fps) > 1e-3:
-        raise ValueError(f"{name} runs at {fps:g} fps, the reference at {config.fps:g} fps")
-    if num_frames != episode.num_frames:
-        raise ValueError(f"{name} has {num_frames} frames, the reference has {episode.num_frames}")
 
 
 def _backbone_metrics(
@@ -124,7 +128,7 @@ def evaluate_frames(
         frames: uint8 [T, H, W, 3].
         fps: frames per second.
         backbones: feature extractors for the consistency and quality metrics.
-        reference: the ground-truth episode; enables world metrics and frame quality.
+        reference: ground truth; enables its metrics and frame quality.
         config: evaluation knobs.
         cache: optional dictionary in which ground-truth features are kept between calls that share a
             reference and a backbone.
@@ -143,14 +147,14 @@ def evaluate_frames(
     }
     cache = {} if cache is None else cache
     if reference is not None:
-        check_against_reference(frames, fps, reference)
-        report["world"] = world_video_metrics(frames, reference[0], reference[1], config.window_seconds)
+        reference.check(frames, fps, "video")
+        report[reference.kind] = reference.metrics(frames, fps, config.window_seconds)
     for backbone in backbones:
         reference_features = None
         if reference is not None:
-            key = (reference, backbone.name)
+            key = (id(reference), backbone.name)
             if key not in cache:
-                cache[key] = backbone.features(render_episode_uint8(*reference))
+                cache[key] = backbone.features(reference.frames())
             reference_features = cache[key]
         report.update(_backbone_metrics(frames, fps, backbone, reference_features, config))
     if config.dynamic_degree:
@@ -162,7 +166,7 @@ def evaluate_videos(
     paths: list[str | Path],
     *,
     backbones: list[FeatureBackbone],
-    references: list[str | Path] | None = None,
+    references: list[Reference] | None = None,
     config: EvalConfig | None = None,
     out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -171,7 +175,7 @@ def evaluate_videos(
     Args:
         paths: videos to judge (at least one).
         backbones: feature extractors.
-        references: none, one metadata file for all videos, or one per video.
+        references: none, one for all videos, or one per video.
         config: evaluation knobs.
         out_dir: output folder.
 
@@ -185,23 +189,29 @@ def evaluate_videos(
         raise ValueError(
             f"give one reference for all videos or one per video; got {len(references)} for {len(paths)}"
         )
-    loaded = {str(r): load_reference(r) for r in references}
     videos, cache = [], {}
     for index, path in enumerate(paths):
         frames, fps = read_video(path)
-        ref_path = str(references[0 if len(references) == 1 else index]) if references else None
-        reference = loaded[ref_path] if ref_path else None
+        reference = references[0 if len(references) == 1 else index] if references else None
         if reference is not None:
-            check_against_reference(frames, fps, reference, name=str(path))
+            reference.check(frames, fps, str(path))
         logger.info("evaluating %s (%d frames at %g fps)", path, len(frames), fps)
         report = evaluate_frames(
             frames, fps, backbones=backbones, reference=reference, config=config, cache=cache
         )
-        videos.append({"path": str(path), "reference": ref_path, **report})
-    result = {"backbones": [b.name for b in backbones], "videos": videos, "summary": summarise(videos)}
+        videos.append(
+            {"path": str(path), "reference": None if reference is None else reference.name, **report}
+        )
+    summary = summarise(videos)
+    kinds = {reference.kind: reference for reference in references}
+    for kind, reference in kinds.items():
+        summary.update(reference.summarise([video[kind] for video in videos if kind in video]))
+    result = {"backbones": [b.name for b in backbones], "videos": videos, "summary": summary}
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(result, indent=1))
-        write_plots(result, out_dir)
+        written = write_plots(result, out_dir)
+        for reference in kinds.values():
+            written += reference.plot(result, out_dir)
     return result

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["frechet_distance", "pca_basis", "windowed_frechet"]
+from contextforcing.eval.windows import windows
+
+__all__ = ["frame_quality", "frechet_distance", "pca_basis", "windowed_frechet"]
 
 
 def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
@@ -64,12 +66,18 @@ def windowed_frechet(
     mean, basis = pca_basis(reference, num_components)
     ref = (reference - mean) @ basis
     gen = (features - mean) @ basis
-    step = max(1, round(window_seconds * fps))
     curve = {}
-    for start in range(0, len(features), step):
-        window = gen[start : start + step]
-        if len(window) >= 2:
-            label = f"{start / fps:g}-{(start + len(window)) / fps:g}s"
-            window_mean = features[start : start + step].mean(0)
-            curve[label] = frechet_distance(window, ref, window_mean, reference.mean(0))
+    for label, span in windows(len(features), fps, window_seconds):
+        if span.stop - span.start >= 2:
+            curve[label] = frechet_distance(gen[span], ref, features[span].mean(0), reference.mean(0))
     return curve
+
+
+def frame_quality(
+    features: Tensor, reference: Tensor, fps: float, window_seconds: float = 10.0
+) -> dict[str, dict[str, float]]:
+    """Windowed Frechet distance of features [T, D] to reference features [M, D], with the reference floor."""
+    return {
+        "frechet": windowed_frechet(features, reference, fps, window_seconds),
+        "reference_floor": windowed_frechet(reference, reference, fps, window_seconds),
+    }

@@ -21,6 +21,7 @@ import resource
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from contextforcing.codec.base import Codec
 from contextforcing.inference.streaming import PromptSchedule, StreamingGenerator
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.memory.trace import plot_trace
-from contextforcing.model.config import model_preset
+from contextforcing.model.config import DiTConfig, model_preset
 from contextforcing.model.dit import CausalDiT
+from contextforcing.text_encoder import TextEncoder
 
 __all__ = [
     "LATENT_FRAMES_PER_SECOND",
@@ -46,11 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LATENT_FRAMES_PER_SECOND = 4
-
-DEFAULT_CHECKPOINT = Path("checkpoints/world/context-forcing/model")
-"""The shipped Context Forcing student of the world (`make ship` copies it from `make pipeline`'s run)."""
-DEFAULT_CODEC = Path("checkpoints/world_codec")
-"""The shipped world codec."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -76,7 +74,8 @@ class GenerateSettings:
     model_preset: str = "tiny"
     """Random-weight model preset, used when there is no checkpoint (smoke tests)."""
     codec: Path | None = None
-    """Codec folder (world codec or Wan VAE) to decode with; without one the latents are drawn directly."""
+    """Codec folder to decode with (recorded; `prepare` loads a Wan VAE from it unless given the codec);
+    without one the latents are drawn directly."""
     latent_size: tuple[int, int] = (8, 8)
     """(H, W) of the latents."""
     refresh_sink: bool = False
@@ -118,7 +117,7 @@ class Prepared:
     memory: MemoryConfig
     schedule: PromptSchedule
     num_chunks: int
-    codec: Any | None
+    codec: Codec | None
     prefix: Tensor | None = None
     """Clean latents [1, C, P, H, W] the video continues (its first P frames), or None."""
 
@@ -144,18 +143,28 @@ def parse_prompt_lines(text: str, seconds: float) -> tuple[tuple[str, ...], tupl
     return tuple(prompts), tuple(starts)
 
 
-def prepare(settings: GenerateSettings) -> Prepared:
-    """Resolve and validate the request: memory, model, codec, prompts. Raises ValueError on any problem."""
+def prepare(
+    settings: GenerateSettings,
+    *,
+    codec: Codec | None = None,
+    text_encoder: Callable[[DiTConfig], TextEncoder] | None = None,
+) -> Prepared:
+    """Resolve and validate the request: memory, model, codec, prompts. Raises ValueError on any problem.
+
+    `codec` decodes (and encodes a prefix); without it, `settings.codec` is loaded as a Wan VAE.
+    `text_encoder` builds the prompt encoder for the loaded model's config; a checkpoint needs one,
+    random weights take a seeded embedding per prompt.
+    """
     overrides = dict(settings.memory_overrides)
     memory = memory_preset(settings.memory, **overrides)
     frames = math.ceil(settings.seconds * LATENT_FRAMES_PER_SECOND)
     num_chunks = math.ceil(frames / memory.frames_per_chunk)
     model = _load_model(settings)
-    codec = _load_codec(settings, model)
+    codec = _check_codec(settings, model, codec)
     _, ph, pw = model.config.patch_size
     if settings.latent_size[0] % ph or settings.latent_size[1] % pw:
         raise ValueError(f"latent size {settings.latent_size} is not divisible by the patch {(ph, pw)}")
-    texts = _encode_prompts(settings, model)
+    texts = _encode_prompts(settings, model, text_encoder)
     chunk_seconds = memory.frames_per_chunk / LATENT_FRAMES_PER_SECOND
     starts = tuple(round(s / chunk_seconds) for s in settings.prompt_starts)
     if any(b <= a for a, b in itertools.pairwise(starts)) or starts[-1] >= num_chunks:
@@ -170,7 +179,7 @@ def prepare(settings: GenerateSettings) -> Prepared:
 
 
 def _encode_prefix(
-    settings: GenerateSettings, codec: Any | None, memory: MemoryConfig, num_chunks: int
+    settings: GenerateSettings, codec: Codec | None, memory: MemoryConfig, num_chunks: int
 ) -> Tensor:
     """The first `prefix_seconds` of the prefix video as latents [1, C, P, H, W], P whole chunks."""
     from contextforcing.codec.base import num_pixel_frames
@@ -218,12 +227,13 @@ def _load_model(settings: GenerateSettings) -> CausalDiT:
     return model.to(settings.device).eval()
 
 
-def _load_codec(settings: GenerateSettings, model: CausalDiT) -> Any | None:
-    if settings.codec is None:
+def _check_codec(settings: GenerateSettings, model: CausalDiT, codec: Codec | None) -> Codec | None:
+    if codec is None and settings.codec is None:
         return None
-    from contextforcing.codec.loading import load_codec
+    if codec is None:
+        from contextforcing.codec.loading import load_codec
 
-    codec = load_codec(settings.codec)
+        codec = load_codec(settings.codec)
     if isinstance(codec, torch.nn.Module):
         codec = codec.to(settings.device).eval()
     if codec.latent_channels != model.config.in_channels:
@@ -233,13 +243,15 @@ def _load_codec(settings: GenerateSettings, model: CausalDiT) -> Any | None:
     return codec
 
 
-def _encode_prompts(settings: GenerateSettings, model: CausalDiT) -> Tensor:
-    """[P, S, text_dim]: the world's encoder for checkpoints, a seeded embedding per prompt otherwise."""
+def _encode_prompts(
+    settings: GenerateSettings, model: CausalDiT, text_encoder: Callable[[DiTConfig], TextEncoder] | None
+) -> Tensor:
+    """[P, S, text_dim]: the text encoder's features, or a seeded embedding per prompt for random weights."""
     cfg = model.config
+    if text_encoder is not None:
+        return text_encoder(cfg).encode(list(settings.prompts)).to(settings.device)
     if settings.checkpoint is not None:
-        from contextforcing.data.world_text import WorldTextEncoder
-
-        return WorldTextEncoder(cfg.text_dim, cfg.text_len).encode(list(settings.prompts)).to(settings.device)
+        raise ValueError("a checkpoint needs a text encoder to encode its prompts")
     rows = []
     for prompt in settings.prompts:
         generator = torch.Generator().manual_seed(zlib.crc32(prompt.encode()))

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from contextforcing.data.world import WorldConfig
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.model.config import DiTConfig, model_preset
 from contextforcing.runtime import Precision
@@ -65,27 +64,21 @@ class OptimConfig:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DataConfig:
-    """Where clips come from and how they become latents."""
+    """Where clips come from and how they become latents.
 
-    source: Literal["world", "videos"] = "world"
-    """Procedural world clips made on the fly, or a folder of mp4 files."""
+    The library knows one source, "videos" (a folder of mp4 files, captions beside them). Other sources
+    extend this section with their own fields and hand the trainer their components (the miniature's
+    `contextforcing.world.config.WorldDataConfig` is one).
+    """
+
+    source: str = "videos"
+    """Name of the clip source: "videos", or one a caller provides with its components."""
     video_folder: str = ""
     """Folder of .mp4 files when source = "videos"."""
-    codec: str = "checkpoints/world_codec"
-    """Folder of the codec that turns frames into latents (a world codec, or a Wan VAE folder)."""
-    world: WorldConfig = field(default_factory=WorldConfig)
-    """The synthetic world when source = "world"."""
-    return_prob: float = 0.0
-    """Teacher stages, world: probability that a clip is redrawn until the subject returns in its target."""
-    return_at: Literal["anywhere", "first"] = "anywhere"
-    """Where a forced return lands: anywhere in the target, or on its first frame (the door's cue then
-    lies on the last context frame, as when a model continues a history up to a return)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.return_prob <= 1.0:
-            raise ValueError(f"DataConfig.return_prob must lie in [0, 1], got {self.return_prob}")
-        if self.source == "videos" and not self.video_folder:
-            raise ValueError("DataConfig.video_folder must be set when source='videos'")
+    codec: str = ""
+    """Folder of the codec that turns frames into latents (a Wan VAE folder); "" is the source's own."""
+    text_encoder: str = ""
+    """Folder of the UMT5 text encoder (a Wan folder with tokenizer/ and text_encoder/) for "videos"."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

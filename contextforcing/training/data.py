@@ -2,27 +2,27 @@
 
 Each sample of a batch is drawn from its own generator (see `runtime.step_generator`), so a batch is
 the same whichever process draws which samples, and a resumed run draws what an uninterrupted run
-would. Clips come from the procedural world, made on the fly, or from a folder of mp4 files; both go
-through the codec, so the trainer sees latents [B, C, F, h, w] either way.
+would. A clip source hands the trainer latents [B, C, F, h, w] and text features; the library's own
+source reads a folder of mp4 files through a codec (`VideoFolderSource`). The miniature's world clips
+are another (`contextforcing.world.clips.WorldClipSource`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from contextforcing.codec.base import Codec, num_pixel_frames
-from contextforcing.data.world import sample_episode
-from contextforcing.data.world_assets import SCENE_CLASSES
-from contextforcing.data.world_render import render_episode
-from contextforcing.data.world_types import Episode
-from contextforcing.training.config import DataConfig
+from contextforcing.text_encoder import TextEncoder
+from contextforcing.training.config import DataConfig, ExperimentConfig
 from contextforcing.video_io import read_video
 
-__all__ = ["Batch", "ClipSource"]
+__all__ = ["Batch", "ClipSource", "SourceFactory", "VideoFolderSource", "check_codec", "video_folder_source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,108 +34,122 @@ class Batch:
     prompts: tuple[str, ...]
 
 
-_MAX_REDRAWS = 256
-
-
-def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> bool:
-    """Whether the subject re-enters (after an earlier visit) at a frame >= start, or at `start` exactly."""
-    if exactly:
-        return any(visit.enter_frame == start for visit in episode.visits[1:])
-    return any(start <= visit.enter_frame < episode.num_frames for visit in episode.visits[1:])
-
-
-class ClipSource:
-    """Draws batches of latent clips of any length.
-
-    Args:
-        data: where clips come from.
-        codec: frames -> latents.
-        text_encoder: prompts -> features (`encode(list[str]) -> [B, S, D]`).
-        device: where batches are put.
-    """
-
-    def __init__(self, data: DataConfig, codec: Codec, text_encoder, device: torch.device) -> None:
-        self.data = data
-        self.codec = codec
-        self.text_encoder = text_encoder
-        self.device = device
-        self._videos: list[Path] = []
-        if data.source == "videos":
-            self._videos = sorted(Path(data.video_folder).glob("*.mp4"))
-            if not self._videos:
-                raise ValueError(f"no .mp4 files in {data.video_folder}")
+@runtime_checkable
+class ClipSource(Protocol):
+    """What the step functions draw from: clips with their prompts, prompts alone, the empty prompt."""
 
     @property
     def latent_size(self) -> tuple[int, int]:
         """(h, w) of one latent frame."""
-        if self.data.source == "world":
-            height, width = self.data.world.height, self.data.world.width
-        else:
-            frames, _ = read_video(self._videos[0])
-            height, width = frames.shape[1], frames.shape[2]
-        factor = self.codec.spatial_factor
-        return height // factor, width // factor
+        ...
+
+    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
+        """One clip of `num_frames` latent frames per generator; `target_frames` > 0 marks the last
+        frames as the denoised target (a source may draw clips whose target holds what it tests)."""
+        ...
 
     def sample_prompts(self, generators: list[torch.Generator]) -> Batch:
         """Prompts only (data-free distillation), one per generator; `latents` is empty."""
-        if self.data.source == "world":
-            prompts = [
-                SCENE_CLASSES[int(torch.randint(len(SCENE_CLASSES), (1,), generator=g))].prompt
-                for g in generators
-            ]
-        else:
-            prompts = [self._video_clip_prompt(g) for g in generators]
-        text = self.text_encoder.encode(prompts).to(self.device)
-        return Batch(torch.empty(0, device=self.device), text, tuple(prompts))
-
-    def _video_clip_prompt(self, generator: torch.Generator) -> str:
-        path = self._videos[int(torch.randint(len(self._videos), (1,), generator=generator))]
-        caption = path.with_suffix(".txt")
-        return caption.read_text().strip() if caption.is_file() else ""
-
-    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
-        """One clip of `num_frames` latent frames per generator.
-
-        With `target_frames` > 0, a world clip is, with probability `data.return_prob`, drawn so that
-        the subject comes back after a gap within its last `target_frames` frames: the moments where
-        memory decides the frame are then a fixed share of the training signal.
-        """
-        clips, prompts = zip(*(self._clip(num_frames, g, target_frames) for g in generators), strict=True)
-        with torch.no_grad():
-            latents = torch.cat([self.codec.encode(frames[None]) for frames in clips])
-        text = self.text_encoder.encode(list(prompts))
-        return Batch(latents.to(self.device), text.to(self.device), tuple(prompts))
+        ...
 
     def unconditional(self, batch: int) -> Tensor:
         """The empty prompt's features [B, S, D], the unconditional branch of guidance."""
+        ...
+
+
+class VideoFolderSource:
+    """Random windows of the mp4 files of a folder, captioned by the text file beside each.
+
+    Args:
+        data: `data.video_folder` names the folder.
+        codec: frames -> latents.
+        text_encoder: prompts -> features.
+        device: where batches are put.
+    """
+
+    def __init__(
+        self, data: DataConfig, codec: Codec, text_encoder: TextEncoder, device: torch.device
+    ) -> None:
+        if not data.video_folder:
+            raise ValueError("data.video_folder must name a folder of .mp4 files when data.source='videos'")
+        self.codec, self.text_encoder, self.device = codec, text_encoder, device
+        self._videos = sorted(Path(data.video_folder).glob("*.mp4"))
+        if not self._videos:
+            raise ValueError(f"no .mp4 files in {data.video_folder}")
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        frames, _ = read_video(self._videos[0])
+        factor = self.codec.spatial_factor
+        return frames.shape[1] // factor, frames.shape[2] // factor
+
+    def sample_prompts(self, generators: list[torch.Generator]) -> Batch:
+        prompts = [_caption(self._pick(g)) for g in generators]
+        text = self.text_encoder.encode(prompts).to(self.device)
+        return Batch(torch.empty(0, device=self.device), text, tuple(prompts))
+
+    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
+        clips, prompts = zip(*(self._clip(num_frames, g) for g in generators), strict=True)
+        return encode_batch(self.codec, self.text_encoder, clips, prompts, self.device)
+
+    def unconditional(self, batch: int) -> Tensor:
         return self.text_encoder.encode([""] * batch).to(self.device)
 
-    def _clip(self, num_frames: int, generator: torch.Generator, target_frames: int) -> tuple[Tensor, str]:
-        if self.data.source == "videos":
-            return self._video_clip(num_frames, generator)
-        episode = self.world_episode(num_frames, generator, target_frames)
-        return render_episode(episode, self.data.world), episode.prompt
+    def _pick(self, generator: torch.Generator) -> Path:
+        return self._videos[int(torch.randint(len(self._videos), (1,), generator=generator))]
 
-    def world_episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
-        """A world episode, redrawn (with probability `return_prob`) until the subject returns in the
-        last `target_frames` frames (on the first of them if `return_at` is "first")."""
-        world = self.data.world
-        want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob
-        episode = sample_episode(num_frames, generator, world)
-        for _ in range(_MAX_REDRAWS if want_return else 0):
-            if _returns_within(episode, num_frames - target_frames, exactly=self.data.return_at == "first"):
-                break
-            episode = sample_episode(num_frames, generator, world)
-        return episode
-
-    def _video_clip(self, num_frames: int, generator: torch.Generator) -> tuple[Tensor, str]:
+    def _clip(self, num_frames: int, generator: torch.Generator) -> tuple[Tensor, str]:
         """A random window of a random video; its prompt is the text file beside it, if any."""
-        path = self._videos[int(torch.randint(len(self._videos), (1,), generator=generator))]
+        path = self._pick(generator)
         frames, _ = read_video(path)  # [T, H, W, 3] uint8
         needed = num_pixel_frames(self.codec, num_frames)
         if frames.shape[0] < needed:
             raise ValueError(f"{path} has {frames.shape[0]} frames, a clip needs {needed}")
         start = int(torch.randint(frames.shape[0] - needed + 1, (1,), generator=generator))
         window = frames[start : start + needed].permute(3, 0, 1, 2).float() / 127.5 - 1.0
-        caption = path.with_suffix(".txt")
-        return window, caption.read_text().strip() if caption.is_file() else ""
+        return window, _caption(path)
+
+
+def _caption(path: Path) -> str:
+    caption = path.with_suffix(".txt")
+    return caption.read_text().strip() if caption.is_file() else ""
+
+
+def encode_batch(
+    codec: Codec, text_encoder: TextEncoder, clips: tuple[Tensor, ...], prompts: tuple[str, ...], device
+) -> Batch:
+    """Pixel clips [3, T, H, W] in [-1, 1] and their prompts -> a Batch of latents and text features."""
+    with torch.no_grad():
+        latents = torch.cat([codec.encode(frames[None]) for frames in clips])
+    text = text_encoder.encode(list(prompts))
+    return Batch(latents.to(device), text.to(device), tuple(prompts))
+
+
+SourceFactory = Callable[[ExperimentConfig, torch.device], ClipSource]
+"""Builds a run's clip source (codec and text encoder included) for its config and device."""
+
+
+def check_codec(codec: Codec, config: ExperimentConfig, where: str) -> Codec:
+    """`codec`, after checking that it makes the latents the model reads."""
+    if codec.latent_channels != config.model.in_channels:
+        raise ValueError(
+            f"codec {where} has {codec.latent_channels} latent channels, the model reads {config.model.in_channels}"
+        )
+    return codec
+
+
+def video_folder_source(config: ExperimentConfig, device: torch.device) -> ClipSource:
+    """The library's own source: `data.video_folder` through the Wan VAE of `data.codec`, captions
+    encoded with the UMT5 of `data.text_encoder`."""
+    data = config.data
+    if data.source != "videos":
+        raise ValueError(
+            f"data.source={data.source!r} is not the library's own; pass the trainer that source's factory"
+        )
+    if not data.codec or not data.text_encoder:
+        raise ValueError("data.source='videos' needs data.codec (a Wan VAE) and data.text_encoder (UMT5)")
+    from contextforcing.codec.loading import load_codec
+    from contextforcing.text_encoder import UMT5TextEncoder
+
+    codec = check_codec(load_codec(data.codec), config, data.codec)
+    return VideoFolderSource(data, codec, UMT5TextEncoder.from_pretrained(data.text_encoder), device)

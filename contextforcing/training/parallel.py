@@ -1,11 +1,14 @@
 """Scaling out: FSDP2 sharding, activation checkpointing, and full (unsharded) state for checkpoints.
 
-The only training module that touches torch.distributed. A single CPU process is the default;
+The only module of the library that touches torch.distributed: the process group (joined under
+torchrun, left cleanly), sharding, and the collectives of the trainer. A single CPU process is the default;
 under torchrun every block and then the whole model are wrapped with `fully_shard` (FSDP2), and
 checkpoints gather full tensors on rank 0 so they load anywhere, sharded or not.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor, nn
@@ -21,17 +24,46 @@ from contextforcing.model.dit import CausalDiT
 
 __all__ = [
     "all_finite",
+    "distributed_info",
     "full_model_state",
     "full_optimizer_state",
     "full_tensor",
+    "init_distributed",
     "load_model_state",
     "load_optimizer_state",
     "mean_over_processes",
     "parallelize",
     "shard_like",
+    "shutdown_distributed",
 ]
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def distributed_info() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torchrun."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Join the torchrun process group (NCCL on CUDA, gloo on CPU) when launched by torchrun."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+    return distributed_info()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, after every rank has arrived, so no rank exits while another still talks."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: bool) -> CausalDiT:

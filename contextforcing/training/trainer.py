@@ -25,11 +25,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from contextforcing.codec.loading import load_codec
 from contextforcing.config import from_dict, to_dict
-from contextforcing.data.world_text import WorldTextEncoder
 from contextforcing.model.weights import save_model
-from contextforcing.runtime import autocast, init_distributed, resolve_device, step_generator
+from contextforcing.runtime import autocast, resolve_device, step_generator
 from contextforcing.training.checkpoint import (
     flatten_optimizer,
     load_checkpoint,
@@ -37,7 +35,7 @@ from contextforcing.training.checkpoint import (
     unflatten_optimizer,
 )
 from contextforcing.training.config import ExperimentConfig
-from contextforcing.training.data import ClipSource
+from contextforcing.training.data import ClipSource, SourceFactory, video_folder_source
 from contextforcing.training.ema import EMA
 from contextforcing.training.erft import new_banks
 from contextforcing.training.parallel import (
@@ -45,6 +43,7 @@ from contextforcing.training.parallel import (
     full_model_state,
     full_optimizer_state,
     full_tensor,
+    init_distributed,
     load_model_state,
     load_optimizer_state,
     mean_over_processes,
@@ -66,7 +65,7 @@ class TrainingDiverged(RuntimeError):
 class Run:
     """Everything a step function needs: roles, data, derived generators and `update`."""
 
-    def __init__(self, config: ExperimentConfig, folder: Path) -> None:
+    def __init__(self, config: ExperimentConfig, folder: Path, source: SourceFactory) -> None:
         self.config, self.folder = config, folder
         self.device = resolve_device(config.train.device)
         self.rank, self.world_size = init_distributed(self.device)
@@ -86,12 +85,7 @@ class Run:
                 world_size=self.world_size,
                 activation_checkpointing=config.train.activation_checkpointing,
             )
-        codec = load_codec(config.data.codec)
-        if codec.latent_channels != config.model.in_channels:
-            raise ValueError(f"codec {config.data.codec} has {codec.latent_channels} latent channels, "
-                             f"the model reads {config.model.in_channels}")  # fmt: skip
-        text_encoder = WorldTextEncoder(config.model.text_dim, config.model.text_len)
-        self.source = ClipSource(config.data, codec, text_encoder, self.device)
+        self.source: ClipSource = source(config, self.device)
         self.optimizers = {name: self._optimizer(name, m) for name, m in self.roles.trainable().items()}
         self.updates = dict.fromkeys(self.optimizers, 0)
         self.ema = (
@@ -168,7 +162,7 @@ class Run:
         return meta, groups
 
     def load_state(self, meta: dict, groups: dict[str, dict[str, Tensor]]) -> None:
-        saved = from_dict(ExperimentConfig, meta["config"])
+        saved = from_dict(type(self.config), meta["config"])
         if saved.model != self.config.model:
             raise ValueError("the checkpoint was written for another model architecture")
         for name, module in self.roles.trainable().items():
@@ -215,16 +209,23 @@ def _save(run: Run) -> None:
     save_model(shell, run.folder / "model", extra={"stage": run.config.stage, "step": run.step})
 
 
-def train(config: ExperimentConfig, folder: str | Path, *, resume: bool = False) -> Path:
+def train(
+    config: ExperimentConfig,
+    folder: str | Path,
+    *,
+    resume: bool = False,
+    source: SourceFactory = video_folder_source,
+) -> Path:
     """Run a training run in `folder`, or with `resume` continue the checkpoint there (if any);
-    returns the folder of the trained model."""
+    returns the folder of the trained model. `source` builds the run's clip source (with its codec
+    and text encoder) from the config: by default a folder of videos; the world passes its own."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not resume and (folder / "checkpoint").exists():
         raise ValueError(
             f"{folder} already holds a checkpoint: pass --resume to continue it, or another --out"
         )
-    run = Run(config, folder)
+    run = Run(config, folder, source)
     if resume and not (folder / "checkpoint").exists():
         logger.info("no checkpoint in %s yet: starting from step 0", folder)
     elif resume:

@@ -1,0 +1,85 @@
+"""World clips for the trainer: episodes made on the fly, rendered, coded with the world codec.
+
+Implements `contextforcing.training.data.ClipSource`. Teacher clips can be redrawn so that the subject
+comes back in the target (`WorldDataConfig.return_prob`): the moments where memory decides the frame
+are then a fixed share of the training signal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from contextforcing.codec.base import Codec
+from contextforcing.text_encoder import TextEncoder
+from contextforcing.training.data import Batch, encode_batch
+from contextforcing.world.assets import SCENE_CLASSES
+from contextforcing.world.config import WorldDataConfig
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.render import render_episode
+from contextforcing.world.types import Episode
+
+__all__ = ["WorldClipSource"]
+
+_MAX_REDRAWS = 256
+
+
+def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> bool:
+    """Whether the subject re-enters (after an earlier visit) at a frame >= start, or at `start` exactly."""
+    if exactly:
+        return any(visit.enter_frame == start for visit in episode.visits[1:])
+    return any(start <= visit.enter_frame < episode.num_frames for visit in episode.visits[1:])
+
+
+class WorldClipSource:
+    """Draws batches of world clips of any length.
+
+    Args:
+        data: the world and the return settings.
+        codec: frames -> latents.
+        text_encoder: prompts -> features.
+        device: where batches are put.
+    """
+
+    def __init__(
+        self, data: WorldDataConfig, codec: Codec, text_encoder: TextEncoder, device: torch.device
+    ) -> None:
+        self.data, self.codec, self.text_encoder, self.device = data, codec, text_encoder, device
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        factor = self.codec.spatial_factor
+        return self.data.world.height // factor, self.data.world.width // factor
+
+    def sample_prompts(self, generators: list[torch.Generator]) -> Batch:
+        prompts = [
+            SCENE_CLASSES[int(torch.randint(len(SCENE_CLASSES), (1,), generator=g))].prompt
+            for g in generators
+        ]
+        text = self.text_encoder.encode(prompts).to(self.device)
+        return Batch(torch.empty(0, device=self.device), text, tuple(prompts))
+
+    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
+        """One clip per generator; with `target_frames` > 0 and probability `data.return_prob`, one in
+        which the subject comes back after a gap within its last `target_frames` frames."""
+        clips, prompts = zip(*(self._clip(num_frames, g, target_frames) for g in generators), strict=True)
+        return encode_batch(self.codec, self.text_encoder, clips, prompts, self.device)
+
+    def unconditional(self, batch: int) -> Tensor:
+        return self.text_encoder.encode([""] * batch).to(self.device)
+
+    def _clip(self, num_frames: int, generator: torch.Generator, target_frames: int) -> tuple[Tensor, str]:
+        episode = self.episode(num_frames, generator, target_frames)
+        return render_episode(episode, self.data.world), episode.prompt
+
+    def episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
+        """A world episode, redrawn (with probability `return_prob`) until the subject returns in the
+        last `target_frames` frames (on the first of them if `return_at` is "first")."""
+        world = self.data.world
+        want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob
+        episode = sample_episode(num_frames, generator, world)
+        for _ in range(_MAX_REDRAWS if want_return else 0):
+            if _returns_within(episode, num_frames - target_frames, exactly=self.data.return_at == "first"):
+                break
+            episode = sample_episode(num_frames, generator, world)
+        return episode

@@ -1,0 +1,63 @@
+"""`contextforcing probe-recall RUN`: identity recall against gap of a trained teacher or student,
+continuing a true history of the world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from contextforcing.world.recall_probe import ProbeConfig
+
+__all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ProbeConfig()
+    parser = subparsers.add_parser("probe-recall", help="identity recall vs gap, continuing a true history")
+    parser.add_argument("folder", metavar="RUN", help="a run folder (config.json + model/)")
+    parser.add_argument("--memory", help="students: memory policy (default: the run's own)")
+    parser.add_argument("--gaps", type=float, nargs="+", default=list(defaults.gaps_seconds), help="seconds")
+    parser.add_argument("--episodes", type=int, default=defaults.episodes_per_gap, help="returns per gap")
+    parser.add_argument("--steps", type=int, default=defaults.num_steps, help="teachers: Euler steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from contextforcing.memory.config import memory_preset
+    from contextforcing.training.run_folder import load_run
+    from contextforcing.world.components import world_codec, world_text_encoder
+    from contextforcing.world.config import WorldExperimentConfig
+    from contextforcing.world.recall_probe import probe_recall, student_sampler, teacher_sampler
+
+    run = load_run(args.folder, WorldExperimentConfig)
+    config, model = run.config, run.model
+    teacher = config.stage in ("teacher", "context-teacher")
+    # A teacher generates the target length it was trained on; a student streams whole chunks.
+    frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
+    probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
+                        seed=args.seed, num_target_frames=frames)  # fmt: skip
+    memory = memory_preset(args.memory) if args.memory else config.memory
+    text_encoder = world_text_encoder(config.model)
+    sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
+               else student_sampler(model, memory, text_encoder, probe, run.few_step))  # fmt: skip
+    results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe)
+    for row in results:
+        logger.info("gap %5.1f s  recall %.2f  colour %.2f  drawn %.2f  (n=%d)", row["gap_seconds"],
+                    row["recall"], row["colour_recall"], row["drawn"], row["count"])  # fmt: skip
+    if args.out:
+        record = {
+            "run": str(run.folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
+            "step": run.step,
+            "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
+                      "num_target_frames": frames},
+            "results": results,
+        }  # fmt: skip
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(record, indent=2))
+    return 0

@@ -1,0 +1,45 @@
+"""The miniature's training configuration: the experiment config with the world as its data section.
+
+`WorldExperimentConfig` is `ExperimentConfig` whose `data` is a `WorldDataConfig`: clips are world
+episodes made on the fly (`contextforcing.world.clips`), coded with the shipped world codec unless
+`data.codec` names another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from contextforcing.training.config import DataConfig, ExperimentConfig
+from contextforcing.world.types import WorldConfig
+
+__all__ = ["WorldDataConfig", "WorldExperimentConfig"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorldDataConfig(DataConfig):
+    """World clips: the world itself, and how often a teacher clip is drawn around a return."""
+
+    source: str = "world"
+    """Always "world"."""
+    world: WorldConfig = field(default_factory=WorldConfig)
+    """The synthetic world."""
+    return_prob: float = 0.0
+    """Teacher stages: probability that a clip is redrawn until the subject returns in its target."""
+    return_at: Literal["anywhere", "first"] = "anywhere"
+    """Where a forced return lands: anywhere in the target, or on its first frame (the door's cue then
+    lies on the last context frame, as when a model continues a history up to a return)."""
+
+    def __post_init__(self) -> None:
+        if self.source != "world":
+            raise ValueError(f"WorldDataConfig.source must be 'world', got {self.source!r}")
+        if not 0.0 <= self.return_prob <= 1.0:
+            raise ValueError(f"data.return_prob must lie in [0, 1], got {self.return_prob}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WorldExperimentConfig(ExperimentConfig):
+    """An experiment trained on the world."""
+
+    data: WorldDataConfig = field(default_factory=WorldDataConfig)
+    """World clips."""

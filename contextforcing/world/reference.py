@@ -1,0 +1,150 @@
+"""World episodes as evaluation references: ground truth for `contextforcing.eval.evaluate`.
+
+A `WorldReference` is read from an episode's metadata (meta.json, written by `contextforcing world`).
+It checks a video's size, rate and length against the episode, measures identity recall and background
+drift on pixels (`metrics.world_video_metrics`), pools recall over the returns of all videos (how a
+recall-versus-gap curve is measured: many episodes, each with its gaps), and plots both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+from torch import Tensor
+
+from contextforcing.eval.plots import plot_curve, save_figure
+from contextforcing.eval.summary import mean_curves
+from contextforcing.world.meta import episode_from_metadata
+from contextforcing.world.metrics import world_video_metrics
+from contextforcing.world.recall import effective_context_length, recall_curve
+from contextforcing.world.render import render_episode_uint8
+from contextforcing.world.types import Episode, WorldConfig
+
+__all__ = ["KIND", "WorldReference", "load_reference"]
+
+KIND = "world"
+"""Key of the world metrics in a video's report."""
+
+
+@dataclass(frozen=True, eq=False)
+class WorldReference:
+    """One world episode as the ground truth of a video (`contextforcing.eval.evaluate.Reference`)."""
+
+    episode: Episode
+    config: WorldConfig
+    name: str = ""
+    """Where it was read from."""
+    kind: str = field(default=KIND, init=False)
+
+    def check(self, frames: Tensor, fps: float, name: str) -> None:
+        num_frames, height, width = frames.shape[:3]
+        config = self.config
+        if (height, width) != (config.height, config.width):
+            raise ValueError(f"{name} is {height}x{width}, the reference is {config.height}x{config.width}")
+        if abs(fps - config.fps) > 1e-3:
+            raise ValueError(f"{name} runs at {fps:g} fps, the reference at {config.fps:g} fps")
+        if num_frames != self.episode.num_frames:
+            raise ValueError(f"{name} has {num_frames} frames, the reference has {self.episode.num_frames}")
+
+    def frames(self) -> Tensor:
+        return render_episode_uint8(self.episode, self.config)
+
+    def metrics(self, frames: Tensor, fps: float, window_seconds: float) -> dict[str, Any]:
+        return world_video_metrics(frames, self.episode, self.config, window_seconds)
+
+    def summarise(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
+        return _summary(reports)
+
+    def plot(self, result: dict[str, Any], out_dir: Path) -> list[Path]:
+        written = [
+            _recall_plot(result["summary"], out_dir / "recall_vs_gap.png"),
+            _drift_plot(result, out_dir / "background_drift.png"),
+        ]
+        return [path for path in written if path is not None]
+
+
+def load_reference(path: str | Path) -> WorldReference:
+    """The world reference of a metadata JSON file (meta.json)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"reference metadata not found: {path}")
+    try:
+        metadata = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"reference {path} is not JSON: {error}") from error
+    episode, config = episode_from_metadata(metadata)
+    return WorldReference(episode, config, str(path))
+
+
+def _summary(worlds: list[dict[str, Any]]) -> dict[str, Any]:
+    if not worlds:
+        return {}
+    events = [event for world in worlds for event in world["recall_events"]]
+    curve = recall_curve(events, "recalled")
+    return {
+        "num_returns": len(events),
+        "identity_recall": sum(e["recalled"] for e in events) / len(events) if events else None,
+        "identity_matches_truth": sum(e["matches_truth"] for e in events) / len(events) if events else None,
+        "identity_recall_curve": curve,
+        "truth_recall_curve": recall_curve(events, "matches_truth"),
+        "colour_recall_curve": recall_curve(events, "colour_recalled"),
+        "short_gap_recall": curve[0]["recall"] if curve else None,
+        "effective_context_seconds": effective_context_length(curve),
+        "background_drift_from_start": mean_curves([w["background"]["drift_from_start"] for w in worlds]),
+        "background_error_vs_truth": mean_curves([w["background"]["error_vs_truth"] for w in worlds]),
+        "background_final_drift": sum(w["background"]["final_drift"] for w in worlds) / len(worlds),
+    }
+
+
+def _recall_plot(summary: dict[str, Any], path: Path) -> Path | None:
+    if not summary.get("identity_recall_curve"):
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for key, name in (
+        ("identity_recall_curve", "identity kept"),
+        ("truth_recall_curve", "matches truth"),
+        ("colour_recall_curve", "colour kept"),
+    ):
+        points = summary[key]
+        ax.plot(
+            [p["mean_gap_seconds"] for p in points], [p["recall"] for p in points], marker="o", label=name
+        )
+    effective = summary.get("effective_context_seconds")
+    if effective:
+        ax.axvline(effective, color="grey", linestyle="--", label=f"effective context {effective:g} s")
+    ax.set(
+        xscale="log",
+        xlabel="gap (s)",
+        ylabel="recall",
+        ylim=(-0.02, 1.02),
+        title="identity recall after a gap",
+    )
+    ticks = [p["mean_gap_seconds"] for p in summary["identity_recall_curve"]]
+    ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def _drift_plot(result: dict[str, Any], path: Path) -> Path | None:
+    worlds = [video[KIND] for video in result["videos"] if KIND in video]
+    if not worlds:
+        return None
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for world in worlds:
+        plot_curve(ax, world["background"]["drift_from_start"], alpha=0.4, color="C0")
+        plot_curve(ax, world["background"]["error_vs_truth"], alpha=0.4, color="C1")
+    plot_curve(
+        ax, result["summary"]["background_drift_from_start"], color="C0", linewidth=2, label="from start"
+    )
+    plot_curve(ax, result["summary"]["background_error_vs_truth"], color="C1", linewidth=2, label="vs truth")
+    ax.set(xlabel="time (s)", ylabel="mean abs difference [0, 1]", title="background drift")
+    ax.legend()
+    return save_figure(fig, path)

@@ -1,0 +1,34 @@
+"""The models shipped with the package: the world codec and the trained world models.
+
+They are package data (`contextforcing/world/checkpoints/`), read through `importlib.resources`, so they
+resolve from the installed package whatever the working directory. `make ship` refreshes them from
+the runs of `make pipeline`.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+__all__ = ["SHIPPED_NAMES", "shipped"]
+
+SHIPPED_NAMES = (
+    "codec",
+    "teacher",
+    "self-forcing",
+    "longlive",
+    "context-forcing",
+    "context-forcing-prefix",
+    "longlive-prefix",
+)
+"""The codec, and the run folders (config.json + model/) of the comparison's trained models."""
+
+
+def shipped(name: str) -> Path:
+    """The folder of a shipped model (`SHIPPED_NAMES`); raises ValueError for an unknown or missing one."""
+    if name not in SHIPPED_NAMES:
+        raise ValueError(f"unknown shipped model {name!r}; choose one of {list(SHIPPED_NAMES)}")
+    folder = Path(str(files("contextforcing.world") / "checkpoints" / name))
+    if not folder.is_dir():
+        raise ValueError(f"the shipped model {name!r} is missing at {folder}: reinstall the package")
+    return folder
