@@ -226,3 +226,45 @@ def test_forced_returns_can_land_on_the_first_target_frame(codec_folder):
         return sum(any(v.enter_frame == 39 for v in e.visits[1:]) for e in episodes) / len(episodes)
 
     assert share("anywhere") < 0.5 and share("first") > 0.97
+
+
+def test_every_stage_is_declared_once_with_a_tiny_preset():
+    from contextforcing.presets import PRESETS
+    from contextforcing.training.stages import STAGES as SPECS
+
+    assert list(SPECS) == STAGES
+    assert all(f"tiny-{name}" in PRESETS for name in SPECS)
+    assert {name for name, spec in SPECS.items() if spec.trained == "teacher"} == {
+        "teacher",
+        "context-teacher",
+    }
+    assert [name for name, spec in SPECS.items() if spec.judges_context] == ["cdmd"]
+
+
+@pytest.mark.parametrize(
+    ("base", "judges_context", "same_as"), [("cdmd", True, "cdmd"), ("cdmd", False, "long-tuning")]
+)
+def test_a_new_stage_is_one_entry(codec_folder, tmp_path, monkeypatch, base, judges_context, same_as):
+    """A stage declared by one spec trains through the same trainer and behaves as its spec says,
+    whatever its name: a renamed Stage 2 trains as Stage 2, and without the student-made context
+    exactly as long tuning."""
+    from dataclasses import replace
+
+    from contextforcing.training import stages
+
+    spec = replace(stages.STAGES[base], name="renamed", judges_context=judges_context)
+    monkeypatch.setitem(stages.STAGES, spec.name, spec)
+    train(replace(_config(same_as, codec_folder), stage=spec.name), tmp_path / "new")
+    train(_config(same_as, codec_folder), tmp_path / "known")
+    new, known = (load_model(tmp_path / name / "model").state_dict() for name in ("new", "known"))
+    assert all(torch.equal(new[k], known[k]) for k in new)
+
+
+def test_checkpoints_that_name_the_trained_role_model_still_resume():
+    from contextforcing.training.trainer import _legacy_role_names
+
+    meta = {"optimizers": {"model": 1, "critic": 2}, "updates": {"model": 3, "critic": 4}, "step": 5}
+    groups = {"model": {"w": 0}, "optim.model": {}, "critic": {}, "optim.critic": {}}
+    meta, groups = _legacy_role_names(meta, groups, "student")
+    assert set(groups) == {"student", "optim.student", "critic", "optim.critic"}
+    assert meta["optimizers"] == {"student": 1, "critic": 2} and meta["updates"]["student"] == 3

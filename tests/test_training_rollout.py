@@ -115,11 +115,12 @@ def test_erft_injects_only_into_recent_context_and_target():
 def test_distill_plans_follow_the_released_exit_policy():
     from contextforcing.training.config import ExperimentConfig
     from contextforcing.training.plan import distill_plan
+    from contextforcing.training.stages import STAGES
 
     # The default DistillConfig holds the released values (21 judged frames, rollouts of 84-105).
-    dmd = distill_plan(ExperimentConfig(stage="dmd"), 0, torch.Generator().manual_seed(0))
+    dmd = distill_plan(ExperimentConfig(stage="dmd"), STAGES["dmd"], 0, torch.Generator().manual_seed(0))
     assert dmd.num_frames == 21 and all(dmd.grad_chunks) and len(set(dmd.exit_steps)) == 1
-    cdmd = distill_plan(ExperimentConfig(stage="cdmd"), 0, torch.Generator().manual_seed(0))
+    cdmd = distill_plan(ExperimentConfig(stage="cdmd"), STAGES["cdmd"], 0, torch.Generator().manual_seed(0))
     length = cdmd.num_frames
     assert 84 <= length <= 105 and cdmd.target_start == length - 21 and cdmd.context_start == length - 42
     starts = [3 * c for c in range(length // 3)]

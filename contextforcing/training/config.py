@@ -1,15 +1,6 @@
 """Training configuration: one ExperimentConfig composes the model, memory, data, optimisation and
-stage settings; every stage of the pipeline is a value of it (see `contextforcing.presets`).
-
-Stages:
-    teacher          flow matching of the bidirectional teacher on clips of `num_target_frames`
-    context-teacher  the long-context teacher: [sink | slow | recent | target], loss on the target,
-                     optional Error-Recycling Fine-Tuning (ERFT) and LoRA
-    ode-init         regression of the causal student onto the teacher's ODE on the 4-step schedule
-    dmd              Stage 1, Self-Forcing DMD on short self-rollouts
-    cdmd             Stage 2, Contextual DMD: long self-rollouts, teacher and critic see the
-                     student-made context
-    long-tuning      the LongLive baseline: long rollouts, DMD on short windows from a short teacher
+stage settings; every stage of the pipeline is a value of it (see `contextforcing.presets`). The
+stages themselves are declared in `contextforcing.training.stages`.
 """
 
 from __future__ import annotations
@@ -22,20 +13,14 @@ from contextforcing.model.config import DiTConfig, model_preset
 from contextforcing.runtime import Precision
 
 __all__ = [
-    "STAGES",
     "ContextTeacherConfig",
     "DataConfig",
     "DistillConfig",
     "ExperimentConfig",
     "InitConfig",
     "OptimConfig",
-    "Stage",
     "TrainConfig",
 ]
-
-Stage = Literal["teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning"]
-STAGES: tuple[str, ...] = ("teacher", "context-teacher", "ode-init", "dmd", "cdmd", "long-tuning")
-DISTILL_STAGES = ("dmd", "cdmd", "long-tuning")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -255,8 +240,8 @@ class TrainConfig:
 class ExperimentConfig:
     """Everything one training run needs; saved as JSON beside every checkpoint."""
 
-    stage: Stage
-    """Which stage of the pipeline this run trains."""
+    stage: str
+    """Which stage of the pipeline this run trains (a name of `training.stages.STAGES`)."""
     model: DiTConfig = field(default_factory=lambda: model_preset("world"))
     """Shape of every network (teacher, student, critic share it)."""
     memory: MemoryConfig = field(default_factory=lambda: memory_preset("context"))
@@ -277,8 +262,9 @@ class ExperimentConfig:
     """Optimiser of the critic (distillation stages)."""
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"ExperimentConfig.stage must be one of {list(STAGES)}, got {self.stage!r}")
+        from contextforcing.training.stages import stage_spec
+
+        spec = stage_spec(self.stage)
         chunk = self.memory.frames_per_chunk
         for name in ("num_frames", "num_context_frames", "min_rollout_frames", "max_rollout_frames"):
             if getattr(self.distill, name) % chunk:
@@ -286,11 +272,7 @@ class ExperimentConfig:
                     f"distill.{name}={getattr(self.distill, name)} is not a multiple of the chunk {chunk}"
                 )
         if (
-            self.stage == "cdmd"
+            spec.judges_context
             and self.distill.min_rollout_frames < self.distill.num_frames + self.distill.num_context_frames
         ):
-            raise ValueError("cdmd needs min_rollout_frames >= num_frames + num_context_frames")
-
-    @property
-    def is_distillation(self) -> bool:
-        return self.stage in DISTILL_STAGES
+            raise ValueError(f"{self.stage} needs min_rollout_frames >= num_frames + num_context_frames")

@@ -5,10 +5,14 @@ distillation step rolls out (length, exit steps, which chunks carry gradient, wh
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
 from contextforcing.training.config import ContextTeacherConfig, ExperimentConfig
+
+if TYPE_CHECKING:
+    from contextforcing.training.stages import StageSpec
 
 __all__ = ["DistillPlan", "context_teacher_indices", "distill_plan", "rollout_frames"]
 
@@ -30,10 +34,11 @@ def context_teacher_indices(config: ContextTeacherConfig, num_slow: int) -> tupl
     return (recent if config.recent_only else sink + slow + recent), num_frames
 
 
-def rollout_frames(config: ExperimentConfig, step: int, generator: torch.Generator) -> int:
-    """The curriculum: L ~ U[min, max(step)] in whole chunks, max growing linearly over the decay steps."""
+def rollout_frames(config: ExperimentConfig, spec: StageSpec, step: int, generator: torch.Generator) -> int:
+    """The curriculum: L ~ U[min, max(step)] in whole chunks, max growing linearly over the decay steps;
+    `distill.num_frames` for a stage without curriculum."""
     dist, chunk = config.distill, config.memory.frames_per_chunk
-    if config.stage == "dmd":
+    if not spec.curriculum:
         return dist.num_frames
     progress = min(1.0, step / dist.rollout_decay_steps)
     low = dist.min_rollout_frames // chunk
@@ -73,19 +78,22 @@ class DistillPlan:
         return replace(self, grad_chunks=(False,) * len(self.grad_chunks))
 
 
-def distill_plan(config: ExperimentConfig, step: int, generator: torch.Generator) -> DistillPlan:
-    """dmd: 21 frames, every chunk exits at one random step with gradient. cdmd / long-tuning: a long
-    rollout; the last `num_grad_frames` frames get gradient at their exit step; chunks starting at or
-    before L - num_grad_frames are fully denoised, the later ones exit at the random step; the last
-    `num_frames` are judged."""
+def distill_plan(
+    config: ExperimentConfig, spec: StageSpec, step: int, generator: torch.Generator
+) -> DistillPlan:
+    """Exit policy "every-chunk" (dmd): every chunk exits at one random step with gradient. "released"
+    (cdmd / long-tuning): the last `num_grad_frames` frames get gradient at their exit step; chunks
+    starting at or before L - num_grad_frames are fully denoised, the later ones exit at the random
+    step. The last `num_frames` are judged, after the student-made context if the stage judges it."""
     dist, chunk = config.distill, config.memory.frames_per_chunk
-    length = rollout_frames(config, step, generator)
+    every_chunk = spec.exit_policy == "every-chunk"
+    length = rollout_frames(config, spec, step, generator)
     exit_step = 1 + int(torch.randint(len(dist.denoising_steps), (1,), generator=generator))
     num_chunks = length // chunk
-    grad_from = length - (dist.num_frames if config.stage == "dmd" else dist.num_grad_frames)
+    grad_from = length - (dist.num_frames if every_chunk else dist.num_grad_frames)
     grad = tuple(c * chunk >= grad_from for c in range(num_chunks))
     full = len(dist.denoising_steps)
-    if config.stage == "dmd":
+    if every_chunk:
         exits = (exit_step,) * num_chunks
     else:  # as released: every chunk starting at or before L - num_grad_frames is fully denoised
         exits = tuple(exit_step if c * chunk > grad_from else full for c in range(num_chunks))
@@ -96,5 +104,5 @@ def distill_plan(config: ExperimentConfig, step: int, generator: torch.Generator
         grad_chunks=grad,
         target_start=target_start,
         context_start=max(0, target_start - dist.num_context_frames),
-        teacher_sees_context=config.stage == "cdmd",
+        teacher_sees_context=spec.judges_context,
     )

@@ -1,9 +1,9 @@
-"""The networks of a stage: the trained model, a frozen teacher, a trainable critic.
+"""The networks of a stage (`StageSpec.roles`): a student, a teacher, a critic.
 
-    teacher stages   model = the teacher being trained
-    ode-init         model = the causal student; teacher = frozen source of ODE trajectories
-    dmd / cdmd /     model = the causal student; teacher = frozen "real score" (a context teacher in
-    long-tuning      cdmd); critic = trainable "fake score", started from the teacher
+    teacher stages   teacher = the teacher being trained (from `init.model`)
+    ode-init         student = the causal student (trained); teacher = frozen source of ODE trajectories
+    dmd / cdmd /     student = the causal student (trained); teacher = frozen "real score" (a context
+    long-tuning      teacher in cdmd); critic = trainable "fake score", started from the teacher
 
 All three share one DiTConfig; a checkpoint of another architecture is refused before training starts.
 """
@@ -20,6 +20,7 @@ from contextforcing.model.config import DiTConfig
 from contextforcing.model.dit import CausalDiT
 from contextforcing.model.weights import load_model
 from contextforcing.training.config import ExperimentConfig
+from contextforcing.training.stages import StageSpec
 
 __all__ = ["Roles", "build_roles", "load_role"]
 
@@ -28,12 +29,20 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Roles:
-    model: CausalDiT
+    """The stage's networks; `trained` names the one trained with `config.optim`."""
+
+    trained: str
+    student: CausalDiT | None = None
     teacher: CausalDiT | None = None
     critic: CausalDiT | None = None
 
+    @property
+    def trained_model(self) -> CausalDiT:
+        return getattr(self, self.trained)
+
     def trainable(self) -> dict[str, nn.Module]:
-        roles = {"model": self.model}
+        """Trained roles by name: the trained one first, then the critic if any."""
+        roles = {self.trained: self.trained_model}
         if self.critic is not None:
             roles["critic"] = self.critic
         return roles
@@ -58,10 +67,12 @@ def load_role(path: str, config: DiTConfig, device: torch.device, *, seed: int, 
     return model
 
 
-def build_roles(config: ExperimentConfig, device: torch.device) -> Roles:
+def build_roles(config: ExperimentConfig, spec: StageSpec, device: torch.device) -> Roles:
+    """The roles of `spec`, loaded from `config.init` (or seeded fresh)."""
     seed, init = config.train.seed, config.init
-    if config.stage in ("teacher", "context-teacher"):
-        return Roles(model=load_role(init.model, config.model, device, seed=seed, name="model").train())
+    if spec.trained == "teacher":
+        teacher = load_role(init.model, config.model, device, seed=seed, name="teacher").train()
+        return Roles(trained="teacher", teacher=teacher)
     if not init.teacher:
         logger.warning(
             "stage %s runs with a randomly initialised teacher (init.teacher is empty)", config.stage
@@ -70,8 +81,8 @@ def build_roles(config: ExperimentConfig, device: torch.device) -> Roles:
         load_role(init.teacher, config.model, device, seed=seed, name="teacher").eval().requires_grad_(False)
     )
     # The student starts from the teacher's weights unless told otherwise (CausVid / Self-Forcing).
-    model = load_role(init.model or init.teacher, config.model, device, seed=seed, name="model")
-    if not config.is_distillation:
-        return Roles(model=model.train(), teacher=teacher)
+    student = load_role(init.model or init.teacher, config.model, device, seed=seed, name="student")
+    if "critic" not in spec.roles:
+        return Roles(trained="student", student=student.train(), teacher=teacher)
     critic = load_role(init.critic or init.teacher, config.model, device, seed=seed, name="critic")
-    return Roles(model=model.train(), teacher=teacher, critic=critic.train())
+    return Roles(trained="student", student=student.train(), teacher=teacher, critic=critic.train())

@@ -36,7 +36,7 @@ from contextforcing.training.rollout import self_rollout
 if TYPE_CHECKING:
     from contextforcing.training.trainer import Run
 
-__all__ = ["STEP_FUNCTIONS", "context_teacher_step", "distill_step", "ode_init_step", "teacher_step"]
+__all__ = ["context_teacher_step", "distill_step", "ode_init_step", "teacher_step"]
 
 
 def _per_sample_noise(shape: tuple[int, ...], generators: list[torch.Generator], device) -> Tensor:
@@ -70,10 +70,10 @@ def teacher_step(run: Run, step: int) -> dict[str, float]:
     t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
     noise = _per_sample_noise(tuple(batch.latents.shape[1:]), gens, run.device)
     with run.autocast():
-        v = run.roles.model(add_noise(batch.latents, noise, t), t, text)
+        v = run.roles.teacher(add_noise(batch.latents, noise, t), t, text)
     weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
     loss = flow_matching_loss(v, velocity(batch.latents, noise), weight=weight)
-    run.update("model", loss)
+    run.update("teacher", loss)
     return {"loss": loss.item()}
 
 
@@ -99,12 +99,12 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
         noisy_source = target
     frames_t = _frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
     with run.autocast():
-        v = run.roles.model(torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text)
+        v = run.roles.teacher(torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text)
     v_target = v[:, :, -target.shape[2] :]
     v_true = velocity(target, noise)  # the self-corrected velocity points at the clean target
     weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
     loss = flow_matching_loss(v_target, v_true, weight=weight)
-    run.update("model", loss)
+    run.update("teacher", loss)
     if cfg_t.erft:
         record_errors(run.banks, v_target.detach(), v_true, t)
     return {
@@ -165,9 +165,9 @@ def ode_init_step(run: Run, step: int) -> dict[str, float]:
     inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
     t_frames = steps.float().to(run.device)[choice]
     with run.autocast():
-        v = run.roles.model(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
+        v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
     loss = ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
-    run.update("model", loss)
+    run.update("student", loss)
     return {"loss": loss.item()}
 
 
@@ -191,10 +191,10 @@ def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generat
     dist = run.config.distill
     shape = (run.config.model.in_channels, plan.num_frames, *run.source.latent_size)
     noise = _per_sample_noise(shape, gens, run.device)
-    cache = run.roles.model.encode_text(text)
+    cache = run.roles.student.encode_text(text)
     with run.autocast():
         return self_rollout(
-            run.roles.model, run.config.memory, cache, noise,
+            run.roles.student, run.config.memory, cache, noise,
             timesteps=warped_timesteps(dist.denoising_steps, dist.timestep_shift),
             generator=gens, exit_steps=plan.exit_steps,
             grad_chunks=plan.grad_chunks,
@@ -214,7 +214,7 @@ def _teacher_context(run: Run, plan: DistillPlan, rollout) -> Tensor | None:
 def distill_step(run: Run, step: int) -> dict[str, float]:
     """DMD (dmd), Contextual DMD (cdmd) or streaming long tuning (long-tuning): student then critic."""
     dist, metrics = run.config.distill, {}
-    plan = distill_plan(run.config, step, run.generator(step, "plan"))
+    plan = distill_plan(run.config, run.stage, step, run.generator(step, "plan"))
     metrics["rollout_frames"] = float(plan.num_frames)
     if step % dist.student_every == 0:
         metrics.update(_student_update(run, plan, step))
@@ -237,7 +237,7 @@ class _Judged:
 def _judged_rollout(run: Run, plan: DistillPlan, step: int, stream: str) -> _Judged:
     dist = run.config.distill
     gens = run.sample_generators(step, stream)
-    with_prefix = dist.prefix_frames > 0 and run.config.stage != "dmd"
+    with_prefix = dist.prefix_frames > 0 and run.stage.prefix
     batch = run.source.sample(dist.prefix_frames, gens) if with_prefix else run.source.sample_prompts(gens)
     with torch.set_grad_enabled(any(plan.grad_chunks)):
         rollout = _rollout(run, plan, batch.text, gens, batch.latents if with_prefix else None)
@@ -269,7 +269,7 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
         fake_v = _judge(run.roles.critic, x_t, t, judged.text, judged.context, mode)
     grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
     loss = dmd_generator_loss(x, grad)
-    run.update("model", loss)
+    run.update("student", loss)
     return {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
 
 
@@ -286,13 +286,3 @@ def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     loss = critic_loss(v_fake, judged.noise, judged.x, weight=weight)
     run.update("critic", loss)
     return {"critic_loss": loss.item()}
-
-
-STEP_FUNCTIONS = {
-    "teacher": teacher_step,
-    "context-teacher": context_teacher_step,
-    "ode-init": ode_init_step,
-    "dmd": distill_step,
-    "cdmd": distill_step,
-    "long-tuning": distill_step,
-}

@@ -1,4 +1,5 @@
-"""The trainer: one loop for every stage. Stages differ only in their step function (`steps.py`).
+"""The trainer: one loop for every stage. What a stage builds, trains and keeps is its `StageSpec`
+(`stages.py`): the roles, the step function, ERFT error banks, LoRA.
 
 A run writes into its folder:
 
@@ -51,7 +52,7 @@ from contextforcing.training.parallel import (
     shard_like,
 )
 from contextforcing.training.roles import Roles, build_roles
-from contextforcing.training.steps import STEP_FUNCTIONS
+from contextforcing.training.stages import StageSpec, stage_spec
 
 __all__ = ["Run", "TrainingDiverged", "train"]
 
@@ -73,12 +74,13 @@ class Run:
             raise ValueError(
                 f"batch_size {config.train.batch_size} does not split over {self.world_size} processes"
             )
-        self.roles: Roles = build_roles(config, self.device)
-        self.lora = config.stage in ("teacher", "context-teacher") and config.teacher.lora_rank > 0
+        self.stage: StageSpec = stage_spec(config.stage)
+        self.roles: Roles = build_roles(config, self.stage, self.device)
+        self.lora = self.stage.lora and config.teacher.lora_rank > 0
         if self.lora:
             from contextforcing.training.lora import add_lora
 
-            add_lora(self.roles.model, config.teacher.lora_rank, config.teacher.lora_alpha)
+            add_lora(self.roles.trained_model, config.teacher.lora_rank, config.teacher.lora_alpha)
         for module in self.roles.trainable().values():
             parallelize(
                 module,
@@ -89,17 +91,15 @@ class Run:
         self.optimizers = {name: self._optimizer(name, m) for name, m in self.roles.trainable().items()}
         self.updates = dict.fromkeys(self.optimizers, 0)
         self.ema = (
-            EMA(self.roles.model, config.train.ema_decay, config.train.ema_start)
+            EMA(self.roles.trained_model, config.train.ema_decay, config.train.ema_start)
             if config.train.ema_decay
             else None
         )
-        self.banks = (
-            new_banks(config.teacher) if config.stage == "context-teacher" and config.teacher.erft else {}
-        )
+        self.banks = new_banks(config.teacher) if self.stage.error_banks and config.teacher.erft else {}
         self.step = 0
 
     def _optimizer(self, name: str, module: nn.Module) -> torch.optim.Optimizer:
-        optim = self.config.optim if name == "model" else self.config.critic_optim
+        optim = self.config.optim if name == self.roles.trained else self.config.critic_optim
         parameters = [p for p in module.parameters() if p.requires_grad]
         return torch.optim.AdamW(parameters, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
 
@@ -126,7 +126,7 @@ class Run:
                 f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept in "
                 f"{self.folder / 'checkpoint'}"
             )
-        optim_config = self.config.optim if role == "model" else self.config.critic_optim
+        optim_config = self.config.optim if role == self.roles.trained else self.config.critic_optim
         module, optimizer = self.roles.trainable()[role], self.optimizers[role]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,7 +139,7 @@ class Run:
         for group in optimizer.param_groups:
             group["lr"] = optim_config.lr * (min(1.0, self.updates[role] / warmup) if warmup else 1.0)
         optimizer.step()
-        if role == "model" and self.ema is not None:
+        if role == self.roles.trained and self.ema is not None:
             self.ema.update(module, self.step)
 
     def state(self) -> tuple[dict, dict[str, dict[str, Tensor]]]:
@@ -162,6 +162,7 @@ class Run:
         return meta, groups
 
     def load_state(self, meta: dict, groups: dict[str, dict[str, Tensor]]) -> None:
+        meta, groups = _legacy_role_names(meta, groups, self.roles.trained)
         saved = from_dict(type(self.config), meta["config"])
         if saved.model != self.config.model:
             raise ValueError("the checkpoint was written for another model architecture")
@@ -170,11 +171,22 @@ class Run:
             state = unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
             load_optimizer_state(module, self.optimizers[name], state)
         if self.ema is not None:
-            params = dict(self.roles.model.named_parameters())
+            params = dict(self.roles.trained_model.named_parameters())
             self.ema.load_state_dict({k: shard_like(v, params[k]) for k, v in groups["ema"].items()})
         for name, bank in self.banks.items():
             bank.load_state_dict(groups[f"bank.{name}"])
         self.step, self.updates = meta["step"], meta["updates"]
+
+
+def _legacy_role_names(meta: dict, groups: dict, trained: str) -> tuple[dict, dict]:
+    """Checkpoints written before the roles had their own names call the trained role "model"."""
+    if trained in groups or "model" not in groups:
+        return meta, groups
+    renames = {"model": trained, "optim.model": f"optim.{trained}"}
+    groups = {renames.get(name, name): group for name, group in groups.items()}
+    optimizers = {trained if k == "model" else k: v for k, v in meta["optimizers"].items()}
+    updates = {trained if k == "model" else k: v for k, v in meta["updates"].items()}
+    return {**meta, "optimizers": optimizers, "updates": updates}, groups
 
 
 @contextlib.contextmanager
@@ -195,8 +207,8 @@ def _save(run: Run) -> None:
     if run.rank != 0:
         return
     save_checkpoint(run.folder, meta, groups)
-    model = run.roles.model
-    export = {k: v for k, v in (groups["ema"] if run.ema is not None else groups["model"]).items()}
+    model = run.roles.trained_model
+    export = dict(groups["ema"] if run.ema is not None else groups[run.roles.trained])
     if run.lora:
         from contextforcing.training.lora import merged_state
 
@@ -233,7 +245,7 @@ def train(
         run.load_state(meta, groups)
         logger.info("resumed %s at step %d", folder, run.step)
     (folder / "config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
-    step_function = STEP_FUNCTIONS[config.stage]
+    step_function = run.stage.step
     cfg = config.train
     with _metric_sinks(run) as (jsonl, writer):
         while run.step < cfg.steps:

@@ -13,7 +13,8 @@ from dataclasses import replace
 from contextforcing.config import override
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
-from contextforcing.training.config import STAGES, OptimConfig, TrainConfig
+from contextforcing.training.config import OptimConfig, TrainConfig
+from contextforcing.training.stages import STAGES
 from contextforcing.world.config import WorldExperimentConfig
 
 __all__ = ["WORLD_PRESETS"]

@@ -31,13 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.memory.config import memory_preset
     from contextforcing.training.run_folder import load_run
+    from contextforcing.training.stages import stage_spec
     from contextforcing.world.components import world_codec, world_text_encoder
     from contextforcing.world.config import WorldExperimentConfig
     from contextforcing.world.recall_probe import probe_recall, student_sampler, teacher_sampler
 
     run = load_run(args.folder, WorldExperimentConfig)
     config, model = run.config, run.model
-    teacher = config.stage in ("teacher", "context-teacher")
+    teacher = stage_spec(config.stage).trained == "teacher"
     # A teacher generates the target length it was trained on; a student streams whole chunks.
     frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
     probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
