@@ -20,9 +20,9 @@ def test_capacity_and_nearest_l2_replacement():
     t = torch.full((1,), 1000.0)
     bank.add(torch.zeros(1, 3), t)
     bank.add(torch.full((1, 3), 10.0), t)
-    assert bank.bin_size(0) == 2
+    assert len(bank.state_dict()["bin.0"]) == 2
     bank.add(torch.full((1, 3), 9.0), t)  # replaces the 10s, its nearest neighbour, not the zeros
-    assert bank.bin_size(0) == 2 and len(bank) == 2
+    assert len(bank.state_dict()["bin.0"]) == 2 and len(bank) == 2
     stored = sorted(float(e[0]) for e in bank.state_dict()["bin.0"])
     assert stored == [0.0, 9.0]
     with pytest.raises(ValueError, match="shape"):

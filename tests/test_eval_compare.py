@@ -11,8 +11,9 @@ from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.model.weights import save_model
-from contextforcing.world.compare import evaluate_row, probe_context_length
+from contextforcing.world.compare import evaluate_row
 from contextforcing.world.config import WorldExperimentConfig
+from contextforcing.world.recall import effective_context_length
 from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
 from contextforcing.world.rows import ROWS, Row
 
@@ -29,10 +30,11 @@ def _run_folder(path, stage):
 
 def test_effective_context_from_a_probe_curve():
     curve = [
-        {"gap_seconds": g, "recall": r} for g, r in [(1.5, 0.9), (3, 0.8), (6, 0.6), (12, 0.4), (18, 0.9)]
+        {"gap_seconds": g, "recall": r} for g, r in [(1.5, 0.8), (3, 0.75), (6, 0.73), (12, 0.7), (18, 0.9)]
     ]
-    assert probe_context_length(curve, chance=0.125) == 6  # 0.4 < 0.125 + (0.9 - 0.125) / 2; 18 s is cut off
-    assert probe_context_length([{"gap_seconds": 1.5, "recall": 0.2}], chance=0.125) == 0.0
+    assert effective_context_length(curve) == 6  # 0.7 < 0.9 * 0.8 ends the run; 18 s is cut off
+    assert effective_context_length([{"gap_seconds": 1.5, "recall": 0.0}]) == 0.0
+    assert effective_context_length([]) is None
 
 
 def test_rows_name_existing_memory_policies_and_distinct_names():

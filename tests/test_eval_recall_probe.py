@@ -3,14 +3,15 @@
 import pytest
 import torch
 
+from contextforcing.diffusion.sampling import EulerConfig
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.training.plan import context_teacher_indices
 from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.recall_probe import (
     ProbeConfig,
-    history_indices,
     probe_recall,
     student_sampler,
     teacher_sampler,
@@ -21,19 +22,19 @@ from contextforcing.world.types import WorldConfig
 
 def test_history_matches_the_training_layout():
     layout = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
-    assert history_indices(layout, 21) == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20]
-    long = history_indices(layout, 200)
+    assert context_teacher_indices(layout, 21) == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20]
+    long = context_teacher_indices(layout, 200)
     assert long[:3] == [0, 1, 2] and long[-6:] == list(range(194, 200)) and len(long) == 21
     assert long[3:15] == list(range(194 - 72, 194, 6))
     window = ContextTeacherConfig(num_sink_frames=0, num_slow_frames=0, num_recent_frames=12)
-    assert history_indices(window, 50) == list(range(38, 50))
+    assert context_teacher_indices(window, 50) == list(range(38, 50))
     recent_only = ContextTeacherConfig(
         num_slow_frames=12, slow_interval=6, num_recent_frames=12, recent_only=True
     )
-    assert history_indices(recent_only, 50) == list(range(38, 50))
-    assert history_indices(recent_only, 12) == list(range(12))  # no sink to make room for
+    assert context_teacher_indices(recent_only, 50) == list(range(38, 50))
+    assert context_teacher_indices(recent_only, 12) == list(range(12))  # no sink to make room for
     with pytest.raises(ValueError, match="no room"):
-        history_indices(layout, 5)
+        context_teacher_indices(layout, 5)
 
 
 @pytest.mark.parametrize("role", ["teacher", "student"])
@@ -42,7 +43,9 @@ def test_probe_runs_and_counts_every_return(role):
     config = model_preset("world")
     model = CausalDiT(config).eval()
     text_encoder = WorldTextEncoder(config.text_dim, config.text_len)
-    probe = ProbeConfig(gaps_seconds=(1.5,), episodes_per_gap=2, num_steps=2, num_target_frames=6)
+    probe = ProbeConfig(
+        gaps_seconds=(1.5,), episodes_per_gap=2, teacher=EulerConfig(num_steps=2), num_target_frames=6
+    )
     if role == "teacher":
         sampler = teacher_sampler(model, ContextTeacherConfig(num_slow_frames=2), text_encoder, probe)
     else:

@@ -35,11 +35,8 @@ def test_dmd_gradient_is_finite_when_the_sample_equals_the_teacher():
     assert torch.isfinite(dmd_gradient(x, x.clone(), fake)).all()
 
 
-def test_flow_matching_loss_masks_frames_and_weights_samples():
+def test_flow_matching_loss_weights_samples():
     pred, target, _ = _tensors()
-    mask = torch.tensor([0.0, 0.0, 1.0, 1.0])
-    masked = flow_matching_loss(pred, target, frame_mask=mask)
-    assert torch.allclose(masked, ((pred[:, :, 2:] - target[:, :, 2:]) ** 2).mean())
     weighted = flow_matching_loss(pred, target, weight=torch.tensor([2.0, 0.0]))
     assert torch.allclose(weighted, ((pred[:1] - target[:1]) ** 2).mean())
 

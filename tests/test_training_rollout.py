@@ -10,7 +10,7 @@ from contextforcing.diffusion.flow import warped_timesteps
 from contextforcing.memory.config import memory_preset
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.erft import inject_errors, new_banks, record_errors
-from contextforcing.training.plan import context_teacher_indices
+from contextforcing.training.plan import context_teacher_clip_frames, context_teacher_indices
 from contextforcing.training.rollout import self_rollout
 
 STEPS = warped_timesteps([1000, 750, 500, 250])
@@ -75,12 +75,13 @@ def test_a_prefix_stands_for_the_first_chunks(tiny_model):
 
 def test_context_teacher_indices():
     config = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
-    indices, length = context_teacher_indices(config, 2)
-    assert indices == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20] and length == 21 + 21
-    indices, length = context_teacher_indices(config, 0)
-    assert indices == [0, 1, 2, 3, 4, 5, 6, 7, 8] and length == 9 + 21
+    length = context_teacher_clip_frames(config, 2)
+    assert length == 21 + 21
+    assert context_teacher_indices(config, length - 21) == [0, 1, 2, 3, 9, 15, 16, 17, 18, 19, 20]
+    length = context_teacher_clip_frames(config, 0)
+    assert length == 9 + 21 and context_teacher_indices(config, length - 21) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
     control = dataclasses.replace(config, recent_only=True)
-    assert context_teacher_indices(control, 2) == ([15, 16, 17, 18, 19, 20], 21 + 21)
+    assert context_teacher_indices(control, 21) == [15, 16, 17, 18, 19, 20]
 
 
 def test_erft_injects_only_into_recent_context_and_target():

@@ -22,28 +22,12 @@ from torch import Tensor
 __all__ = ["critic_loss", "dmd_generator_loss", "dmd_gradient", "flow_matching_loss"]
 
 
-def _frame_mask(mask: Tensor | None, like: Tensor) -> Tensor | None:
-    if mask is None:
-        return None
-    mask = mask.to(like.dtype)
-    if mask.ndim == 1:
-        mask = mask[None].expand(like.shape[0], -1)
-    if mask.shape != (like.shape[0], like.shape[2]):
-        raise ValueError(f"frame mask must be [B, F] or [F] for {tuple(like.shape)}, got {tuple(mask.shape)}")
-    return mask[:, None, :, None, None]
-
-
-def flow_matching_loss(
-    v_pred: Tensor, v_target: Tensor, *, weight: Tensor | None = None, frame_mask: Tensor | None = None
-) -> Tensor:
-    """Mean squared velocity error, optionally weighted per sample [B] and restricted to masked frames."""
+def flow_matching_loss(v_pred: Tensor, v_target: Tensor, *, weight: Tensor | None = None) -> Tensor:
+    """Mean squared velocity error, optionally weighted per sample [B]."""
     error = (v_pred.float() - v_target.float()) ** 2
     if weight is not None:
         error = error * weight.float().view(-1, *([1] * (error.ndim - 1)))
-    mask = _frame_mask(frame_mask, error)
-    if mask is None:
-        return error.mean()
-    return (error * mask).sum() / (mask.sum() * error[:, :, :1].numel() / error.shape[0])
+    return error.mean()
 
 
 def dmd_gradient(x: Tensor, x0_real: Tensor, x0_fake: Tensor) -> Tensor:
@@ -61,14 +45,7 @@ def dmd_generator_loss(x: Tensor, grad: Tensor) -> Tensor:
     return 0.5 * ((x.double() - target) ** 2).mean()
 
 
-def critic_loss(
-    v_fake: Tensor,
-    noise: Tensor,
-    x: Tensor,
-    *,
-    weight: Tensor | None = None,
-    frame_mask: Tensor | None = None,
-) -> Tensor:
+def critic_loss(v_fake: Tensor, noise: Tensor, x: Tensor, *, weight: Tensor | None = None) -> Tensor:
     """The critic learns the flow of the generator's samples: MSE to (noise - x), optionally weighted
-    per sample [B] and restricted to masked frames."""
-    return flow_matching_loss(v_fake, noise - x.detach(), weight=weight, frame_mask=frame_mask)
+    per sample [B]."""
+    return flow_matching_loss(v_fake, noise - x.detach(), weight=weight)

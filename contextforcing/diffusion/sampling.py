@@ -3,7 +3,8 @@ that they never know which network, memory or guidance sits behind it.
 
 - `few_step_sample`: the few-step student's sampler (Self-Forcing / CausVid): predict x0 at each
   step of a short list, then re-noise it with fresh noise to the next step.
-- `euler_sample`: the deterministic Euler ODE sampler used for teachers and ODE pairs.
+- `euler_sample`: the deterministic Euler ODE sampler used for teachers and ODE pairs, with the
+  teacher's settings in `EulerConfig`.
 
 Shape legend: x is any latent tensor [B, C, F, H, W]; t is [B] (one timestep per sample).
 """
@@ -11,6 +12,7 @@ Shape legend: x is any latent tensor [B, C, F, H, W]; t is [B] (one timestep per
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
@@ -18,9 +20,29 @@ from torch import Tensor
 
 from contextforcing.diffusion.flow import NUM_TRAIN_TIMESTEPS, add_noise, shift_sigma, x0_from_velocity
 
-__all__ = ["Predictor", "euler_sample", "euler_timesteps", "few_step_sample", "fresh_noise"]
+__all__ = ["EulerConfig", "Predictor", "euler_sample", "euler_timesteps", "few_step_sample", "fresh_noise"]
 
 Predictor = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EulerConfig:
+    """A teacher's sampler: Euler steps of the ODE on the shifted schedule, with classifier-free guidance."""
+
+    num_steps: int = 20
+    """Euler steps from t = 1000 to 0."""
+    shift: float = 5.0
+    """Timestep shift of the schedule."""
+    guidance_scale: float = 3.0
+    """CFG scale, cond + g (cond - uncond)."""
+
+    def __post_init__(self) -> None:
+        if self.num_steps < 1:
+            raise ValueError(f"EulerConfig.num_steps must be >= 1, got {self.num_steps}")
+
+    @property
+    def timesteps(self) -> Tensor:
+        return euler_timesteps(self.num_steps, self.shift)
 
 
 def fresh_noise(like: Tensor, generator: torch.Generator | Sequence[torch.Generator]) -> Tensor:
@@ -79,11 +101,20 @@ def euler_timesteps(num_steps: int, shift: float = 5.0) -> Tensor:
     return shift_sigma(sigmas, shift) * NUM_TRAIN_TIMESTEPS
 
 
-def euler_sample(predict: Predictor, noise: Tensor, timesteps: Sequence[float] | Tensor) -> Tensor:
-    """Integrate dx/dsigma = v from timesteps[0] to timesteps[-1] with Euler steps."""
+def euler_sample(
+    predict: Predictor,
+    noise: Tensor,
+    timesteps: Sequence[float] | Tensor,
+    *,
+    on_step: Callable[[float, Tensor], None] | None = None,
+) -> Tensor:
+    """Integrate dx/dsigma = v from timesteps[0] to timesteps[-1] with Euler steps; `on_step(t, x)` sees
+    the state at every timestep before its step (ODE pairs record the states they need)."""
     steps = [float(t) for t in timesteps]
     x = noise
     for t_now, t_next in pairwise(steps):
+        if on_step is not None:
+            on_step(t_now, x)
         v = predict(x, _full(x, t_now))
-        x = x + (t_next - t_now) / NUM_TRAIN_TIMESTEPS * v
+        x = x + (t_next - t_now) / NUM_TRAIN_TIMESTEPS * v.to(x.dtype)
     return x

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from contextforcing.diffusion.sampling import EulerConfig
+from contextforcing.inference.streaming import SamplerConfig
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.model.config import DiTConfig, model_preset
 from contextforcing.runtime import Precision
@@ -199,6 +201,20 @@ class DistillConfig:
         for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DistillConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        """The student's few-step sampler: `denoising_steps` warped through the shifted schedule."""
+        return SamplerConfig(
+            denoising_steps=tuple(float(t) for t in self.denoising_steps), shift=self.timestep_shift
+        )
+
+    @property
+    def ode(self) -> EulerConfig:
+        """The teacher's ODE sampler of ode-init: `ode_steps` Euler steps with `guidance_scale`."""
+        return EulerConfig(
+            num_steps=self.ode_steps, shift=self.timestep_shift, guidance_scale=self.guidance_scale
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -28,11 +28,6 @@ class EMA:
         for name, parameter in model.named_parameters():
             self.shadow[name].lerp_(parameter.detach(), 1.0 - decay)
 
-    @torch.no_grad()
-    def copy_to(self, model: nn.Module) -> None:
-        for name, parameter in model.named_parameters():
-            parameter.copy_(self.shadow[name])
-
     def state_dict(self) -> dict[str, Tensor]:
         return dict(self.shadow)
 

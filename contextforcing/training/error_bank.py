@@ -50,9 +50,6 @@ class ErrorBank:
         """Nearest bin of each timestep [N] -> [N] long."""
         return (t.float().cpu()[:, None] - self.bin_timesteps[None]).abs().argmin(dim=1)
 
-    def bin_size(self, index: int) -> int:
-        return len(self._bins[index])
-
     def add(self, errors: Tensor, t: Tensor) -> None:
         """Store errors [N, ...] made at timesteps [N]; a full bin replaces its nearest stored error."""
         if errors.shape[0] != t.shape[0]:

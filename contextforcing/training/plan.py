@@ -14,24 +14,43 @@ from contextforcing.training.config import ContextTeacherConfig, ExperimentConfi
 if TYPE_CHECKING:
     from contextforcing.training.stages import StageSpec
 
-__all__ = ["DistillPlan", "context_teacher_indices", "distill_plan", "rollout_frames"]
+__all__ = [
+    "DistillPlan",
+    "context_teacher_clip_frames",
+    "context_teacher_indices",
+    "distill_plan",
+    "rollout_frames",
+]
 
 
-def context_teacher_indices(config: ContextTeacherConfig, num_slow: int) -> tuple[list[int], int]:
-    """Frame indices of [sink | slow | recent] in a clip, and the clip's length (target last).
+def context_teacher_clip_frames(config: ContextTeacherConfig, num_slow: int) -> int:
+    """Length of a context-teacher training clip [sink | num_slow groups of slow_interval | recent |
+    target]: each slow frame is the first of its group, one every `slow_interval` frames (two student
+    chunks), as the context teacher of Context Forcing is trained."""
+    return (
+        config.num_sink_frames
+        + num_slow * config.slow_interval
+        + config.num_recent_frames
+        + config.num_target_frames
+    )
 
-    The clip is [sink | num_slow groups of slow_interval frames | recent | target]; each slow frame is
-    the first frame of its group, one every `slow_interval` frames (two student chunks), as the
-    context teacher of Context Forcing is trained. With `recent_only`, the clip is the same and only the
-    recent frames are returned.
+
+def context_teacher_indices(config: ContextTeacherConfig, target_start: int) -> list[int]:
+    """The frames a context teacher sees before a target at `target_start`: the sink, the most recent
+    slow frames (at most `num_slow_frames`, one every `slow_interval` frames, the last one a group
+    before the recent window) and the recent frames; with `recent_only`, the recent frames alone.
+
+    The same indices serve training clips (`context_teacher_clip_frames`) and any longer history.
     """
-    sink = list(range(config.num_sink_frames))
-    slow_start = config.num_sink_frames
-    slow = [slow_start + k * config.slow_interval for k in range(num_slow)]
-    recent_start = slow_start + num_slow * config.slow_interval
-    recent = list(range(recent_start, recent_start + config.num_recent_frames))
-    num_frames = recent_start + config.num_recent_frames + config.num_target_frames
-    return (recent if config.recent_only else sink + slow + recent), num_frames
+    recent_start = target_start - config.num_recent_frames
+    if config.recent_only and recent_start >= 0:
+        return list(range(recent_start, target_start))
+    if recent_start < config.num_sink_frames:
+        raise ValueError(f"a target at frame {target_start} leaves no room for the sink and recent frames")
+    room = (recent_start - config.num_sink_frames) // config.slow_interval
+    num_slow = min(config.num_slow_frames, room)
+    slow = [recent_start - config.slow_interval * (num_slow - k) for k in range(num_slow)]
+    return [*range(config.num_sink_frames), *slow, *range(recent_start, target_start)]
 
 
 def rollout_frames(config: ExperimentConfig, spec: StageSpec, step: int, generator: torch.Generator) -> int:

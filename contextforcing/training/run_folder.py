@@ -26,10 +26,7 @@ class TrainedRun:
     @property
     def few_step(self) -> SamplerConfig:
         """The student's few-step sampler, as distillation trained it."""
-        dist = self.config.distill
-        return SamplerConfig(
-            denoising_steps=tuple(float(s) for s in dist.denoising_steps), shift=dist.timestep_shift
-        )
+        return self.config.distill.sampler
 
 
 def load_run(folder: str | Path, config_class: type[ExperimentConfig] = ExperimentConfig) -> TrainedRun:

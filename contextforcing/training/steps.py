@@ -10,7 +10,6 @@ Shape legend: B batch, C latent channels, F frames, H x W latent size, S text to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,16 +20,19 @@ from contextforcing.diffusion.flow import (
     sample_training_timesteps,
     training_weight,
     velocity,
-    warped_timesteps,
     x0_from_velocity,
 )
-from contextforcing.diffusion.guidance import cfg
 from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd_gradient, flow_matching_loss
-from contextforcing.diffusion.sampling import euler_timesteps
-from contextforcing.model.dit import CausalDiT
+from contextforcing.diffusion.sampling import euler_sample
+from contextforcing.inference.teacher import context_velocity, frame_timesteps, guided_velocity
 from contextforcing.model.layout import block_causal
 from contextforcing.training.erft import inject_errors, record_errors
-from contextforcing.training.plan import DistillPlan, context_teacher_indices, distill_plan
+from contextforcing.training.plan import (
+    DistillPlan,
+    context_teacher_clip_frames,
+    context_teacher_indices,
+    distill_plan,
+)
 from contextforcing.training.rollout import self_rollout
 
 if TYPE_CHECKING:
@@ -55,12 +57,6 @@ def _drop_text(text: Tensor, uncond: Tensor, p: float, generators: list[torch.Ge
     return torch.where(drop[:, None, None], uncond, text)
 
 
-def _frame_timesteps(t: Tensor, num_context: int, num_target: int, context_mode: str) -> Tensor:
-    """[B] -> [B, context + target]: context frames at 0 (clean) or at the target's t."""
-    context = torch.zeros_like(t) if context_mode == "zero" else t
-    return torch.cat([context[:, None].expand(-1, num_context), t[:, None].expand(-1, num_target)], dim=1)
-
-
 def teacher_step(run: Run, step: int) -> dict[str, float]:
     """Flow matching of the bidirectional teacher on clips of num_target_frames (stage `teacher`)."""
     cfg_t = run.config.teacher
@@ -82,7 +78,8 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     cfg_t = run.config.teacher
     shared = run.generator(step, "layout")
     num_slow = int(torch.randint(cfg_t.num_slow_frames + 1, (1,), generator=shared))
-    indices, num_frames = context_teacher_indices(cfg_t, num_slow)
+    num_frames = context_teacher_clip_frames(cfg_t, num_slow)
+    indices = context_teacher_indices(cfg_t, num_frames - cfg_t.num_target_frames)
     if float(torch.rand((), generator=shared)) < cfg_t.no_context_prob:
         indices, num_frames = [], cfg_t.num_target_frames
     gens = run.sample_generators(step, "data")
@@ -97,7 +94,7 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
         context, noisy_source, noise = injected
     else:
         noisy_source = target
-    frames_t = _frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
+    frames_t = frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
     with run.autocast():
         v = run.roles.teacher(torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text)
     v_target = v[:, :, -target.shape[2] :]
@@ -114,25 +111,6 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     }
 
 
-def _guided_velocity(
-    teacher: CausalDiT, x_t: Tensor, t: Tensor, text: Tensor, uncond: Tensor, scale: float,
-    context: Tensor | None = None,
-    context_timestep: str = "zero",
-) -> Tensor:  # fmt: skip
-    """cond + scale (cond - uncond) in one batched forward; a context is kept in both branches."""
-    both_context = None if context is None else torch.cat([context, context])
-    both = _judge(
-        teacher,
-        torch.cat([x_t, x_t]),
-        torch.cat([t, t]),
-        torch.cat([text, uncond]),
-        both_context,
-        context_timestep,
-    )
-    cond, unconditional = both.chunk(2)
-    return cfg(cond, unconditional, scale)
-
-
 def ode_init_step(run: Run, step: int) -> dict[str, float]:
     """Regress the causal student onto the teacher's ODE at the few-step timesteps (CausVid init)."""
     dist = run.config.distill
@@ -141,19 +119,19 @@ def ode_init_step(run: Run, step: int) -> dict[str, float]:
     uncond = run.source.unconditional(len(gens))
     shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
     noise = _per_sample_noise(shape, gens, run.device)
-    steps = warped_timesteps(dist.denoising_steps, dist.timestep_shift)
-    grid = sorted(
-        set(euler_timesteps(dist.ode_steps, dist.timestep_shift).tolist()) | set(steps.tolist()), reverse=True
-    )
-    states, x, recorded = {}, noise, set(steps.tolist())
+    steps, ode = dist.sampler.timesteps, dist.ode
+    grid = sorted(set(ode.timesteps.tolist()) | set(steps.tolist()), reverse=True)
+    states, recorded = {}, set(steps.tolist())
+
+    def predict(x: Tensor, t: Tensor) -> Tensor:
+        return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
+
+    def record(t_now: float, x: Tensor) -> None:
+        if t_now in recorded:
+            states[t_now] = x
+
     with torch.no_grad(), run.autocast():
-        for t_now, t_next in pairwise(grid):
-            if t_now in recorded:
-                states[t_now] = x
-            t = torch.full((x.shape[0],), t_now, device=run.device)
-            v = _guided_velocity(run.roles.teacher, x, t, batch.text, uncond, dist.guidance_scale)
-            x = x + (t_next - t_now) / 1000 * v.float()
-    clean = x
+        clean = euler_sample(predict, noise, grid, on_step=record)
     chunk = run.config.memory.frames_per_chunk
     num_chunks = dist.num_frames // chunk
     # Each chunk of each sample starts from the ODE state at one of the student's timesteps.
@@ -171,22 +149,6 @@ def ode_init_step(run: Run, step: int) -> dict[str, float]:
     return {"loss": loss.item()}
 
 
-def _judge(
-    model: CausalDiT,
-    x_t: Tensor,
-    t: Tensor,
-    text: Tensor,
-    context: Tensor | None,
-    context_timestep: str = "zero",
-) -> Tensor:
-    """Velocity of a (teacher or critic) model on the target x_t, after the clean context if any; the
-    context frames get the timestep the teacher was trained with (`teacher.context_timestep`)."""
-    if context is None:
-        return model(x_t, t, text)
-    frames_t = _frame_timesteps(t, context.shape[2], x_t.shape[2], context_timestep)
-    return model(torch.cat([context, x_t], dim=2), frames_t, text)[:, :, -x_t.shape[2] :]
-
-
 def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generator], prefix: Tensor | None):
     dist = run.config.distill
     shape = (run.config.model.in_channels, plan.num_frames, *run.source.latent_size)
@@ -195,7 +157,7 @@ def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generat
     with run.autocast():
         return self_rollout(
             run.roles.student, run.config.memory, cache, noise,
-            timesteps=warped_timesteps(dist.denoising_steps, dist.timestep_shift),
+            timesteps=dist.sampler.timesteps,
             generator=gens, exit_steps=plan.exit_steps,
             grad_chunks=plan.grad_chunks,
             snapshot_chunk=plan.first_target_chunk if dist.teacher_context == "memory" else None,
@@ -256,7 +218,7 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
         x_t = add_noise(x.detach(), judged.noise, t)
         uncond = run.source.unconditional(x.shape[0])
         mode = run.config.teacher.context_timestep
-        real_v = _guided_velocity(
+        real_v = guided_velocity(
             run.roles.teacher,
             x_t,
             t,
@@ -266,7 +228,7 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
             judged.context,
             mode,
         )
-        fake_v = _judge(run.roles.critic, x_t, t, judged.text, judged.context, mode)
+        fake_v = context_velocity(run.roles.critic, x_t, t, judged.text, judged.context, mode)
     grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
     loss = dmd_generator_loss(x, grad)
     run.update("student", loss)
@@ -278,7 +240,7 @@ def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     judged = _judged_rollout(run, plan.without_gradient(), step, "critic")
     with run.autocast():
         x_t = add_noise(judged.x, judged.noise, judged.t)
-        v_fake = _judge(
+        v_fake = context_velocity(
             run.roles.critic, x_t, judged.t, judged.text, judged.context, run.config.teacher.context_timestep
         )
     # The context critic of Stage 2 weights its loss by timestep (released code); Stage 1's does not.

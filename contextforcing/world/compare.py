@@ -2,9 +2,8 @@
 
 For every seed: identity recall against gap with a true history (`recall_probe`), and one-minute
 rollouts from a true prefix (`world_rollout`; the teacher, which does not stream, only the short horizon
-of `TEACHER_SECONDS`). The effective context length of a probe curve is the longest probed gap up to
-which recall stays at least halfway from chance to the shortest gap's recall; it is 0 when even the
-shortest gap is recalled at less than twice chance.
+of `TEACHER_SECONDS`). The results page reads the effective context length off the seed-averaged probe
+curve (`recall.effective_context_length`).
 """
 
 from __future__ import annotations
@@ -24,26 +23,11 @@ from contextforcing.world.recall_probe import (
 from contextforcing.world.rollout import RolloutConfig, teacher_continuer, world_rollouts
 from contextforcing.world.rows import Row, row_folder
 
-__all__ = ["TEACHER_SECONDS", "evaluate_row", "probe_context_length"]
+__all__ = ["TEACHER_SECONDS", "evaluate_row"]
 
 TEACHER_SECONDS = 8.0
 """Length of the teacher's rollouts (a 3 s prefix and the 5 s short horizon)."""
 GAPS_SECONDS = (1.5, 3.0, 6.0, 12.0, 18.0, 24.0)
-
-
-def probe_context_length(results: list[dict[str, Any]], chance: float) -> float:
-    """Longest gap (s) of a probe curve, over the contiguous run from the shortest, recalled at least
-    halfway from chance to the shortest gap's recall; 0 if the shortest is below twice chance."""
-    results = sorted(results, key=lambda r: r["gap_seconds"])
-    short = results[0]["recall"]
-    if short < 2 * chance:
-        return 0.0
-    longest = 0.0
-    for row in results:
-        if row["recall"] < chance + 0.5 * (short - chance):
-            break
-        longest = row["gap_seconds"]
-    return longest
 
 
 def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> dict[str, Any]:
@@ -72,7 +56,7 @@ def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> d
         recall = probe_recall(sampler, codec, world, probe)
         rollout = RolloutConfig(seconds=TEACHER_SECONDS if teacher else 60.0, episodes=videos, seed=seed)
         out["seeds"].append({
-            "seed": seed, "probe": recall, "effective_context_seconds": probe_context_length(recall, chance),
+            "seed": seed, "probe": recall,
             "rollout": world_rollouts(continuer, codec, world, rollout),
         })  # fmt: skip
     return out

@@ -150,7 +150,13 @@ def recall_curve(events: list[dict[str, Any]], key: str = "recalled") -> list[di
 
 
 def effective_context_length(curve: list[dict[str, float]], fraction: float = 0.9) -> float | None:
-    """Longest gap (s) recalled at >= `fraction` of the shortest-gap recall; None without returns."""
+    """The effective context length of a recall-versus-gap curve: the longest gap (s), over the
+    contiguous run from the shortest, recalled at `fraction` (90 %) or more of the shortest gap's
+    recall; 0 when the shortest gap is never recalled, None for an empty curve.
+
+    Points are {"gap_seconds" or "longest_gap_seconds": gap, "recall": value}, in increasing gap. The
+    comparison applies it to the seed-averaged curve of each row; `evaluate` to the pooled curve.
+    """
     if not curve:
         return None
     short = curve[0]["recall"]
@@ -160,5 +166,5 @@ def effective_context_length(curve: list[dict[str, float]], fraction: float = 0.
     for entry in curve:
         if entry["recall"] < fraction * short:
             break
-        longest = entry["longest_gap_seconds"]
+        longest = entry.get("longest_gap_seconds", entry.get("gap_seconds"))
     return longest

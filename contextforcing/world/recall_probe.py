@@ -19,19 +19,20 @@ Shape legend: B batch (1 here), C latent channels, F frames, H x W latent size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from contextforcing.codec.base import Codec
-from contextforcing.diffusion.guidance import cfg
-from contextforcing.diffusion.sampling import euler_sample, euler_timesteps
+from contextforcing.diffusion.sampling import EulerConfig
 from contextforcing.inference.streaming import SamplerConfig, StreamingGenerator
+from contextforcing.inference.teacher import sample_after_context
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.training.plan import context_teacher_indices
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import recall_events
 from contextforcing.world.render import render_episode
@@ -41,7 +42,6 @@ __all__ = [
     "Continuer",
     "ProbeConfig",
     "Sampler",
-    "history_indices",
     "probe_recall",
     "student_continuer",
     "student_sampler",
@@ -64,31 +64,10 @@ class ProbeConfig:
     """Returns measured per gap."""
     num_target_frames: int = 21
     """Frames generated after the history."""
-    num_steps: int = 20
-    """Euler steps of a teacher's ODE."""
-    guidance_scale: float = 3.0
-    """A teacher's CFG scale (cond + g (cond - uncond)); the context is kept in both branches."""
-    shift: float = 5.0
-    """Timestep shift of a teacher's sampling schedule."""
+    teacher: EulerConfig = field(default_factory=EulerConfig)
+    """How a teacher samples: Euler steps, shift and CFG scale (the context is kept in both branches)."""
     seed: int = 0
     """Seed of the episodes and the noise."""
-
-
-def history_indices(config: ContextTeacherConfig, target_start: int) -> list[int]:
-    """The frames a teacher sees before `target_start`: sink, the most recent slow groups, recent.
-
-    Slow frames sit every `slow_interval` frames, the last one `slow_interval` frames before the recent
-    window, as in training (see `training.plan.context_teacher_indices`).
-    """
-    recent_start = target_start - config.num_recent_frames
-    if config.recent_only and recent_start >= 0:
-        return list(range(recent_start, target_start))
-    if recent_start < config.num_sink_frames:
-        raise ValueError(f"a target at frame {target_start} leaves no room for the sink and recent frames")
-    room = (recent_start - config.num_sink_frames) // config.slow_interval
-    num_slow = min(config.num_slow_frames, room)
-    slow = [recent_start - config.slow_interval * (num_slow - k) for k in range(num_slow)]
-    return [*range(config.num_sink_frames), *slow, *range(recent_start, target_start)]
 
 
 def teacher_sampler(
@@ -98,28 +77,14 @@ def teacher_sampler(
     uncond = text_encoder.encode([""])
 
     def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
-        context = history[:, :, history_indices(layout, history.shape[2])]
-        text = text_encoder.encode([prompt])
+        context = history[:, :, context_teacher_indices(layout, history.shape[2])]
         noise = torch.randn(
             (1, history.shape[1], probe.num_target_frames, *history.shape[3:]), generator=generator
         )
-        num_context = context.shape[2]
-
-        def predict(x: Tensor, t: Tensor) -> Tensor:
-            context_t = (
-                torch.zeros(1, num_context)
-                if layout.context_timestep == "zero"
-                else t[:, None].expand(-1, num_context)
-            )
-            frames_t = torch.cat([context_t.to(t), t[:, None].expand(-1, x.shape[2])], dim=1)
-            sequence = torch.cat([context, x], dim=2)
-            both = model(
-                torch.cat([sequence, sequence]), torch.cat([frames_t, frames_t]), torch.cat([text, uncond])
-            )
-            cond, unconditional = both[:, :, num_context:].chunk(2)
-            return cfg(cond, unconditional, probe.guidance_scale)
-
-        return euler_sample(predict, noise, euler_timesteps(probe.num_steps, probe.shift))
+        text = text_encoder.encode([prompt])
+        return sample_after_context(
+            model, noise, text, uncond, probe.teacher, context, layout.context_timestep
+        )
 
     return sample
 

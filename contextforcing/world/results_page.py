@@ -11,6 +11,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from contextforcing.world.recall import effective_context_length
+
 __all__ = ["headline_table", "load_rows", "update_block", "write_results_page"]
 
 BLOCK_START, BLOCK_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -50,10 +52,13 @@ def _recall(row: dict[str, Any], gap: float, key: str = "recall") -> list[float]
 
 def _pooled_context(row: dict[str, Any]) -> float:
     """Effective context length of the seed-averaged recall curve."""
-    from contextforcing.world.compare import probe_context_length
-
     curve = [{"gap_seconds": g, "recall": statistics.fmean(_recall(row, g))} for g in _gaps(row)]
-    return probe_context_length(curve, row["chance"])
+    return effective_context_length(curve)
+
+
+def _seed_context(seed: dict[str, Any]) -> float:
+    """Effective context length of one seed's recall curve."""
+    return effective_context_length(sorted(seed["probe"], key=lambda r: r["gap_seconds"]))
 
 
 def _windows(row: dict[str, Any]) -> list[str]:
@@ -78,7 +83,7 @@ def _recall_table(rows: list[dict[str, Any]]) -> list[str]:
     ]
     for row in rows:
         cells = [_cell(_recall(row, g)) for g in gaps]
-        context = _cell([s["effective_context_seconds"] for s in row["seeds"]], 1)
+        context = _cell([_seed_context(s) for s in row["seeds"]], 1)
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {context} | {_pooled_context(row):g} |")
     return lines
 
@@ -239,8 +244,8 @@ def write_results_page(
         "",
         f"Each model continues {probe} true histories per gap and seed, up to the frame where the subject "
         "comes back; a return counts when the subject is drawn with the identity it had "
-        "(`contextforcing probe-recall`). Effective context: the longest gap up to which recall stays at "
-        "least halfway from chance to the shortest gap's recall, per seed and for the seed-averaged curve.",
+        "(`contextforcing probe-recall`). Effective context: the longest gap, over the run from the shortest, "
+        "recalled at 90 % or more of the shortest gap's recall, per seed and for the seed-averaged curve.",
         "",
         *_recall_table(rows),
         "",

@@ -22,13 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--memory", help="students: memory policy (default: the run's own)")
     parser.add_argument("--gaps", type=float, nargs="+", default=list(defaults.gaps_seconds), help="seconds")
     parser.add_argument("--episodes", type=int, default=defaults.episodes_per_gap, help="returns per gap")
-    parser.add_argument("--steps", type=int, default=defaults.num_steps, help="teachers: Euler steps")
+    parser.add_argument("--steps", type=int, default=defaults.teacher.num_steps, help="teachers: Euler steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contextforcing.diffusion.sampling import EulerConfig
     from contextforcing.memory.config import memory_preset
     from contextforcing.training.run_folder import load_run
     from contextforcing.training.stages import stage_spec
@@ -41,8 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     teacher = stage_spec(config.stage).trained == "teacher"
     # A teacher generates the target length it was trained on; a student streams whole chunks.
     frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
-    probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes, num_steps=args.steps,
-                        seed=args.seed, num_target_frames=frames)  # fmt: skip
+    probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes,
+                        teacher=EulerConfig(num_steps=args.steps), seed=args.seed, num_target_frames=frames)  # fmt: skip
     memory = memory_preset(args.memory) if args.memory else config.memory
     text_encoder = world_text_encoder(config.model)
     sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
