@@ -7,6 +7,8 @@ from contextforcing.model.dit import CausalDiT
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional, block_causal
 from contextforcing.model.rope import Rotation, apply_rotary, rotary_for_frames
 
+from helpers import assert_close
+
 TOL = 1e-5
 CHUNK = 3
 
@@ -25,15 +27,13 @@ def test_output_shape_and_timestep_forms(tiny_model, tiny_config):
         per_sample = tiny_model(x, t[:, 0], text)
         per_frame = tiny_model(x, t[:, :1].expand(-1, x.shape[2]), text)
     assert per_sample.shape == x.shape
-    assert torch.allclose(per_sample, per_frame, atol=TOL)
+    assert_close(per_frame, per_sample, atol=TOL)
 
 
 def test_text_cache_equals_raw_text(tiny_model, tiny_config):
     x, t, text = _inputs(tiny_config)
     with torch.no_grad():
-        assert torch.allclose(
-            tiny_model(x, t, text), tiny_model(x, t, tiny_model.encode_text(text)), atol=TOL
-        )
+        assert_close(tiny_model(x, t, tiny_model.encode_text(text)), tiny_model(x, t, text), atol=TOL)
 
 
 def test_streaming_with_all_history_equals_block_causal(tiny_model, tiny_config):
@@ -52,8 +52,7 @@ def test_streaming_with_all_history_equals_block_causal(tiny_model, tiny_config)
                 x[:, :, start : start + CHUNK], t[:, start : start + CHUNK], cache,
                 layout=bidirectional(CHUNK, positions), context=context, return_kv=True,
             )  # fmt: skip
-            diff = (out - reference[:, :, start : start + CHUNK]).abs().max()
-            assert diff <= TOL, f"chunk at {start}: {diff}"
+            assert_close(out, reference[:, :, start : start + CHUNK], atol=TOL)
             new_k, new_v = [k for k, _ in kv], [v for _, v in kv]
             keys = new_k if keys is None else [torch.cat(p, 1) for p in zip(keys, new_k, strict=True)]
             values = new_v if values is None else [torch.cat(p, 1) for p in zip(values, new_v, strict=True)]
@@ -66,7 +65,7 @@ def test_block_causal_first_chunk_ignores_the_future(tiny_model, tiny_config):
     with torch.no_grad():
         a = tiny_model(x, t, text, layout=block_causal(6, CHUNK))
         b = tiny_model(changed, t, text, layout=block_causal(6, CHUNK))
-    assert torch.allclose(a[:, :, :CHUNK], b[:, :, :CHUNK], atol=TOL)
+    assert_close(b[:, :, :CHUNK], a[:, :, :CHUNK], atol=TOL)
     assert not torch.allclose(a[:, :, CHUNK:], b[:, :, CHUNK:], atol=1e-3)
 
 
@@ -77,7 +76,7 @@ def test_positions_are_relative(tiny_model, tiny_config):
         a = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6)))
         b = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6) + 17))
         c = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6) * 2))
-    assert torch.allclose(a, b, atol=1e-4)
+    assert_close(b, a, atol=1e-4)
     assert not torch.allclose(a, c, atol=1e-3)
 
 
@@ -99,7 +98,7 @@ def test_repeated_key_entries_match_a_context_read(tiny_model, tiny_config):
             visible=torch.tensor([[1] * 3 + [0] * 6] * 3 + [[0] * 3 + [1] * 6] * 3).bool(),
         )
         single = tiny_model(x, t, text, layout=layout)
-    assert (single[:, :, CHUNK:] - streamed).abs().max() <= TOL
+    assert_close(single[:, :, CHUNK:], streamed, atol=TOL)
 
 
 def test_rotation_is_an_isometry_and_exact_at_zero():
@@ -131,3 +130,4 @@ def test_bf16_keeps_float32_islands(tiny_config):
     with torch.no_grad():
         out = model(x.bfloat16(), t, text.bfloat16())
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
