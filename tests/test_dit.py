@@ -131,3 +131,28 @@ def test_bf16_keeps_float32_islands(tiny_config):
         out = model(x.bfloat16(), t, text.bfloat16())
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
 
+
+def test_short_text_is_zero_padded_and_long_text_refused(tiny_model, tiny_config):
+    """Wan pads prompt features to text_len with zeros inside its forward and attends to the padding."""
+    x, t, text = _inputs(tiny_config)
+    short = text[:, :5]
+    padded = torch.cat([short, torch.zeros_like(text[:, 5:])], dim=1)
+    with torch.no_grad():
+        assert_close(tiny_model(x, t, short), tiny_model(x, t, padded), atol=TOL)
+        assert tiny_model.encode_text(short).kv[0][0].shape[1] == tiny_config.text_len
+    with pytest.raises(ValueError, match="text_len"):
+        tiny_model(x, t, torch.cat([text, text[:, :1]], dim=1))
+
+
+def test_timestep_sinusoid_is_float64_as_wan():
+    """Wan computes the angles t * 10000^(-i/half) in float64; float32 angles are off by ~3e-5 at t ~ 1000."""
+    from contextforcing.model.embeddings import sinusoidal_embedding
+
+    t = torch.tensor([0.0, 1.0, 250.0, 937.5, 999.0, 1000.0])
+    half = 16
+    angles = torch.outer(t.double(), torch.pow(10000, -torch.arange(half).double().div(half)))
+    wan = torch.cat([angles.cos(), angles.sin()], dim=1)
+    ours = sinusoidal_embedding(t, 2 * half)
+    assert ours.dtype == torch.float32
+    assert (ours.double() - wan).abs().max() <= 1e-7  # float32 rounding of float64 values only
+
