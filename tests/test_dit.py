@@ -156,3 +156,27 @@ def test_timestep_sinusoid_is_float64_as_wan():
     assert ours.dtype == torch.float32
     assert (ours.double() - wan).abs().max() <= 1e-7  # float32 rounding of float64 values only
 
+
+def test_on_keys_hook_runs_before_the_context_is_read(tiny_model, tiny_config):
+    """A context's hook sees the call's own keys and may rewrite the context before attention reads it."""
+    x, t, text = _inputs(tiny_config, frames=CHUNK)
+    g = torch.Generator().manual_seed(4)
+    layout = bidirectional(CHUNK, torch.arange(CHUNK) + CHUNK)
+    with torch.no_grad():
+        _, own = tiny_model(x, t, text, layout=layout, return_kv=True)
+        positions = torch.arange(CHUNK)
+        other = LayerContext(torch.randn(own[1][0].shape, generator=g), torch.randn(own[1][0].shape, generator=g),
+                             positions)  # fmt: skip
+        static = tiny_model(x, t, text, layout=layout, context=[LayerContext(*own[0], positions), other])
+        keys, values = torch.zeros_like(own[0][0]), torch.zeros_like(own[0][1])
+
+        def copy_in(k, v):
+            keys.copy_(k)
+            values.copy_(v)
+
+        hooked = tiny_model(x, t, text, layout=layout,
+                            context=[LayerContext(keys, values, positions, on_keys=copy_in), other])  # fmt: skip
+        zeros = tiny_model(x, t, text, layout=layout,
+                           context=[LayerContext(torch.zeros_like(keys), torch.zeros_like(values), positions), other])  # fmt: skip
+    assert_close(hooked, static, atol=TOL)
+    assert (zeros - static).abs().max() > 1e-3

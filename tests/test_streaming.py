@@ -211,3 +211,29 @@ def test_continuing_a_prefix_equals_continuing_the_stream(model: CausalDiT, name
     with pytest.raises(ValueError, match="multiple"):
         next(continued.stream(_text(1), num_chunks=1, generator=resumed, prefix=prefix[:, :, :2]))
 
+
+def test_released_bookkeeping_streams_and_keeps_noisy_promotions(model: CausalDiT) -> None:
+    """Through the model, the released memory promotes during a chunk's calls and keeps that call's K/V."""
+    config = memory_preset("context-released", num_slow_frames=3)
+    streamer = _stream(model, config, num_chunks=6)
+    assert_far_from_zero(streamer.video)
+    memory = streamer.memory
+    records = memory.trace.records
+    assert all(len(layer.calls) == 5 for r in records[1:] for layer in r.layers)
+    assert any(layer.promoted for r in records for layer in r.layers)
+    # A frame held twice (promoted, and still in its own slot) has two different K/V: the promoting
+    # call's and the clean refresh's.
+    doubled = 0
+    for layer, layout in enumerate(memory.layouts):
+        keys, _ = memory.store.read(layer)
+        slots = keys.unflatten(1, (len(layout), -1))
+        for frame in set(layout.slow) & set(layout.fast):
+            a, b = (i for i, f in enumerate(layout.frames) if f == frame)
+            doubled += 1
+            assert (slots[:, a] - slots[:, b]).abs().max() > 1e-4
+    assert doubled
+    read = memory.read()
+    noise = torch.randn(1, 4, CHUNK, *LATENT, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="autograd"):
+        denoise_chunk(model, noise, model.encode_text(_text(1)), read, timesteps=[1000.0],
+                      generator=torch.Generator(), grad_at_exit=True)  # fmt: skip

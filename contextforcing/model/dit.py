@@ -4,7 +4,9 @@ chunk at a time against a read-only cache.
     patchify (1, 2, 2) -> + per-frame time embedding -> N x DiTBlock -> modulated head -> unpatchify
 
 The model reads memory and never writes it: `forward(..., context=..., return_kv=True)` returns the
-call's un-rotated keys and values, and the streaming loop decides what to keep. Parameter names
+call's un-rotated keys and values, and the streaming loop decides what to keep. (A context may carry
+an `on_keys` hook through which the memory updates itself from a call's keys before the call reads
+it; the released bookkeeping needs this, see `memory/released.py`.) Parameter names
 follow the original Wan2.1 checkpoint, so Wan, diffusers and Self-Forcing weights map onto it
 (see `weights.py`).
 
