@@ -1,29 +1,27 @@
 """The released bookkeeping, pinned call by call on scripted keys whose similarities the test controls.
 
-Expected frames and positions are written out by hand from the released code,
-TIGER-AI-Lab/Context-Forcing at commit f44bac69 (`wan/modules/causal_model.py`, the `rope_length > 0`
-branch of `CausalWanSelfAttention.forward`) and `pipeline/causal_long_inference.py`:
+Expected frames and positions are written out by hand from a reading of the released code,
+TIGER-AI-Lab/Context-Forcing at commit f44bac69: `wan/modules/causal_model.py`, the `rope_length > 0`
+branch of `CausalWanSelfAttention.forward` (cited by the names used there), and
+`pipeline/causal_long_inference.py`.
 
-[T] the similarity test: `current_k_repr = raw_key.mean(dim=1)`; no test while
-    `current_start_frame < self.local_attn_size`; else `sim_score < threshold` against
-    `kv_cache["last_saved_k_repr"]`, which every call replaces: the returned `new_kv_cache` holds
-    `"last_saved_k_repr": current_k_repr` and `_forward_inference` stores it
-    (`kv_cache[block_index] = new_block_cache`), so each call is compared with the call before it.
-[A] `already_added`: `token_src_frame[self.sink_size + current_context_frames_count - 1] ==
-    current_start_frame` stops a second promotion within the chunk.
-[P] `can_fill_context` branch: the call's `raw_key[:, :self.num_new_context_tokens]` is written at
-    `fill_start = sink_tokens + current_context_tokens_count`, i.e. slot 3 + k for promotion k, before
-    `attention(...)` runs; the `elif` branch shifts `[sink + 1, context_token_max_end)` down by one and
-    writes the new frame at `context_token_max_end - 1` once the slow region is full.
-[L] "Evict the local tokens": when `num_new_tokens + local_end_index_prev > kv_cache_size`, the first
-    call of a chunk moves `[kv_cache_size - local_tokens + num_new_tokens, kv_cache_size)` down to
-    `kv_cache_size - local_tokens` and writes the chunk last; later calls of the chunk overwrite the
-    chunk's slots in place (`current_end == global_end_index`).
-[R] RoPE: sink keys from `start_frame=0`; slots `[sink_tokens, local_end_index)` from
-    `calculated_start = target_anchor_frame - (num_attn_frames - 1)`, i.e. slot j at position j;
-    queries from `q_start_frame = target_anchor_frame - (num_new_frames - 1)`.
-[C] `causal_long_inference.py`: four denoising calls, then the refresh call on the clean prediction
-    (`context_timestep`), each with the same `current_start`.
+[T] The similarity test (the `keyframe_sample == "sim"` block): the call's mean raw key against
+    `last_saved_k_repr`, skipped while the chunk starts before `local_attn_size`. The block returns
+    a new cache dict holding the call's own mean key under that name, and `_forward_inference` keeps
+    that dict for the next call, so every call is compared with the call before it.
+[A] `already_added`: the newest promoted slot's `token_source_frame` equals the chunk's start, so a
+    chunk promotes once at most.
+[P] The `can_fill_context` branch writes the call's first frame at the sink plus
+    `dynamic_context_tokens`, slot 3 + k for promotion k, before `attention` runs; its `elif` branch,
+    once the slow region is full, shifts it down by one and writes at `context_token_max_end` - 1.
+[L] "Evict the local tokens": once the cache is full, a chunk's first call moves the newer part of the
+    local region down by one chunk and writes the chunk last; its later calls overwrite the chunk's
+    own slots in place (no new tokens past `global_end_index`).
+[R] RoPE: sink keys start at position 0; the slots from the sink to `local_end_index` start at
+    `calculated_start`, which puts slot j at position j; queries start at `q_start_frame`, below the
+    anchor min(end frame, `rope_length` - 1).
+[C] `causal_long_inference.py`: four denoising calls, then the refresh call on the clean prediction,
+    all at the same `current_start`.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def denoise_chunk(
         generator: draws the fresh noise of every re-noising (one per sample, or one for the batch).
         exit_step: number of predictions to run (1-based exit); default all of them.
         grad_at_exit: run the exit prediction with autograd enabled; earlier ones never are.
-        keep_first_pass_kv: also return the K/V of the first prediction (released-code promotion).
+        keep_first_pass_kv: also return the K/V of the first prediction (for decide_on='first-pass').
 
     Returns:
         DenoiseResult with the exit step's x0 prediction.

@@ -53,7 +53,8 @@ class MemoryConfig:
     num_promoted_frames: int = 1
     """Leading frames of a chunk copied into the slow tier on promotion (the paper keeps the first)."""
     decide_on: DecisionPass = "refresh"
-    """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass (released)."""
+    """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass. Neither is
+    the released rule, which tests every call (`bookkeeping="released"`)."""
     per_layer_decisions: bool = True
     """Decide promotions in every layer independently (released code) or once for all layers."""
     positions: PositionMode = "bounded"
