@@ -16,3 +16,13 @@ def tiny_config():
 def tiny_model(tiny_config):
     torch.manual_seed(0)
     return randomize(CausalDiT(tiny_config)).eval()
+
+
+@pytest.fixture(scope="session")
+def random_tiny_model():
+    """The tiny DiT with every parameter random, shared by a session: for tests that do not train it.
+
+    Equivalence tests need outputs far from zero, which Wan's initialisation (a zero head) does not give.
+    """
+    torch.manual_seed(0)
+    return randomize(CausalDiT(model_preset("tiny"))).eval()

@@ -7,6 +7,8 @@ from contextforcing.model.dit import CausalDiT
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional, block_causal
 from contextforcing.model.rope import Rotation, apply_rotary, rotary_for_frames
 
+from helpers import assert_close
+
 TOL = 1e-5
 CHUNK = 3
 
@@ -25,15 +27,13 @@ def test_output_shape_and_timestep_forms(tiny_model, tiny_config):
         per_sample = tiny_model(x, t[:, 0], text)
         per_frame = tiny_model(x, t[:, :1].expand(-1, x.shape[2]), text)
     assert per_sample.shape == x.shape
-    assert torch.allclose(per_sample, per_frame, atol=TOL)
+    assert_close(per_frame, per_sample, atol=TOL)
 
 
 def test_text_cache_equals_raw_text(tiny_model, tiny_config):
     x, t, text = _inputs(tiny_config)
     with torch.no_grad():
-        assert torch.allclose(
-            tiny_model(x, t, text), tiny_model(x, t, tiny_model.encode_text(text)), atol=TOL
-        )
+        assert_close(tiny_model(x, t, tiny_model.encode_text(text)), tiny_model(x, t, text), atol=TOL)
 
 
 def test_streaming_with_all_history_equals_block_causal(tiny_model, tiny_config):
@@ -52,8 +52,7 @@ def test_streaming_with_all_history_equals_block_causal(tiny_model, tiny_config)
                 x[:, :, start : start + CHUNK], t[:, start : start + CHUNK], cache,
                 layout=bidirectional(CHUNK, positions), context=context, return_kv=True,
             )  # fmt: skip
-            diff = (out - reference[:, :, start : start + CHUNK]).abs().max()
-            assert diff <= TOL, f"chunk at {start}: {diff}"
+            assert_close(out, reference[:, :, start : start + CHUNK], atol=TOL)
             new_k, new_v = [k for k, _ in kv], [v for _, v in kv]
             keys = new_k if keys is None else [torch.cat(p, 1) for p in zip(keys, new_k, strict=True)]
             values = new_v if values is None else [torch.cat(p, 1) for p in zip(values, new_v, strict=True)]
@@ -66,7 +65,7 @@ def test_block_causal_first_chunk_ignores_the_future(tiny_model, tiny_config):
     with torch.no_grad():
         a = tiny_model(x, t, text, layout=block_causal(6, CHUNK))
         b = tiny_model(changed, t, text, layout=block_causal(6, CHUNK))
-    assert torch.allclose(a[:, :, :CHUNK], b[:, :, :CHUNK], atol=TOL)
+    assert_close(b[:, :, :CHUNK], a[:, :, :CHUNK], atol=TOL)
     assert not torch.allclose(a[:, :, CHUNK:], b[:, :, CHUNK:], atol=1e-3)
 
 
@@ -77,7 +76,7 @@ def test_positions_are_relative(tiny_model, tiny_config):
         a = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6)))
         b = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6) + 17))
         c = tiny_model(x, t, text, layout=bidirectional(6, torch.arange(6) * 2))
-    assert torch.allclose(a, b, atol=1e-4)
+    assert_close(b, a, atol=1e-4)
     assert not torch.allclose(a, c, atol=1e-3)
 
 
@@ -99,7 +98,7 @@ def test_repeated_key_entries_match_a_context_read(tiny_model, tiny_config):
             visible=torch.tensor([[1] * 3 + [0] * 6] * 3 + [[0] * 3 + [1] * 6] * 3).bool(),
         )
         single = tiny_model(x, t, text, layout=layout)
-    assert (single[:, :, CHUNK:] - streamed).abs().max() <= TOL
+    assert_close(single[:, :, CHUNK:], streamed, atol=TOL)
 
 
 def test_rotation_is_an_isometry_and_exact_at_zero():
@@ -131,3 +130,53 @@ def test_bf16_keeps_float32_islands(tiny_config):
     with torch.no_grad():
         out = model(x.bfloat16(), t, text.bfloat16())
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+def test_short_text_is_zero_padded_and_long_text_refused(tiny_model, tiny_config):
+    """Wan pads prompt features to text_len with zeros inside its forward and attends to the padding."""
+    x, t, text = _inputs(tiny_config)
+    short = text[:, :5]
+    padded = torch.cat([short, torch.zeros_like(text[:, 5:])], dim=1)
+    with torch.no_grad():
+        assert_close(tiny_model(x, t, short), tiny_model(x, t, padded), atol=TOL)
+        assert tiny_model.encode_text(short).kv[0][0].shape[1] == tiny_config.text_len
+    with pytest.raises(ValueError, match="text_len"):
+        tiny_model(x, t, torch.cat([text, text[:, :1]], dim=1))
+
+
+def test_timestep_sinusoid_is_float64_as_wan():
+    """Wan computes the angles t * 10000^(-i/half) in float64; float32 angles are off by ~3e-5 at t ~ 1000."""
+    from contextforcing.model.embeddings import sinusoidal_embedding
+
+    t = torch.tensor([0.0, 1.0, 250.0, 937.5, 999.0, 1000.0])
+    half = 16
+    angles = torch.outer(t.double(), torch.pow(10000, -torch.arange(half).double().div(half)))
+    wan = torch.cat([angles.cos(), angles.sin()], dim=1)
+    ours = sinusoidal_embedding(t, 2 * half)
+    assert ours.dtype == torch.float32
+    assert (ours.double() - wan).abs().max() <= 1e-7  # float32 rounding of float64 values only
+
+
+def test_on_keys_hook_runs_before_the_context_is_read(tiny_model, tiny_config):
+    """A context's hook sees the call's own keys and may rewrite the context before attention reads it."""
+    x, t, text = _inputs(tiny_config, frames=CHUNK)
+    g = torch.Generator().manual_seed(4)
+    layout = bidirectional(CHUNK, torch.arange(CHUNK) + CHUNK)
+    with torch.no_grad():
+        _, own = tiny_model(x, t, text, layout=layout, return_kv=True)
+        positions = torch.arange(CHUNK)
+        other = LayerContext(torch.randn(own[1][0].shape, generator=g), torch.randn(own[1][0].shape, generator=g),
+                             positions)  # fmt: skip
+        static = tiny_model(x, t, text, layout=layout, context=[LayerContext(*own[0], positions), other])
+        keys, values = torch.zeros_like(own[0][0]), torch.zeros_like(own[0][1])
+
+        def copy_in(k, v):
+            keys.copy_(k)
+            values.copy_(v)
+
+        hooked = tiny_model(x, t, text, layout=layout,
+                            context=[LayerContext(keys, values, positions, on_keys=copy_in), other])  # fmt: skip
+        zeros = tiny_model(x, t, text, layout=layout,
+                           context=[LayerContext(torch.zeros_like(keys), torch.zeros_like(values), positions), other])  # fmt: skip
+    assert_close(hooked, static, atol=TOL)
+    assert (zeros - static).abs().max() > 1e-3

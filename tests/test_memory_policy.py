@@ -115,6 +115,7 @@ def test_bounded_positions_stay_inside_the_cache(rollout: tuple[MemoryConfig, li
         tiers = [positions.context[sink : sink + slow], positions.context[sink + slow :]]
         if config.positions == "bounded":  # slot ranks: monotone over the whole non-sink context
             tiers = [positions.context[sink:]]
+            assert all(p >= sink for p in positions.context[sink:])  # no other key on a sink position
         assert all(list(tier) == sorted(tier) for tier in tiers)
 
 
@@ -128,13 +129,26 @@ def test_context_preset_positions_lie_in_0_20(similarities: list[float]) -> None
 
 
 def test_bounded_positions_match_released_code_once_full() -> None:
+    """Eq. 8 as released: sink keys at 0..2, slot j at position j, queries at 18..20 once full."""
     config = memory_preset("context")
     layout = MemoryLayout(sink=(0, 1, 2), slow=tuple(range(6, 42, 3)), fast=(57, 58, 59))
     positions = rope_positions(layout, config, 60)
     assert positions.query == (18, 19, 20)
+    assert positions.context[:3] == (0, 1, 2)
     assert positions.context == tuple(range(18))  # slot j sits at position j
     early = rope_positions(MemoryLayout(sink=(0, 1, 2), fast=(3, 4, 5)), config, 6)
     assert early.query == (6, 7, 8) and early.context == (0, 1, 2, 3, 4, 5)  # absolute while filling
+
+
+def test_no_non_sink_key_sits_on_a_sink_position_before_the_cache_is_full() -> None:
+    """A promoted frame is also in the fast tier, so chunk 3 holds 7 non-sink keys for the 6 positions
+    3..8 below its queries; the oldest two share position 3 instead of one taking the sink's 2."""
+    config = memory_preset("context")
+    layout = _run(config, [1.0, 1.0, 0.0])[-1][1]
+    assert layout == MemoryLayout(sink=(0, 1, 2), slow=(3, 4, 5, 6), fast=(6, 7, 8))
+    positions = rope_positions(layout, config, 9)
+    assert positions.query == (9, 10, 11)
+    assert positions.context == (0, 1, 2, 3, 3, 4, 5, 6, 7, 8)
 
 
 def test_block_relative_matches_infinity_rope() -> None:

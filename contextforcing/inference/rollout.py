@@ -24,7 +24,7 @@ from torch import Tensor
 
 from contextforcing.diffusion.sampling import few_step_sample
 from contextforcing.memory.config import MemoryConfig
-from contextforcing.memory.context import ContextMemory, MemoryRead
+from contextforcing.memory.context import ContextMemory, MemoryRead, build_memory
 from contextforcing.memory.policy import MemoryLayout
 from contextforcing.memory.positions import rope_positions
 from contextforcing.memory.store import StoreShape
@@ -54,7 +54,7 @@ class DenoiseResult:
 
 def new_memory(
     model: CausalDiT, config: MemoryConfig, batch: int, num_frames: int, latent_size: tuple[int, int]
-):
+) -> ContextMemory:
     """A preallocated memory for a batch of `num_frames`-frame videos with the model's shapes and dtype."""
     cfg = model.config
     parameter = next(model.parameters())
@@ -63,7 +63,7 @@ def new_memory(
         tokens_per_frame=cfg.tokens_per_frame(*latent_size), num_heads=cfg.num_heads, head_dim=cfg.head_dim,
         latent_shape=(cfg.in_channels, *latent_size),
     )  # fmt: skip
-    return ContextMemory(config, shape, device=parameter.device, dtype=parameter.dtype)
+    return build_memory(config, shape, device=parameter.device, dtype=parameter.dtype)
 
 
 def denoise_chunk(
@@ -89,12 +89,17 @@ def denoise_chunk(
         generator: draws the fresh noise of every re-noising (one per sample, or one for the batch).
         exit_step: number of predictions to run (1-based exit); default all of them.
         grad_at_exit: run the exit prediction with autograd enabled; earlier ones never are.
-        keep_first_pass_kv: also return the K/V of the first prediction (released-code promotion).
+        keep_first_pass_kv: also return the K/V of the first prediction (for decide_on='first-pass').
 
     Returns:
         DenoiseResult with the exit step's x0 prediction.
     """
     num_steps = len(timesteps) if exit_step is None else exit_step
+    if grad_at_exit and read is not None and read.in_call_writes:
+        raise ValueError(
+            "this memory rewrites itself during the calls that read it (bookkeeping='released'), "
+            "which autograd cannot follow; use the clean bookkeeping for training"
+        )
     first_pass: list[list[KV]] = []
     calls = 0
 

@@ -1,7 +1,8 @@
 """StreamingGenerator: chunk-by-chunk video generation with a sink / slow / fast memory.
 
 Per chunk: draw noise, run the few-step sampler against the memory (4 warped steps, fresh noise at
-each step), run one clean refresh pass at t = 0, and append that pass's K/V to the memory. Chunks
+each step), run one clean refresh pass at t = 0, and append that pass's K/V to the memory (the
+released bookkeeping also tests and promotes inside each of these calls, see `memory/released.py`). Chunks
 are yielded as soon as they exist, so a caller can decode and show them while generation goes on.
 The memory is preallocated, so once it is full, time and memory per chunk stay flat.
 

@@ -1,7 +1,7 @@
 """Sink / slow / fast KV memory for streamed generation: config, pure policy and positions, store, facade."""
 
 from contextforcing.memory.config import MEMORY_POLICIES, MemoryConfig, memory_preset
-from contextforcing.memory.context import ContextMemory, MemoryRead, chunk_similarity
+from contextforcing.memory.context import ContextMemory, MemoryRead, build_memory, chunk_similarity
 from contextforcing.memory.policy import (
     MemoryLayout,
     append_chunk,
@@ -10,6 +10,7 @@ from contextforcing.memory.policy import (
     slot_sources,
 )
 from contextforcing.memory.positions import ChunkPositions, rope_positions
+from contextforcing.memory.released import ReleasedMemory, released_test_due
 from contextforcing.memory.store import KVStore, StoreShape
 from contextforcing.memory.trace import ChunkRecord, LayerRecord, MemoryTrace, plot_trace
 
@@ -24,12 +25,15 @@ __all__ = [
     "MemoryLayout",
     "MemoryRead",
     "MemoryTrace",
+    "ReleasedMemory",
     "StoreShape",
     "append_chunk",
+    "build_memory",
     "chunk_similarity",
     "memory_preset",
     "plot_trace",
     "promotion_due",
+    "released_test_due",
     "rope_positions",
     "should_promote",
     "slot_sources",

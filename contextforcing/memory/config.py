@@ -3,6 +3,9 @@
 One mechanism serves every memory policy; a policy is a preset of this config (`memory_preset`):
 
     context        Context Forcing: 3 sink + 12 slow + 6 fast = 21 frames, surprisal promotion, bounded
+    context-released  the same tiers kept as the released code keeps them (`bookkeeping="released"`):
+                   every call of a chunk is tested, promotions land before the chunk attends, in slot
+                   order, duplicates and positions as released (see `released.py`, docs/design.md)
     uniform        as `context`, but a frame is promoted every `promotion_interval` chunks (Table 3)
     sink           LongLive: 3 sink frames + a rolling window, 12 frames in all, absolute positions
     window         Self-Forcing: a rolling window of 21 frames, no sink, absolute positions
@@ -26,6 +29,7 @@ __all__ = ["MEMORY_POLICIES", "MemoryConfig", "memory_preset"]
 Promotion = Literal["surprisal", "uniform", "none"]
 PositionMode = Literal["bounded", "absolute", "block-relative"]
 DecisionPass = Literal["refresh", "first-pass"]
+Bookkeeping = Literal["clean", "released"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -49,11 +53,15 @@ class MemoryConfig:
     num_promoted_frames: int = 1
     """Leading frames of a chunk copied into the slow tier on promotion (the paper keeps the first)."""
     decide_on: DecisionPass = "refresh"
-    """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass (released)."""
+    """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass. Neither is
+    the released rule, which tests every call (`bookkeeping="released"`)."""
     per_layer_decisions: bool = True
     """Decide promotions in every layer independently (released code) or once for all layers."""
     positions: PositionMode = "bounded"
     """Temporal RoPE positions: bounded slot ranks (Eq. 8), absolute frame ids, or block-relative."""
+    bookkeeping: Bookkeeping = "clean"
+    """How the tiers are kept: this library's policy (`policy.py`), or the released code's slot array,
+    tested and written at every model call (`released.py`); "released" needs the Context Forcing rule."""
 
     def __post_init__(self) -> None:
         for name in ("num_sink_frames", "num_slow_frames"):
@@ -82,6 +90,30 @@ class MemoryConfig:
                 "a slow tier needs a promotion rule and a promotion rule needs a slow tier"
             )
         self._check_positions()
+        if self.bookkeeping == "released":
+            self._check_released()
+
+    def _check_released(self) -> None:
+        """The released slot array is defined only for its own rule; name the first field that departs."""
+        required = {"promotion": "surprisal", "promotion_interval": 1, "num_promoted_frames": 1,
+                    "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded"}  # fmt: skip
+        for name, value in required.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"MemoryConfig.{name}={getattr(self, name)!r}: bookkeeping='released' tests every call "
+                    f"of every layer with the released rule and needs {name}={value!r}"
+                )
+        assert self.num_fast_frames is not None  # promotion='surprisal' implies a slow tier, so bounded
+        if self.num_sink_frames >= self.num_fast_frames:
+            raise ValueError(
+                f"MemoryConfig.num_sink_frames={self.num_sink_frames} must be below num_fast_frames="
+                f"{self.num_fast_frames} for bookkeeping='released' (a promotion must land on a filled slot)"
+            )
+        if self.num_cache_frames % self.frames_per_chunk:
+            raise ValueError(
+                f"MemoryConfig: bookkeeping='released' needs the cache ({self.num_cache_frames} frames) to "
+                f"hold whole chunks of frames_per_chunk={self.frames_per_chunk}"
+            )
 
     def _check_positions(self) -> None:
         if self.num_fast_frames is None and self.positions != "absolute":
@@ -101,6 +133,8 @@ class MemoryConfig:
             raise ValueError(f"MemoryConfig.positions: unknown mode {self.positions!r}")
         if self.promotion not in ("surprisal", "uniform", "none"):
             raise ValueError(f"MemoryConfig.promotion: unknown rule {self.promotion!r}")
+        if self.bookkeeping not in ("clean", "released"):
+            raise ValueError(f"MemoryConfig.bookkeeping: unknown mode {self.bookkeeping!r}")
 
     @property
     def bounded(self) -> bool:
@@ -120,7 +154,14 @@ class MemoryConfig:
         return None if self.num_fast_frames is None else self.num_fast_frames - self.frames_per_chunk
 
     def context_capacity(self, max_frames: int | None = None) -> int:
-        """Frames the store must hold between chunks; `max_frames` (the video length) sizes an unbounded one."""
+        """Frames the store must hold between chunks; `max_frames` (the video length) sizes an unbounded one.
+
+        The released bookkeeping keeps the last chunk in its slots until the next chunk's first call,
+        so it holds the whole cache, `num_cache_frames`.
+        """
+        if self.bookkeeping == "released":
+            assert self.num_cache_frames is not None  # checked in __post_init__
+            return self.num_cache_frames
         if self.num_past_fast_frames is not None:
             return self.num_sink_frames + self.num_slow_frames + self.num_past_fast_frames
         if max_frames is None:
@@ -142,6 +183,7 @@ class MemoryConfig:
 
 MEMORY_POLICIES: dict[str, MemoryConfig] = {
     "context": MemoryConfig(),
+    "context-released": MemoryConfig(bookkeeping="released"),
     "uniform": MemoryConfig(promotion="uniform", promotion_interval=2),
     "sink": MemoryConfig(num_sink_frames=3, num_slow_frames=0, num_fast_frames=9, promotion="none",
                          positions="absolute"),

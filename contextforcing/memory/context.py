@@ -9,11 +9,11 @@ Promotion test (Eq. 7): r = mean over the chunk's tokens of the un-rotated keys 
 similarity is the batch mean of cos(r, r_prev), with r_prev the previous chunk's clean keys. When
 decisions are shared by all layers, the per-layer similarities are averaged into one.
 
-Which pass decides: by default the clean refresh pass (t = 0) decides and its K/V are promoted. The
-released code decides on the first call of a chunk where sim < tau, usually the noisy t = 1000 pass,
-and keeps that pass's K/V in the slow tier; `MemoryConfig.decide_on="first-pass"` reproduces that
-first call's decision (later calls of the same chunk, which the released code also tests against the
-previous call, are not modelled).
+Which pass decides: by default the clean refresh pass (t = 0) decides and its K/V are promoted;
+`MemoryConfig.decide_on="first-pass"` decides on, and promotes, the first noisy pass instead, against
+the previous chunk's clean keys. Neither is the released code's bookkeeping, which tests every call
+against the call before it and writes promotions before the chunk attends: that is `ReleasedMemory`
+(`bookkeeping="released"`, `released.py`); `build_memory` picks the class a config needs.
 
 Shape legend: B batch, F frames per chunk, T tokens per frame, N heads, Dh head dim, C latent channels,
 H x W latent size, U kept frames.
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +42,7 @@ from contextforcing.memory.store import KVStore, StoreShape
 from contextforcing.memory.trace import ChunkRecord, LayerRecord, MemoryTrace
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional
 
-__all__ = ["ContextMemory", "MemoryRead", "chunk_similarity"]
+__all__ = ["ContextMemory", "MemoryRead", "build_memory", "chunk_similarity"]
 
 KV = tuple[Tensor, Tensor]
 
@@ -59,6 +60,9 @@ class MemoryRead:
     context: list[LayerContext] | None
     layout: FrameAttention
     positions: tuple[ChunkPositions, ...]
+    in_call_writes: bool = False
+    """The memory rewrites itself during the calls that read it (released bookkeeping): every call of
+    the chunk must go through `context`, in order and without autograd."""
 
 
 def chunk_similarity(keys: Sequence[Tensor], previous: Sequence[Tensor]) -> list[float]:
@@ -76,11 +80,29 @@ def _mean_key(keys: Tensor) -> Tensor:
     return keys.float().mean(dim=1).flatten(1)  # (B, N*Dh)
 
 
+def build_memory(config: MemoryConfig, store_shape: StoreShape, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> ContextMemory:  # fmt: skip
+    """The memory a config asks for: `ContextMemory`, or `ReleasedMemory` for bookkeeping='released'."""
+    if config.bookkeeping == "released":
+        from contextforcing.memory.released import ReleasedMemory
+
+        return ReleasedMemory(config, store_shape, device=device, dtype=dtype)
+    return ContextMemory(config, store_shape, device=device, dtype=dtype)
+
+
 class ContextMemory:
     """Sink / slow / fast memory over a preallocated KVStore, for one streamed batch of videos."""
 
+    bookkeeping: ClassVar[str] = "clean"
+    """The `MemoryConfig.bookkeeping` this class implements."""
+
     def __init__(self, config: MemoryConfig, store_shape: StoreShape, *, device: torch.device | str = "cpu",
                  dtype: torch.dtype = torch.float32) -> None:  # fmt: skip
+        if config.bookkeeping != self.bookkeeping:
+            raise ValueError(
+                f"{type(self).__name__} keeps the {self.bookkeeping!r} bookkeeping, the config asks for "
+                f"{config.bookkeeping!r}; build the memory with build_memory(config, ...)"
+            )
         self.config = config
         self.store = KVStore(store_shape, device=device, dtype=dtype)
         self.num_layers = store_shape.num_layers

@@ -4,11 +4,13 @@ Everything here works on tuples of frame ids and Python floats; no keys or value
 A `MemoryLayout` lists the frames of each tier in slot order (oldest first); the store keeps its
 buffers in the same order: sink slots, then slow slots, then fast slots.
 
-Rules (paper Sec. 4, as released):
+Rules (paper Sec. 4; the released code's own bookkeeping is `released.py`, and docs/design.md lists
+where the two differ):
 - the first `num_sink_frames` frames of the video enter the sink and are never evicted;
 - every other frame enters the fast tier, a FIFO of `num_past_fast_frames` frames; frames leaving it
   take the slow slots no promotion has filled yet, so every frame stays visible until the cache is
-  full and the early ones stay on until promotions replace them (as in the released code);
+  full and the early ones stay on until promotions replace them (the released code keeps the same
+  frames, in another slot order);
 - when a chunk is promoted, its first `num_promoted_frames` frames are also copied into the slow tier
   (so a promoted frame sits in slow and fast until it leaves the fast tier); when the slow tier
   overflows its oldest entry is evicted;
@@ -107,7 +109,7 @@ def append_chunk(
         leaving = fast[:-keep] if keep else fast
         fast = fast[-keep:] if keep else ()
         # Frames leaving the fast tier fill slow slots nobody was promoted into yet (oldest first), so
-        # until the cache is full every frame stays visible and the early ones stay on, as released.
+        # until the cache is full every frame stays visible and the early ones stay on.
         free = config.num_slow_frames - len(slow)
         slow = tuple(sorted(slow + tuple(f for f in leaving if f not in slow)[: max(free, 0)]))
     if promote and rest:

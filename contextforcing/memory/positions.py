@@ -7,9 +7,12 @@ With s the chunk's first frame id, F frames per chunk and R = `num_cache_frames`
 
     absolute        key = frame id; queries s .. s+F-1 (grows without bound)
     bounded         anchor = min(s+F-1, R-1); queries anchor-F+1 .. anchor; sink keys 0 .. n_sink-1;
-                    the m other cached keys, in slot order, at anchor-F-m+1 .. anchor-F (clamped >= 0).
-                    This is Eq. 8 as released: once the cache is full, slot j sits at position j and
-                    queries at R-F .. R-1 (18..20 for Context Forcing).
+                    the m other cached keys, in slot order, at anchor-F-m+1 .. anchor-F, clamped to
+                    >= n_sink so that no other key shares a sink position (before the cache is full
+                    the clean policy may hold one frame more than there are positions below the
+                    queries, and the oldest two then share position n_sink). This is Eq. 8 as
+                    released: once the cache is full, slot j sits at position j and queries at
+                    R-F .. R-1 (18..20 for Context Forcing).
     block-relative  as Infinity-RoPE: queries as in `bounded`; sink keys 0 .. n_sink-1; any other key
                     keeps its time offset to the chunk, g - (s+F-1 - anchor), clamped >= 0.
 
@@ -53,7 +56,8 @@ def rope_positions(layout: MemoryLayout, config: MemoryConfig, chunk_start: int)
     others = layout.slow + layout.fast
     if config.positions == "bounded":
         top = anchor - size
-        packed = tuple(max(top - len(others) + 1 + i, 0) for i in range(len(others)))
+        lowest = len(sink)  # the released code never reads a non-sink key below the sink
+        packed = tuple(max(top - len(others) + 1 + i, lowest) for i in range(len(others)))
         return ChunkPositions(context=sink + packed, query=query)
     shift = chunk_start + size - 1 - anchor
     relative = tuple(max(frame - shift, 0) for frame in others)

@@ -105,6 +105,23 @@ class KVStore:
             self.latents_YBCSHW[layer][:, :, dst] = latents[:, :, src].to(self.latents_YBCSHW.dtype)
         self.counts[layer] = len(sources)
 
+    def reorder(self, layer: int, sources: Sequence[int]) -> None:
+        """Keep only old slots, in a new order: slot i takes old slot `sources[i]` (all below the count)."""
+        if any(not 0 <= s < self.counts[layer] for s in sources):
+            raise ValueError(f"sources {list(sources)} are not all filled slots of layer {layer}")
+        shape = self.shape
+        empty = self.keys_YBSTNDh.new_zeros((shape.batch, 0, shape.num_heads, shape.head_dim))
+        no_latents = self.latents_YBCSHW.new_zeros(
+            (shape.batch, shape.latent_shape[0], 0, *shape.latent_shape[1:])
+        )
+        self.rewrite(layer, sources, empty, empty, no_latents)
+
+    def write_latent(self, layer: int, slot: int, latent: Tensor) -> None:
+        """Set the clean latent [B, C, H, W] of one filled slot (the K/V stay as they are)."""
+        if not 0 <= slot < self.counts[layer]:
+            raise ValueError(f"slot {slot} is not filled (layer {layer} has {self.counts[layer]})")
+        self.latents_YBCSHW[layer][:, :, slot] = latent.to(self.latents_YBCSHW.dtype)
+
     def overwrite(self, layer: int, slots: Sequence[int], keys: Tensor, values: Tensor) -> None:
         """Replace the keys and values of some filled slots (prompt re-cache); keys/values [B, len(slots)*T, N, Dh]."""
         if any(not 0 <= s < self.counts[layer] for s in slots):

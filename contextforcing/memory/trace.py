@@ -27,16 +27,26 @@ class LayerRecord:
     context_positions: tuple[int, ...]
     similarity: float | None = None
     promoted: tuple[int, ...] = ()
-    """Frame ids of the chunk promoted into the slow tier after it was generated."""
+    """Frame ids of the chunk promoted into the slow tier (after the chunk; released: during it)."""
+    calls: tuple[float | None, ...] = ()
+    """Released bookkeeping: the similarity of every model call of the chunk to the call before it
+    (None where no test ran); empty for the clean policy, which tests once per chunk."""
+    promoted_at: int | None = None
+    """Released bookkeeping: the call whose own K/V were promoted; that call and the later ones read
+    the layout after the promotion, the earlier ones `layout`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.layout.to_dict(), "context_positions": list(self.context_positions),
-                "similarity": self.similarity, "promoted": list(self.promoted)}  # fmt: skip
+                "similarity": self.similarity, "promoted": list(self.promoted), "calls": list(self.calls),
+                "promoted_at": self.promoted_at}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerRecord:
         layout = MemoryLayout(tuple(data["sink"]), tuple(data["slow"]), tuple(data["fast"]))
-        return cls(layout, tuple(data["context_positions"]), data["similarity"], tuple(data["promoted"]))
+        # Traces written before the released bookkeeping existed have no per-call fields.
+        calls, promoted_at = tuple(data.get("calls", ())), data.get("promoted_at")
+        return cls(layout, tuple(data["context_positions"]), data["similarity"], tuple(data["promoted"]),
+                   calls, promoted_at)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Self-attention projects q, k, v, applies the RMS q/k norm across heads, rotates q and k with the
 positions the caller chose (see `rope.py`), and attends with `scaled_dot_product_attention`.
 It returns the call's un-rotated keys and values so that a streaming loop can cache them; it
-never writes any cache.
+never writes any cache (a context's `on_keys` hook lets the cache's owner update itself from the
+call's keys before they are read).
 
 Shape legend: B batch, L query tokens, Lk key tokens, Lc cached tokens, N heads, D head dim,
 C = N*D model width, S text tokens.
@@ -98,6 +99,8 @@ class SelfAttention(_Projections):
         if context is not None:
             # Mode (c): the cached frames come first, then the chunk itself; all of it is visible.
             assert plan.context_rotation is not None, "a context needs context_rotation in the plan"
+            if context.on_keys is not None:
+                context.on_keys(k, v)  # the cache may update itself from this call's keys first
             keys = torch.cat([apply_rotary(context.keys, plan.context_rotation), keys], dim=1)
             values = torch.cat([context.values, values], dim=1)
         out = _grouped_attention(q_rot, keys, values, plan.groups)

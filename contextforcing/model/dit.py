@@ -4,7 +4,9 @@ chunk at a time against a read-only cache.
     patchify (1, 2, 2) -> + per-frame time embedding -> N x DiTBlock -> modulated head -> unpatchify
 
 The model reads memory and never writes it: `forward(..., context=..., return_kv=True)` returns the
-call's un-rotated keys and values, and the streaming loop decides what to keep. Parameter names
+call's un-rotated keys and values, and the streaming loop decides what to keep. (A context may carry
+an `on_keys` hook through which the memory updates itself from a call's keys before the call reads
+it; the released bookkeeping needs this, see `memory/released.py`.) Parameter names
 follow the original Wan2.1 checkpoint, so Wan, diffusers and Self-Forcing weights map onto it
 (see `weights.py`).
 
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
@@ -88,9 +91,21 @@ class CausalDiT(nn.Module):
         nn.init.zeros_(self.head.head.weight)
 
     def encode_text(self, text: Tensor) -> TextCache:
-        """Text features [B, S, text_dim] -> per-layer cross-attention K/V, computed once per prompt."""
-        if text.ndim != 3 or text.shape[-1] != self.config.text_dim:
-            raise ValueError(f"text must be [B, S, {self.config.text_dim}], got {tuple(text.shape)}")
+        """Text features [B, S, text_dim], S <= text_len -> per-layer cross-attention K/V [B, text_len, N, D].
+
+        Shorter text is padded with zero features to `text_len`, as Wan2.1 does inside its forward:
+        there is no text mask, so the video attends to the embedded padding too, and a prompt's
+        output depends on it. Longer text is refused (Wan's encoder truncates to `text_len`).
+        """
+        cfg = self.config
+        if text.ndim != 3 or text.shape[-1] != cfg.text_dim:
+            raise ValueError(f"text must be [B, S, {cfg.text_dim}], got {tuple(text.shape)}")
+        if text.shape[1] > cfg.text_len:
+            raise ValueError(
+                f"text has {text.shape[1]} tokens, more than the model's text_len={cfg.text_len}; "
+                "truncate it when encoding, as Wan's text encoder does"
+            )
+        text = F.pad(text, (0, 0, 0, cfg.text_len - text.shape[1]))  # zero features, as Wan pads
         embedded = self.text_embedding(text.to(self.text_embedding[0].weight.dtype))
         return TextCache(kv=tuple(block.text_kv(embedded) for block in self.blocks))
 
@@ -109,7 +124,8 @@ class CausalDiT(nn.Module):
         Args:
             x: [B, C, F, H, W] noisy latents.
             t: [B] or [B, F] timesteps in [0, 1000], one per sample or per latent frame.
-            text: [B, S, text_dim] text features, or a TextCache from `encode_text`.
+            text: [B, S, text_dim] text features (S <= text_len, zero-padded to it), or a TextCache
+                from `encode_text`.
             layout: which frames see which, at which temporal positions; one for all layers or one per
                 layer. Defaults to bidirectional attention at positions 0..F-1.
             context: mode (c), one LayerContext per layer; the call's frames then see all cached tokens

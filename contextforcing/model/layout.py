@@ -17,6 +17,7 @@ Shape legend: Fq query frames, Fk key entries, B batch, Lc cached tokens, N head
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,11 +60,16 @@ class LayerContext:
         keys: [B, Lc, N, D] un-rotated keys (after the RMS q/k norm).
         values: [B, Lc, N, D].
         positions: [Lc // tokens_per_frame] temporal RoPE position of each cached frame.
+        on_keys: called by self-attention with the call's own un-rotated (keys, values), each
+            [B, L, N, D], before it reads `keys` and `values`. The owner of the cache may rewrite
+            them in place there (the released bookkeeping promotes a frame before the chunk
+            attends); it must keep their shape and `positions`. None for a plain read.
     """
 
     keys: Tensor
     values: Tensor
     positions: Tensor
+    on_keys: Callable[[Tensor, Tensor], None] | None = None
 
     def __post_init__(self) -> None:
         if self.keys.shape != self.values.shape or self.keys.ndim != 4:
