@@ -25,17 +25,13 @@ from torch import Tensor
 from contextforcing.diffusion.sampling import few_step_sample
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory, MemoryRead, build_memory
-from contextforcing.memory.policy import MemoryLayout
-from contextforcing.memory.positions import rope_positions
 from contextforcing.memory.store import StoreShape
 from contextforcing.model.dit import CausalDiT, TextCache
-from contextforcing.model.layout import FrameAttention
 
 __all__ = [
     "DenoiseResult",
     "denoise_chunk",
     "new_memory",
-    "recache_layout",
     "recache_memory",
     "refresh_chunk",
     "write_clean_chunk",
@@ -150,26 +146,6 @@ def write_clean_chunk(
     memory.append(kv, x0, first_pass_kv=kv, prompt_index=prompt_index)
 
 
-def recache_layout(memory: ContextMemory, frames: Sequence[int]) -> FrameAttention:
-    """Attention layout of the re-cache pass over the kept frames (sorted ids).
-
-    Each frame sees the kept frames of its own and earlier chunks (block-causal, as they were made),
-    at the positions the next chunk would read them, so bounded runs stay within [0, R-1].
-    """
-    sink = tuple(f for f in frames if f in set(memory.layouts[0].sink))
-    others = tuple(f for f in frames if f not in set(sink))
-    positions = rope_positions(MemoryLayout(sink=sink, fast=others), memory.config, memory.num_frames).context
-    device = memory.store.keys_YBSTNDh.device
-    position = torch.tensor(positions, device=device)
-    chunk = torch.tensor(frames, device=device) // memory.config.frames_per_chunk
-    return FrameAttention(
-        query_positions=position,
-        key_frames=torch.arange(len(frames), device=device),
-        key_positions=position,
-        visible=chunk[:, None] >= chunk[None, :],
-    )
-
-
 def recache_memory(model: CausalDiT, memory: ContextMemory, text: TextCache, *, refresh_sink: bool) -> None:
     """Re-encode every kept frame's clean latent under a new prompt and overwrite its K/V.
 
@@ -182,7 +158,7 @@ def recache_memory(model: CausalDiT, memory: ContextMemory, text: TextCache, *, 
     frames, latents = memory.kept_frames()
     if not frames:
         return
-    layout = recache_layout(memory, frames)
+    layout = memory.recache_layout(frames)
     t = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.float32)
     _, kv = model(latents, t, text, layout=layout, return_kv=True)
     memory.overwrite_frames(frames, kv, refresh_sink=refresh_sink)

@@ -243,6 +243,27 @@ class ContextMemory:
             return (), self.store.latents(0)
         return frames, torch.stack([found[f] for f in frames], dim=2)
 
+    def recache_layout(self, frames: Sequence[int]) -> FrameAttention:
+        """Attention layout of a re-cache pass over the kept frames (sorted ids, as from `kept_frames`).
+
+        Each frame sees the kept frames of its own and earlier chunks (block-causal, as they were made),
+        at the positions the next chunk would read them, so bounded runs stay within [0, R-1].
+        """
+        sink_frames = set(self.layouts[0].sink)
+        sink = tuple(f for f in frames if f in sink_frames)
+        others = tuple(f for f in frames if f not in sink_frames)
+        layout = MemoryLayout(sink=sink, fast=others)
+        position = torch.tensor(
+            rope_positions(layout, self.config, self.num_frames).context, device=self._device
+        )
+        chunk = torch.tensor(frames, device=self._device) // self.config.frames_per_chunk
+        return FrameAttention(
+            query_positions=position,
+            key_frames=torch.arange(len(frames), device=self._device),
+            key_positions=position,
+            visible=chunk[:, None] >= chunk[None, :],
+        )
+
     def overwrite_frames(self, frames: Sequence[int], kv: Sequence[KV], *, refresh_sink: bool) -> None:
         """Replace the stored K/V of `frames` (re-encoded under a new prompt) in every layer.
 
