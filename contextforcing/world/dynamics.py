@@ -21,6 +21,7 @@ Shape legend: T frames, H x W frame size.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -168,7 +169,7 @@ def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str
     changes away from the gate (version 2) or at all (version 1); counts and the total per minute. The
     video's first and last frames are no transitions (a visit may be cut there)."""
     limit, counts = max_step_pixels(config), Counter(jumps=0, appearances=0, vanishings=0, switches=0)
-    for before, after in zip(sightings[:-1], sightings[1:], strict=True):
+    for before, after in itertools.pairwise(sightings):
         if before is None and after is not None:
             counts["appearances"] += not _at_door(after, config)
         elif before is not None and after is None:
@@ -176,23 +177,26 @@ def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str
         elif before is not None and after is not None:
             if math.hypot(after.x - before.x, after.y - before.y) > limit:
                 counts["jumps"] += 1
-            elif None not in (before.identity, after.identity) and before.identity != after.identity:
+            elif _switches(before, after):
                 at_gate = config.version == 2 and abs(after.x - config.width / 2) <= _GATE_MARGIN
                 counts["switches"] += not at_gate
     minutes = len(sightings) / config.fps / 60.0
     return {**counts, "incoherent_per_minute": sum(counts.values()) / minutes if minutes else 0.0}
 
 
+def _switches(before: Sighting, after: Sighting) -> bool:
+    """Whether two sightings read as two different identities."""
+    return None not in (before.identity, after.identity) and before.identity != after.identity
+
+
 def video_events(sightings: list[Sighting | None]) -> list[int]:
     """Frames where something happens in a video: entries, exits (first frame after) and identity changes."""
     events = []
-    for frame, (before, after) in enumerate(zip([None, *sightings], [*sightings, None], strict=True)):
-        if (before is None) != (after is None):
+    for frame, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
+        appears_or_leaves = (before is None) != (after is None)
+        if appears_or_leaves or (before is not None and _switches(before, after)):
             events.append(frame)
-        elif before is not None and None not in (before.identity, after.identity):
-            if before.identity != after.identity:
-                events.append(frame)
-    return [f for f in events if 0 < f < len(sightings)]
+    return events
 
 
 def event_scores(predicted: list[int], truth: list[int], tolerance: int, num_frames: int, fps: float) -> dict:
