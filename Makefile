@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: ship results setup setup-dev demo pipeline test lint
+.PHONY: ship results setup setup-dev demo pipeline pipeline-world2 test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ pipeline: setup
 	$(RUN) train --preset world-dmd --resume
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
 	$(RUN) train --preset world-cdmd-prefix --resume & p=$$!; $(RUN) train --preset world-long-tuning-prefix --resume && wait $$p
+
+# The second world: its codec, then the learnability check (context teacher against its window control).
+pipeline-world2: setup
+	test -f runs/world2-codec/metrics.json || $(RUN) train-codec --world-version 2 --steps 4000 --out runs/world2-codec
+	$(RUN) train --preset world2-context-teacher --resume & p=$$!; $(RUN) train --preset world2-window-teacher --resume && wait $$p
+	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/context-teacher.json & p=$$!; \
+	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/window-teacher.json && wait $$p
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).
 SHIPPED := contextforcing/world/checkpoints

@@ -88,7 +88,9 @@ def test_train_codec_command(tmp_path, monkeypatch):
         steps=2, batch_size=2, num_train_episodes=2, num_eval_episodes=1, episode_frames=6
     )
     monkeypatch.setattr(train_codec, "CodecTrainConfig", lambda **kw: small)
-    monkeypatch.setattr(train_codec, "train_world_codec", lambda config: train_world_codec(config, TINY))
+    monkeypatch.setattr(
+        train_codec, "train_world_codec", lambda config, world: train_world_codec(config, TINY, world)
+    )
     parser = argparse.ArgumentParser()
     train_codec.register(parser.add_subparsers())
     args = parser.parse_args(["train-codec", "--out", str(tmp_path), "--steps", "2"])

@@ -25,6 +25,8 @@ __all__ = [
     "BACKGROUND_PALETTES",
     "CUE_COLOUR",
     "DOOR_COLOUR",
+    "GATE_COLOUR",
+    "GATE_LIT_COLOUR",
     "SCENE_CLASSES",
     "SHAPES",
     "SUBJECT_COLOURS",
@@ -52,7 +54,7 @@ class SceneClass:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SubjectIdentity:
-    """What a subject looks like; fixed for the whole episode."""
+    """What a subject looks like (fixed for the episode in version 1; changed at the gate in version 2)."""
 
     index: int
     """Position in the identity catalogue."""
@@ -103,6 +105,8 @@ BACKGROUND_PALETTES: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ..
 
 DOOR_COLOUR: tuple[int, int, int] = (24, 24, 24)
 CUE_COLOUR: tuple[int, int, int] = (255, 250, 200)
+GATE_COLOUR: tuple[int, int, int] = (52, 52, 60)
+GATE_LIT_COLOUR: tuple[int, int, int] = (255, 250, 200)
 
 _PATTERN_PERIOD = 16
 

@@ -12,11 +12,12 @@ from torch import Tensor
 
 from contextforcing.codec.base import Codec
 from contextforcing.text_encoder import TextEncoder
-from contextforcing.training.data import Batch, encode_batch
+from contextforcing.training.data import Batch
 from contextforcing.world.assets import SCENE_CLASSES
 from contextforcing.world.config import WorldDataConfig
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.render import render_episode
+from contextforcing.world.timeline import returns
 from contextforcing.world.types import Episode
 
 __all__ = ["WorldClipSource"]
@@ -25,10 +26,21 @@ _MAX_REDRAWS = 256
 
 
 def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> bool:
-    """Whether the subject re-enters (after an earlier visit) at a frame >= start, or at `start` exactly."""
-    if exactly:
-        return any(visit.enter_frame == start for visit in episode.visits[1:])
-    return any(start <= visit.enter_frame < episode.num_frames for visit in episode.visits[1:])
+    """Whether a subject re-enters (after an earlier visit of its own) at a frame >= start, or at `start`
+    exactly."""
+    frames = [r.frame for r in returns(episode)]
+    return start in frames if exactly else any(start <= frame for frame in frames)
+
+
+def _encode_distinct(codec: Codec, frames: Tensor) -> Tensor:
+    """Latents [1, C, T, h, w] of a clip [3, T, H, W], each distinct frame coded once.
+
+    The world codec codes every frame on its own, and most world frames are the bare background, so the
+    frames that repeat are coded once and their latents copied.
+    """
+    distinct, inverse = torch.unique(frames.transpose(0, 1).flatten(1), dim=0, return_inverse=True)
+    images = distinct.view(-1, *frames.shape[:1], *frames.shape[2:]).transpose(0, 1)  # [3, U, H, W]
+    return codec.encode(images[None])[:, :, inverse]
 
 
 class WorldClipSource:
@@ -61,9 +73,12 @@ class WorldClipSource:
 
     def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
         """One clip per generator; with `target_frames` > 0 and probability `data.return_prob`, one in
-        which the subject comes back after a gap within its last `target_frames` frames."""
+        which a subject comes back after a gap within its last `target_frames` frames."""
         clips, prompts = zip(*(self._clip(num_frames, g, target_frames) for g in generators), strict=True)
-        return encode_batch(self.codec, self.text_encoder, clips, prompts, self.device)
+        with torch.no_grad():
+            latents = torch.cat([_encode_distinct(self.codec, frames) for frames in clips])
+        text = self.text_encoder.encode(list(prompts))
+        return Batch(latents.to(self.device), text.to(self.device), tuple(prompts))
 
     def unconditional(self, batch: int) -> Tensor:
         return self.text_encoder.encode([""] * batch).to(self.device)
@@ -73,7 +88,7 @@ class WorldClipSource:
         return render_episode(episode, self.data.world), episode.prompt
 
     def episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
-        """A world episode, redrawn (with probability `return_prob`) until the subject returns in the
+        """A world episode, redrawn (with probability `return_prob`) until a subject returns in the
         last `target_frames` frames (on the first of them if `return_at` is "first")."""
         world = self.data.world
         want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob

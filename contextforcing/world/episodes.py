@@ -1,5 +1,9 @@
 """A procedural video world with long-range structure: a subject leaves and comes back.
 
+This is the first world (`WorldConfig.version` 1); the second, a cast of subjects whose identities
+change at a gate, is drawn by `contextforcing.world.cast` when `version` is 2 (`sample_episode` draws
+either).
+
 An episode is a static background (its pattern set by the scene class, which is also the prompt, and
 its colours by a palette), two dark doors at the left and right edges, and one large flat-coloured
 subject. The subject comes out of a door, walks across the room, leaves through a door and stays away for
@@ -29,6 +33,7 @@ import math
 import torch
 
 from contextforcing.world.assets import BACKGROUND_PALETTES, SCENE_CLASSES
+from contextforcing.world.cast import sample_cast_episode
 from contextforcing.world.meta import METADATA_FORMAT, episode_from_metadata, episode_metadata
 from contextforcing.world.render import render_episode
 from contextforcing.world.types import DOORS, Episode, Visit, WorldClip, WorldConfig
@@ -94,8 +99,8 @@ def sample_episode(
         num_frames: T, at least 1.
         generator: the only source of randomness.
         config: the world; defaults to `WorldConfig()`.
-        gap_frames: if given, every gap (hidden frames between two visits) has exactly this length;
-            otherwise gaps are log-uniform in the config's range.
+        gap_frames: if given, every gap (hidden frames between two consecutive visits) has exactly this
+            length; otherwise gaps are log-uniform in the config's range.
         scene: if given, the scene class; otherwise drawn.
 
     Returns:
@@ -108,6 +113,8 @@ def sample_episode(
         raise ValueError(f"gap_frames must be >= 1, got {gap_frames}")
     if scene is not None and not 0 <= scene < len(SCENE_CLASSES):
         raise ValueError(f"scene must be in [0, {len(SCENE_CLASSES)}), got {scene}")
+    if config.version == 2:
+        return sample_cast_episode(num_frames, generator, config, gap_frames=gap_frames, scene=scene)
     drawn_scene = _randint(generator, 0, len(SCENE_CLASSES) - 1)
     palette = _randint(generator, 0, len(BACKGROUND_PALETTES) - 1)
     identity = _randint(generator, 0, len(config.identities) - 1)

@@ -5,6 +5,9 @@
   of its first `num_sink_frames` frames), and between each frame and the true background; both averaged
   per window of `window_seconds`.
 * Identity recall: `recall.recall_events` for the returns inside the video.
+* Whether it lives, from the pixels alone (`dynamics`): presence, visits and dwell times; the returns it
+  makes on its own and the share that come back as they left; and the transitions the world cannot make
+  (temporal coherence).
 
 Shape legend:
     T  frames        H, W  frame height / width        D  feature width
@@ -17,6 +20,7 @@ from typing import Any
 from torch import Tensor
 
 from contextforcing.eval.windows import per_window
+from contextforcing.world.dynamics import coherence, detect_subjects, dynamics, free_recall
 from contextforcing.world.episodes import Episode, WorldConfig
 from contextforcing.world.recall import recall_events
 from contextforcing.world.render import background_frame, door_mask, subject_boxes
@@ -64,9 +68,14 @@ def background_drift(
 def world_video_metrics(
     frames: Tensor, episode: Episode, config: WorldConfig, window_seconds: float = 10.0
 ) -> dict[str, Any]:
-    """Pixel-level ground-truth metrics of uint8 frames [T, H, W, 3]: recall events and background drift."""
+    """Pixel-level metrics of uint8 frames [T, H, W, 3]: recall events and background drift against the
+    episode, and dynamics, free-running recall and coherence from the pixels alone."""
     images = frames.permute(0, 3, 1, 2).float()
+    sightings = detect_subjects(images, config)
     return {
         "recall_events": recall_events(images, episode, config),
         "background": background_drift(images, episode, config, window_seconds),
+        "dynamics": dynamics(sightings, config.fps),
+        "free_recall": free_recall(sightings, config),
+        "coherence": coherence(sightings, config),
     }

@@ -16,11 +16,15 @@ from contextforcing.model.config import model_preset
 from contextforcing.training.config import OptimConfig, TrainConfig
 from contextforcing.training.stages import STAGES
 from contextforcing.world.config import WorldExperimentConfig
+from contextforcing.world.types import world_version
 
 __all__ = ["WORLD_PRESETS"]
 
 RUNS = "runs"
 TEACHER = f"{RUNS}/world-context-teacher-erft/model"
+WORLD2_CODEC = f"{RUNS}/world2-codec"
+"""The codec of the second world, trained on its frames (`contextforcing train-codec --world-version 2`):
+the first world's codec loses the gate, which it never saw."""
 # Unweighted loss: Wan's weight vanishes at t = 1000, where the world's subject (and its identity) is
 # placed; with it, a small teacher learned the background but not the subject.
 # ERFT is a fine-tuning phase (as in the paper, where it adapts a pretrained teacher): from scratch, the
@@ -83,7 +87,20 @@ def _world_distill(stage: str, steps: int, **updates) -> WorldExperimentConfig:
     )
 
 
-WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
+def _in_world2(config: WorldExperimentConfig) -> WorldExperimentConfig:
+    """A first-world preset moved to the second world: its world, its codec, and its chain of run folders."""
+
+    def moved(path: str) -> str:
+        return path.replace(f"{RUNS}/world-", f"{RUNS}/world2-")
+
+    init = replace(
+        config.init, **{name: moved(getattr(config.init, name)) for name in ("model", "teacher", "critic")}
+    )
+    data = replace(config.data, world=world_version(2), codec=WORLD2_CODEC)
+    return replace(config, data=data, init=init)
+
+
+_WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     **{f"tiny-{stage}": (lambda s=stage: _tiny(s)) for stage in STAGES},
     "world-teacher": lambda: _world("teacher", 3000),
     # The context teacher is trained from scratch and, with no context 20% of the time, also serves as the
@@ -114,3 +131,13 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "long-tuning", 300, **{**_WORLD_TARGET, **_WORLD_LONG, "init.model": f"{RUNS}/world-dmd/model",
                                "init.teacher": TEACHER, "distill.prefix_frames": 12}), memory=memory_preset("sink")),
 }  # fmt: skip
+
+WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
+    **_WORLD_PRESETS,
+    # Every stage again on the second world (`world_version(2)`), chained through runs/world2-*.
+    **{
+        name.replace("world-", "world2-", 1): (lambda make=make: _in_world2(make()))
+        for name, make in _WORLD_PRESETS.items()
+        if name.startswith("world-")
+    },
+}

@@ -5,9 +5,12 @@ candidate identity it composites that identity's sprite onto an estimate of the 
 video itself (the per-pixel median of the hidden frames just before the visit), and picks the candidate
 with the smallest squared error summed over the frames read. On ground-truth frames it is exact.
 
-A return is *recalled* when the first chunk after the gap decodes to the identity decoded from the whole
-previous visit in the same video (memory of what the video showed, whoever drew it); `matches_truth`
-compares with the episode's identity instead. The recall curve pools returns from any number of videos
+A return is a subject's visit after an earlier one of its own. It is *recalled* when the first chunk
+after the gap decodes to the identity decoded from that subject's previous visit in the same video (from
+its change at the gate on, if it changed there: memory of what the video showed, whoever drew it);
+`matches_truth` compares with the identity it left with in the episode instead, and `stale` marks a
+return that shows the subject's first identity after it has changed (what a memory of the first frames
+would give). The recall curve pools returns from any number of videos
 into gap bins; the effective context length is the longest gap, over the contiguous run of bins from the
 shortest, whose recall is at least 90 % of the shortest-gap bin's.
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -27,6 +31,7 @@ from torch import Tensor
 from contextforcing.world.assets import sprite_image
 from contextforcing.world.episodes import Episode, WorldConfig
 from contextforcing.world.render import Box, subject_boxes
+from contextforcing.world.timeline import EARLY_SECONDS, returns
 
 __all__ = [
     "GAP_BIN_EDGES",
@@ -78,17 +83,18 @@ def is_drawn(errors: Tensor) -> bool:
     return bool(errors[:-1].min() < errors[-1])
 
 
-def _visit_reading(
-    frames: Tensor, boxes: list[Box | None], start: int, stop: int, gap: int, config: WorldConfig
-):
-    """Decode frames [start, stop) against the median of up to 8 hidden frames before `start`."""
-    hidden_start = max(0, start - gap, start - _BACKGROUND_FRAMES)
-    background = frames[hidden_start:start].median(dim=0).values if start > hidden_start else frames[start]
-    return decode_identity(frames[start:stop], boxes[start:stop], background, config)
+def _hidden_before(boxes: list[Box | None], start: int) -> list[int]:
+    """Up to 8 frames right before `start` in which no subject is visible (in the ground truth)."""
+    frames = []
+    for frame in range(start - 1, max(-1, start - 1 - _BACKGROUND_FRAMES), -1):
+        if boxes[frame] is not None:
+            break
+        frames.append(frame)
+    return frames
 
 
 def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list[dict[str, Any]]:
-    """One record per return of the subject inside the video.
+    """One record per return inside the video: a subject's visit after an earlier one of its own.
 
     Args:
         frames: float [T, 3, H, W] in [0, 255], the video judged (T == episode.num_frames).
@@ -96,37 +102,41 @@ def recall_events(frames: Tensor, episode: Episode, config: WorldConfig) -> list
         config: its world.
 
     Returns:
-        Records with frame, gap_frames, gap_seconds, decoded, previous (decoded from the previous visit),
-        truth, drawn (a subject is drawn at the return and in the previous visit), recalled, matches_truth,
-        colour_recalled (the last three false when either is not drawn).
+        Records with frame, subject, gap_frames, gap_seconds, answer_frame (the subject's last sighting
+        before the return), answer_early (it lies in the first `timeline.EARLY_SECONDS`), decoded, previous
+        (decoded from the previous visit, after its change at the gate if it changed), truth (the identity
+        it left with), first_identity, drawn (a subject is drawn at the return and in the previous visit),
+        recalled, matches_truth, colour_recalled, stale (it shows its first identity, which it has since
+        changed; the last four false when either is not drawn).
     """
     boxes = subject_boxes(episode, config)
-    identities = config.identities
+    identities, early = config.identities, round(EARLY_SECONDS * config.fps)
     num_frames = len(frames)
-    visits = [v for v in episode.visits if v.enter_frame < num_frames]
     events = []
-    for before, visit in itertools.pairwise(visits):
-        previous, previous_errors = _visit_reading(
-            frames, boxes, before.enter_frame, before.exit_frame, before.gap_frames, config
-        )
+    for ret in returns(replace(episode, num_frames=min(num_frames, episode.num_frames))):
+        before, visit = episode.visits[ret.previous], episode.visits[ret.visit]
+        first = before.change_frame if before.change_frame is not None else before.enter_frame
+        previous, previous_errors = _read(frames, boxes, first, before.exit_frame, before.enter_frame, config)
         stop = min(visit.enter_frame + config.chunk_frames, visit.exit_frame, num_frames)
-        decoded, errors = _visit_reading(frames, boxes, visit.enter_frame, stop, visit.gap_frames, config)
+        decoded, errors = _read(frames, boxes, visit.enter_frame, stop, visit.enter_frame, config)
         drawn = is_drawn(errors) and is_drawn(previous_errors)
-        events.append(
-            {
-                "frame": visit.enter_frame,
-                "gap_frames": visit.gap_frames,
-                "gap_seconds": visit.gap_frames / config.fps,
-                "decoded": decoded,
-                "previous": previous,
-                "truth": episode.identity,
-                "drawn": drawn,
-                "recalled": drawn and decoded == previous,
-                "matches_truth": drawn and decoded == episode.identity,
-                "colour_recalled": drawn and identities[decoded].colour == identities[previous].colour,
-            }
-        )
+        events.append({
+            "frame": visit.enter_frame, "subject": ret.subject, "gap_frames": ret.gap_frames,
+            "gap_seconds": ret.gap_frames / config.fps, "answer_frame": ret.answer_frame,
+            "answer_early": ret.answer_frame < early, "decoded": decoded, "previous": previous,
+            "truth": ret.answer, "first_identity": ret.first_identity, "drawn": drawn,
+            "recalled": drawn and decoded == previous, "matches_truth": drawn and decoded == ret.answer,
+            "colour_recalled": drawn and identities[decoded].colour == identities[previous].colour,
+            "stale": drawn and decoded == ret.first_identity != ret.answer,
+        })  # fmt: skip
     return events
+
+
+def _read(frames: Tensor, boxes: list[Box | None], start: int, stop: int, entry: int, config: WorldConfig):
+    """Decode frames [start, stop) against the median of the hidden frames right before `entry`."""
+    hidden = _hidden_before(boxes, entry)
+    background = frames[hidden].median(dim=0).values if hidden else frames[entry]
+    return decode_identity(frames[start:stop], boxes[start:stop], background, config)
 
 
 def recall_curve(events: list[dict[str, Any]], key: str = "recalled") -> list[dict[str, float]]:

@@ -10,7 +10,10 @@ frames, at frame r (a chunk boundary; the door lights up at r - 1). A model cont
   memory policy decides what it keeps; then it generates with its few-step sampler.
 
 The decoded return is read with the world's recall decoder and compared with the true identity. With
-8 identities, chance is 1/8. This is the learnability check of the miniature reproduction and the
+8 identities, chance is 1/8. In the second world (`WorldConfig.version` 2) the returning subject is one
+of a cast, and each gap is probed twice: with its last sighting in the first 10 s ("early") and after
+them ("late", where it changed at the gate on its last visit, so its first entrance shows another
+identity); a memory that keeps only the first frames fails the late half. This is the learnability check of the miniature reproduction and the
 recall column of its comparison table.
 
 Shape legend: B batch (1 here), C latent channels, F frames, H x W latent size.
@@ -18,6 +21,7 @@ Shape legend: B batch (1 here), C latent channels, F frames, H x W latent size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -33,6 +37,7 @@ from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.plan import context_teacher_indices
+from contextforcing.world.cast import sample_return_episode
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import recall_events
 from contextforcing.world.render import render_episode
@@ -46,6 +51,7 @@ __all__ = [
     "student_continuer",
     "student_sampler",
     "teacher_sampler",
+    "wilson_interval",
 ]
 
 Sampler = Callable[[Tensor, str, torch.Generator], Tensor]
@@ -121,39 +127,73 @@ def student_sampler(
 
 
 def _episode_with_gap(
-    gap: int, generator: torch.Generator, world: WorldConfig, target: int
+    gap: int, generator: torch.Generator, world: WorldConfig, target: int, answer: str
 ) -> tuple[Episode, int]:
-    """An episode whose second visit starts after exactly `gap` hidden frames, cut `target` frames later."""
+    """An episode in which a subject comes back after exactly `gap` hidden frames, cut `target` frames
+    later; in version 2 its last sighting lies in the first 10 s ("early") or after ("late")."""
+    if world.version == 2:
+        return sample_return_episode(gap, answer, generator, world, target_frames=target)
     episode = sample_episode(4 * (gap + 60), generator, world, gap_frames=gap)
     start = episode.visits[1].enter_frame
     return replace(episode, num_frames=start + target), start
 
 
+def wilson_interval(successes: int, count: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % Wilson score interval of a proportion (z = 1.96); (0, 1) without trials."""
+    if count == 0:
+        return 0.0, 1.0
+    p = successes / count
+    centre = (p + z * z / (2 * count)) / (1 + z * z / count)
+    half = z * math.sqrt(p * (1 - p) / count + z * z / (4 * count * count)) / (1 + z * z / count)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _answers(world: WorldConfig) -> tuple[str, ...]:
+    return ("early", "late") if world.version == 2 else ("any",)
+
+
 @torch.no_grad()
 def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig) -> list[dict]:
-    """Recall of the returning identity per gap: [{gap_seconds, count, recall, colour_recall, drawn}];
-    a return counts only where a subject is drawn (`drawn`: the share of returns where one is).
+    """Recall of the returning identity per gap (and, in version 2, per place of the answer):
+    [{gap_seconds, answer, count, recall, interval, colour_recall, drawn, stale}]. A return counts only
+    where a subject is drawn (`drawn`: the share of returns where one is); `interval` is recall's 95 %
+    Wilson interval; `stale` the share that show the subject's first identity after it has changed.
 
     Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
     from another, so every model is judged on exactly the same episodes.
     """
     results = []
     for j, gap_seconds in enumerate(probe.gaps_seconds):
-        events, gap = [], round(gap_seconds * world.fps)
-        for i in range(probe.episodes_per_gap):
-            episodes = step_generator(probe.seed, i, f"probe/gap{j}/episode")
-            noise = step_generator(probe.seed, i, f"probe/gap{j}/noise")
-            episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames)
-            events += _judge(sampler, codec, world, episode, start, noise)
-        identities = world.identities
-        colours = sum(e["drawn"] and identities[e["decoded"]].colour == identities[e["truth"]].colour
-                      for e in events)  # fmt: skip
-        results.append({
-            "gap_seconds": gap_seconds, "count": len(events),
-            "recall": sum(e["matches_truth"] for e in events) / len(events), "colour_recall": colours / len(events),
-            "drawn": sum(e["drawn"] for e in events) / len(events),
-        })  # fmt: skip
+        for answer in _answers(world):
+            events = _gap_events(sampler, codec, world, probe, j, answer)
+            results.append(_gap_result(events, world, gap_seconds, answer))
     return results
+
+
+def _gap_events(
+    sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig, j: int, answer: str
+) -> list[dict]:
+    gap = round(probe.gaps_seconds[j] * world.fps)
+    where = f"probe/gap{j}" if answer == "any" else f"probe/gap{j}/{answer}"
+    events = []
+    for i in range(probe.episodes_per_gap):
+        episodes = step_generator(probe.seed, i, f"{where}/episode")
+        noise = step_generator(probe.seed, i, f"{where}/noise")
+        episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames, answer)
+        events += _judge(sampler, codec, world, episode, start, noise)
+    return events
+
+
+def _gap_result(events: list[dict], world: WorldConfig, gap_seconds: float, answer: str) -> dict:
+    identities, count = world.identities, len(events)
+    recalled = sum(e["matches_truth"] for e in events)
+    colours = sum(e["drawn"] and identities[e["decoded"]].colour == identities[e["truth"]].colour
+                  for e in events)  # fmt: skip
+    return {
+        "gap_seconds": gap_seconds, "answer": answer, "count": count, "recall": recalled / count,
+        "interval": list(wilson_interval(recalled, count)), "colour_recall": colours / count,
+        "drawn": sum(e["drawn"] for e in events) / count, "stale": sum(e["stale"] for e in events) / count,
+    }  # fmt: skip
 
 
 def _judge(sampler: Sampler, codec: Codec, world: WorldConfig, episode: Episode, start: int,

@@ -3,7 +3,11 @@
 A `WorldReference` is read from an episode's metadata (meta.json, written by `contextforcing world`).
 It checks a video's size, rate and length against the episode, measures identity recall and background
 drift on pixels (`metrics.world_video_metrics`), pools recall over the returns of all videos (how a
-recall-versus-gap curve is measured: many episodes, each with its gaps), and plots both.
+recall-versus-gap curve is measured: many episodes, each with its gaps; split by whether the answer lies
+in the first 10 s), and plots both. It also says whether the videos live: their presence and visits
+against the world's own (`dynamics.world_dynamics`, passing within 25 %), the returns they make on their
+own and the share that come back as they left, and the transitions the world cannot make per minute. A
+video in which nothing happens fails the dynamics check; a shuffled episode is incoherent.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from torch import Tensor
 
 from contextforcing.eval.plots import plot_curve, save_figure
 from contextforcing.eval.summary import mean_curves
+from contextforcing.world.dynamics import dynamics_check, world_dynamics
 from contextforcing.world.meta import episode_from_metadata
 from contextforcing.world.metrics import world_video_metrics
 from contextforcing.world.recall import effective_context_length, recall_curve
@@ -58,7 +63,7 @@ class WorldReference:
         return world_video_metrics(frames, self.episode, self.config, window_seconds)
 
     def summarise(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
-        return _summary(reports)
+        return _summary(reports, self.config, self.episode.num_frames)
 
     def plot(self, result: dict[str, Any], out_dir: Path) -> list[Path]:
         written = [
@@ -81,12 +86,37 @@ def load_reference(path: str | Path) -> WorldReference:
     return WorldReference(episode, config, str(path))
 
 
-def _summary(worlds: list[dict[str, Any]]) -> dict[str, Any]:
+def _share(events: list[dict[str, Any]], key: str) -> float | None:
+    return sum(bool(e[key]) for e in events) / len(events) if events else None
+
+
+def _living(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) -> dict[str, Any]:
+    """Dynamics averaged over the videos and checked against the world's own; pooled free-running
+    recall; coherence."""
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+    mean = {key: sum(w["dynamics"][key] for w in worlds) / len(worlds) for key in keys}
+    world = world_dynamics(config, seconds=num_frames / config.fps)
+    free = [r for w in worlds for r in w["free_recall"]["returns"]]
+    return {
+        "dynamics": mean,
+        "world_dynamics": world,
+        "dynamics_check": dynamics_check(mean, world),
+        "free_returns": len(free),
+        "free_recall": _share(free, "recalled"),
+        "incoherent_per_minute": sum(w["coherence"]["incoherent_per_minute"] for w in worlds) / len(worlds),
+    }
+
+
+def _summary(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) -> dict[str, Any]:
     if not worlds:
         return {}
     events = [event for world in worlds for event in world["recall_events"]]
     curve = recall_curve(events, "recalled")
     return {
+        **_living(worlds, config, num_frames),
+        "recall_answer_early": _share([e for e in events if e["answer_early"]], "matches_truth"),
+        "recall_answer_late": _share([e for e in events if not e["answer_early"]], "matches_truth"),
+        "stale_returns": _share(events, "stale"),
         "num_returns": len(events),
         "identity_recall": sum(e["recalled"] for e in events) / len(events) if events else None,
         "identity_matches_truth": sum(e["matches_truth"] for e in events) / len(events) if events else None,

@@ -1,5 +1,8 @@
 """Rendering of world episodes: where the subject is in each frame, and the frames themselves.
 
+One subject is in view at a time. In version 2 a gate (a bar in the middle of the room) lights up on the
+frame where a subject standing at it changes identity; the subject is drawn over it.
+
 Pure functions of an `Episode` and its `WorldConfig` (no randomness).
 
 Shape legend:
@@ -18,10 +21,13 @@ from torch import Tensor
 from contextforcing.world.assets import (
     CUE_COLOUR,
     DOOR_COLOUR,
+    GATE_COLOUR,
+    GATE_LIT_COLOUR,
     SCENE_CLASSES,
     background_image,
     sprite_image,
 )
+from contextforcing.world.timeline import identity_at, visit_identities
 
 if TYPE_CHECKING:
     from contextforcing.world.types import Episode, Visit, WorldConfig
@@ -32,9 +38,13 @@ __all__ = [
     "composite_sprite",
     "cue_frames",
     "door_mask",
+    "fixture_mask",
+    "gate_frames",
+    "gate_mask",
     "render_episode",
     "render_episode_uint8",
     "subject_boxes",
+    "subject_identities",
 ]
 
 Box = tuple[int, int, int, int]
@@ -70,6 +80,24 @@ def subject_boxes(episode: Episode, config: WorldConfig) -> list[Box | None]:
     return boxes
 
 
+def subject_identities(episode: Episode) -> list[int | None]:
+    """The identity shown in every frame (it changes only at the gate), or None where no subject is; length T."""
+    shown: list[int | None] = [None] * episode.num_frames
+    for visit, identities in zip(episode.visits, visit_identities(episode), strict=True):
+        for frame in range(visit.enter_frame, min(visit.exit_frame, episode.num_frames)):
+            shown[frame] = identity_at(visit, identities, frame)
+    return shown
+
+
+def gate_frames(episode: Episode) -> list[int]:
+    """Frames in which the gate lights up: those in which a subject changes identity."""
+    return [
+        v.change_frame
+        for v in episode.visits
+        if v.change_frame is not None and v.change_frame < episode.num_frames
+    ]
+
+
 def cue_frames(episode: Episode) -> dict[int, Visit]:
     """Frames in which a door lights up, mapped to the visit they announce (the frame before its entry)."""
     return {v.enter_frame - 1: v for v in episode.visits if 0 <= v.enter_frame - 1 < episode.num_frames}
@@ -83,12 +111,28 @@ def door_mask(config: WorldConfig) -> Tensor:
     return mask
 
 
+def gate_mask(config: WorldConfig) -> Tensor:
+    """Boolean mask [H, W] of the gate (version 2; empty in version 1)."""
+    mask = torch.zeros(config.height, config.width, dtype=torch.bool)
+    if config.version == 2:
+        x0 = (config.width - config.gate_width) // 2
+        mask[:, x0 : x0 + config.gate_width] = True
+    return mask
+
+
+def fixture_mask(config: WorldConfig) -> Tensor:
+    """Boolean mask [H, W] of what lights up but is no subject: the doors and the gate."""
+    return door_mask(config) | gate_mask(config)
+
+
 def background_frame(episode: Episode, config: WorldConfig) -> Tensor:
     """The static scene [3, H, W] float in [0, 255]: background pattern plus the unlit doors."""
     image = background_image(
         SCENE_CLASSES[episode.scene].pattern, episode.palette, config.height, config.width
     )
     door = torch.tensor(DOOR_COLOUR, dtype=torch.float32).view(3, 1, 1)
+    gate = torch.tensor(GATE_COLOUR, dtype=torch.float32).view(3, 1, 1)
+    image = torch.where(gate_mask(config).unsqueeze(0), gate, image)
     return torch.where(door_mask(config).unsqueeze(0), door, image)
 
 
@@ -114,9 +158,13 @@ def _render_float(episode: Episode, config: WorldConfig) -> Tensor:
     frames = static.unsqueeze(0).repeat(episode.num_frames, 1, 1, 1)
     for frame, visit in cue_frames(episode).items():
         _light_cue(frames[frame], visit, config)
+    lit = torch.tensor(GATE_LIT_COLOUR, dtype=torch.float32).view(3, 1, 1)
+    for frame in gate_frames(episode):
+        frames[frame] = torch.where(gate_mask(config).unsqueeze(0), lit, frames[frame])
+    shown = subject_identities(episode)
     for frame, box in enumerate(subject_boxes(episode, config)):
         if box is not None:
-            frames[frame] = composite_sprite(frames[frame], episode.identity, box, config)
+            frames[frame] = composite_sprite(frames[frame], shown[frame], box, config)
     return frames
 
 

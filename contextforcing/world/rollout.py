@@ -32,7 +32,7 @@ from contextforcing.runtime import step_generator
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import decode_identity, is_drawn
 from contextforcing.world.recall_probe import Continuer, Sampler
-from contextforcing.world.render import background_frame, door_mask, render_episode
+from contextforcing.world.render import background_frame, fixture_mask, render_episode
 from contextforcing.world.types import Episode, WorldConfig
 
 __all__ = [
@@ -72,7 +72,7 @@ def read_subjects(frames: Tensor, background: Tensor, config: WorldConfig) -> li
     with the recall decoder at the sprite-sized box centred on those pixels.
     """
     size = config.sprite_size
-    away = ((frames - background).abs().mean(dim=1) > _DIFFERENT) & ~door_mask(config)
+    away = ((frames - background).abs().mean(dim=1) > _DIFFERENT) & ~fixture_mask(config)
     readings: list[int | None] = []
     for frame, mask in zip(frames, away, strict=True):
         if mask.sum() < size * size / 4:
@@ -88,7 +88,7 @@ def read_subjects(frames: Tensor, background: Tensor, config: WorldConfig) -> li
 
 def _background_error(frames: Tensor, background: Tensor, config: WorldConfig) -> Tensor:
     """Per frame: mean |frame - background| (0-1) over the least different `_KEPT_SHARE` of non-door pixels."""
-    diff = (frames - background).abs().mean(dim=1)[:, ~door_mask(config)] / 255.0  # [T, P]
+    diff = (frames - background).abs().mean(dim=1)[:, ~fixture_mask(config)] / 255.0  # [T, P]
     kept = max(1, int(diff.shape[1] * _KEPT_SHARE))
     return diff.sort(dim=1).values[:, :kept].mean(dim=1)
 

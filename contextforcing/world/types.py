@@ -20,15 +20,23 @@ from contextforcing.world.assets import (
     identity_catalogue,
 )
 
-__all__ = ["DOORS", "Episode", "Visit", "WorldClip", "WorldConfig"]
+__all__ = ["DOORS", "WORLD_VERSIONS", "Episode", "Visit", "WorldClip", "WorldConfig", "world_version"]
 
 DOORS: tuple[str, ...] = ("left", "right")
+WORLD_VERSIONS: tuple[int, ...] = (1, 2)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WorldConfig:
-    """Geometry, timing and vocabulary of the world."""
+    """Geometry, timing and vocabulary of the world.
 
+    The defaults are the first world (version 1: one subject, free doors). Version 2 is a cast of
+    subjects, each with its own doorway, whose identities change at a gate (`contextforcing.world.cast`);
+    `world_version(2)` gives its settings. Fields marked "version 2" are ignored by version 1.
+    """
+
+    version: int = 1
+    """1: one subject of fixed identity, entering and leaving through either door; 2: a cast (see above)."""
     height: int = 64
     """Frame height in pixels."""
     width: int = 64
@@ -59,6 +67,14 @@ class WorldConfig:
     """Longest time the subject stays in view (before rounding the next entry to a chunk boundary)."""
     max_first_entry_chunks: int = 2
     """The first entry is at one of this many chunk boundaries after the sink."""
+    min_subjects: int = 2
+    """Version 2: fewest subjects in an episode."""
+    max_subjects: int = 3
+    """Version 2: most subjects in an episode (at most the four doorways: two doors x two lanes)."""
+    change_prob: float = 0.4
+    """Version 2: probability that a visit walks to the gate, where the subject changes identity."""
+    gate_width: int = 2
+    """Version 2: width in pixels of the gate, a vertical bar in the middle of the room."""
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "chunk_frames", "sprite_size", "num_colours", "num_shapes"):
@@ -87,6 +103,24 @@ class WorldConfig:
             )
         if self.max_first_entry_chunks < 1:
             raise ValueError(f"max_first_entry_chunks must be >= 1, got {self.max_first_entry_chunks}")
+        self._check_cast()
+
+    def _check_cast(self) -> None:
+        if self.version not in WORLD_VERSIONS:
+            raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {self.version}")
+        _check_range("min_subjects", self.min_subjects, 1, 4)
+        _check_range("max_subjects", self.max_subjects, self.min_subjects, 4)
+        if not 0.0 <= self.change_prob <= 1.0:
+            raise ValueError(f"change_prob must lie in [0, 1], got {self.change_prob}")
+        if self.gate_width < 1:
+            raise ValueError(f"gate_width must be >= 1, got {self.gate_width}")
+        if self.version == 2 and len(self.identities) < self.max_subjects + 1:
+            raise ValueError(
+                f"max_subjects {self.max_subjects} needs at least {self.max_subjects + 1} identities "
+                f"(a change draws one no subject holds), got {len(self.identities)}"
+            )
+        if self.version == 2 and 2 * self.sprite_size > self.height:
+            raise ValueError(f"sprite_size {self.sprite_size} leaves no room for two lanes")
 
     @property
     def identities(self) -> tuple[SubjectIdentity, ...]:
@@ -109,6 +143,17 @@ class WorldConfig:
         return max(1, math.ceil(self.num_sink_frames / self.chunk_frames)) * self.chunk_frames
 
 
+def world_version(version: int) -> WorldConfig:
+    """The settings of a world version: 1 is `WorldConfig()`; 2 is the cast world, whose visits last
+    3-5 s (so that at least 6 frames follow a change at the gate, half a visit in) and whose gaps
+    between visits are 1-20 s (each subject's own absences are then about 5-40 s)."""
+    if version == 1:
+        return WorldConfig()
+    if version == 2:
+        return WorldConfig(version=2, min_visit_seconds=3.0, max_visit_seconds=5.0, max_gap_seconds=20.0)
+    raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {version}")
+
+
 def _check_range(name: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
@@ -116,14 +161,14 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Visit:
-    """One stay of the subject in view: frames [enter_frame, exit_frame)."""
+    """One stay of a subject in view: frames [enter_frame, exit_frame)."""
 
     enter_frame: int
     """First visible frame; always a chunk boundary."""
     exit_frame: int
     """First frame after the visit in which the subject is hidden again."""
     gap_frames: int
-    """Hidden frames just before this visit (for the first visit: frames since the start)."""
+    """Frames since this subject was last visible (for its first visit: frames since the start)."""
     door_in: str
     """Door the subject comes out of ("left" or "right")."""
     door_out: str
@@ -134,6 +179,12 @@ class Visit:
     """Top row of the sprite when it leaves."""
     x_turn: int
     """Left column where the subject turns back, used when door_in == door_out."""
+    subject: int = 0
+    """Which subject of the episode visits."""
+    change_frame: int | None = None
+    """Version 2: the frame at the gate from which the subject shows `change_to` (None: no change)."""
+    change_to: int | None = None
+    """Version 2: the identity the subject takes at the gate."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -147,9 +198,23 @@ class Episode:
     palette: int
     """Index into BACKGROUND_PALETTES."""
     identity: int
-    """Index into the config's identity catalogue."""
+    """Index into the config's identity catalogue: the first subject's identity at the start."""
     visits: tuple[Visit, ...]
-    """The subject's visits in time order; the last ones may run past the end."""
+    """The visits in time order; the last ones may run past the end."""
+    identities: tuple[int, ...] = ()
+    """Version 2: every subject's identity at the start (the first is `identity`); empty for one subject."""
+    doorways: tuple[tuple[str, int], ...] = ()
+    """Version 2: every subject's doorway, (door, top row of its lane); empty for one subject."""
+
+    @property
+    def num_subjects(self) -> int:
+        """How many subjects the episode has."""
+        return max(1, len(self.identities))
+
+    @property
+    def start_identities(self) -> tuple[int, ...]:
+        """Every subject's identity at the start."""
+        return self.identities or (self.identity,)
 
     @property
     def prompt(self) -> str:

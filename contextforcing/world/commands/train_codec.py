@@ -11,6 +11,7 @@ import torch
 
 from contextforcing.world.codec import save_world_codec
 from contextforcing.world.codec_training import CodecTrainConfig, train_world_codec
+from contextforcing.world.types import WORLD_VERSIONS, world_version
 
 __all__ = ["register", "run"]
 
@@ -29,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=CodecTrainConfig().batch_size, help="frames per step"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--world-version", type=int, choices=WORLD_VERSIONS, default=1, help="the world whose frames it codes"
+    )
     parser.set_defaults(run=run)
 
 
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     config = CodecTrainConfig(steps=args.steps, seed=args.seed, batch_size=args.batch_size)
     torch.set_num_threads(args.threads)
-    codec, metrics = train_world_codec(config)
+    codec, metrics = train_world_codec(config, world=world_version(args.world_version))
     save_world_codec(codec, args.out, metrics=metrics)
     (Path(args.out) / "metrics.json").write_text(json.dumps(metrics, indent=2))
     logger.info("wrote %s (held-out PSNR %.2f dB, MSE %.6f)", args.out, metrics["psnr"], metrics["mse"])

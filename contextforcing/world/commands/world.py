@@ -7,6 +7,7 @@ from pathlib import Path
 
 from contextforcing.world.assets import SCENE_CLASSES
 from contextforcing.world.export import export_episode
+from contextforcing.world.types import WORLD_VERSIONS, world_version
 
 __all__ = ["register", "run"]
 
@@ -21,12 +22,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scene", choices=[scene.name for scene in SCENE_CLASSES], default=None, help="fix the scene class"
     )
+    parser.add_argument(
+        "--version", type=int, choices=WORLD_VERSIONS, default=1,
+        help="1: one subject (the first world); 2: a cast of subjects whose identities change at a gate",
+    )  # fmt: skip
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
     export_episode(
-        args.out, seconds=args.seconds, seed=args.seed, gap_seconds=args.gap_seconds, scene=args.scene
-    )
+        args.out, seconds=args.seconds, seed=args.seed, gap_seconds=args.gap_seconds, scene=args.scene,
+        config=world_version(args.version),
+    )  # fmt: skip
     return 0

@@ -1,0 +1,242 @@
+"""Whether a world video lives: subjects found in the pixels alone, and what they do over time.
+
+Nothing here needs the episode: a video generated from the prompt alone is judged against the world's
+kinematics and its own statistics. A frame shows a subject where at least `_MIN_PIXELS` pixels (away from
+the doors and the gate) depart from the video's per-pixel temporal median by more than `_DIFFERENT`
+(mean |RGB|, 0-255); its identity is read with the recall decoder at the sprite-sized box centred on
+them. Consecutive frames with a subject form a visit.
+
+* dynamics: presence (share of frames with a subject), visits per minute, dwell time per visit;
+* free-running recall: on the visits that come out of a doorway used before (any doorway in version 1),
+  the share that show the identity the previous visit from there left with;
+* temporal coherence: transitions the world cannot make, per minute: a subject that moves farther
+  between two frames than any visit does, appears or vanishes away from the doors, or changes identity
+  away from the gate. A world episode makes none; the same episode cut into pieces and shuffled makes many;
+* events: entries, exits and identity changes, and the precision and recall of other event frames
+  (a memory's promotions) against them.
+
+Shape legend: T frames, H x W frame size.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.recall import decode_identity, is_drawn
+from contextforcing.world.render import fixture_mask, render_episode_uint8
+from contextforcing.world.types import WorldConfig
+
+__all__ = [
+    "Sighting",
+    "coherence",
+    "detect_subjects",
+    "dynamics",
+    "dynamics_check",
+    "event_scores",
+    "free_recall",
+    "max_step_pixels",
+    "video_events",
+    "visits_of",
+    "world_dynamics",
+]
+
+_DIFFERENT = 40.0
+_MIN_PIXELS = 150
+_DOOR_MARGIN = 4  # an entry or exit touches a door when its box lies within this many pixels of it
+_GATE_MARGIN = 4  # a change happens at the gate when the box centre lies within this many pixels of it
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A subject found in one frame."""
+
+    x: float
+    """Centre column of the departing pixels."""
+    y: float
+    """Centre row."""
+    x0: int
+    """Leftmost and rightmost departing columns."""
+    x1: int
+    identity: int | None
+    """The identity read there; None where no identity explains it better than the background."""
+
+
+def _to_float(frames: Tensor) -> Tensor:
+    """uint8 [T, H, W, 3] or float [T, 3, H, W] (0-255) -> float [T, 3, H, W]."""
+    return frames.permute(0, 3, 1, 2).float() if frames.dtype == torch.uint8 else frames.float()
+
+
+def detect_subjects(frames: Tensor, config: WorldConfig) -> list[Sighting | None]:
+    """Per frame, the subject found there or None; frames uint8 [T, H, W, 3] or float [T, 3, H, W]."""
+    images = _to_float(frames)
+    background = images.median(dim=0).values
+    away = ((images - background).abs().mean(dim=1) > _DIFFERENT) & ~fixture_mask(config)
+    size, out = config.sprite_size, []
+    for image, mask in zip(images, away, strict=True):
+        if mask.sum() < _MIN_PIXELS:
+            out.append(None)
+            continue
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        x, y = float(xs.float().mean()), float(ys.float().mean())
+        bx = min(max(0, round(x) - size // 2), config.width - size)
+        by = min(max(0, round(y) - size // 2), config.height - size)
+        identity, errors = decode_identity(image[None], [(bx, by, bx + size, by + size)], background, config)
+        out.append(Sighting(x, y, int(xs.min()), int(xs.max()), identity if is_drawn(errors) else None))
+    return out
+
+
+def visits_of(sightings: list[Sighting | None]) -> list[tuple[int, int]]:
+    """Maximal runs [start, stop) of frames with a subject."""
+    runs, start = [], None
+    for frame, sighting in enumerate([*sightings, None]):
+        if sighting is not None and start is None:
+            start = frame
+        elif sighting is None and start is not None:
+            runs.append((start, frame))
+            start = None
+    return runs
+
+
+def dynamics(sightings: list[Sighting | None], fps: float) -> dict[str, Any]:
+    """Presence, visits per minute and dwell times (s) of a video's sightings."""
+    minutes = len(sightings) / fps / 60.0
+    runs = visits_of(sightings)
+    dwell = [(stop - start) / fps for start, stop in runs]
+    return {
+        "presence": sum(s is not None for s in sightings) / max(1, len(sightings)),
+        "visits_per_minute": len(runs) / minutes if minutes else 0.0,
+        "mean_dwell_seconds": sum(dwell) / len(dwell) if dwell else 0.0,
+        "dwell_seconds": dwell,
+    }
+
+
+def _majority(sightings: list[Sighting | None]) -> int | None:
+    readings = [s.identity for s in sightings if s is not None and s.identity is not None]
+    return Counter(readings).most_common(1)[0][0] if readings else None
+
+
+def _doorway(sighting: Sighting, config: WorldConfig) -> tuple[str, str]:
+    """Which doorway a visit came out of: its side, and in version 2 its lane ("any" in version 1)."""
+    side = "left" if sighting.x < config.width / 2 else "right"
+    lane = ("upper" if sighting.y < config.height / 2 else "lower") if config.version == 2 else "any"
+    return (side, lane) if config.version == 2 else ("any", lane)
+
+
+def free_recall(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
+    """The returns a video makes on its own, and the share that come back as they left.
+
+    A return is a visit out of a doorway that an earlier visit used; it comes back as it left when the
+    identity read on its first chunk is the one read on the last chunk of that earlier visit.
+    """
+    chunk, last_exit, records = config.chunk_frames, {}, []
+    for start, stop in visits_of(sightings):
+        door = _doorway(sightings[start], config)
+        entry = _majority(sightings[start : min(stop, start + chunk)])
+        if door in last_exit and entry is not None and last_exit[door] is not None:
+            records.append({"frame": start, "identity": entry, "left_as": last_exit[door],
+                            "recalled": entry == last_exit[door]})  # fmt: skip
+        last_exit[door] = _majority(sightings[max(start, stop - chunk) : stop])
+    recalled = sum(r["recalled"] for r in records)
+    return {"returns": records, "num_returns": len(records),
+            "recall": recalled / len(records) if records else None}  # fmt: skip
+
+
+def max_step_pixels(config: WorldConfig) -> float:
+    """The farthest a subject's centre moves between two frames in this world, with room for rounding."""
+    shortest = max(2, round(config.min_visit_seconds * config.fps))
+    room = config.width - 2 * config.door_width - config.sprite_size
+    return 2.0 * room / (shortest - 1) + 2.0
+
+
+def _at_door(sighting: Sighting, config: WorldConfig) -> bool:
+    return (
+        sighting.x0 <= config.door_width + _DOOR_MARGIN
+        or sighting.x1 >= config.width - 1 - config.door_width - _DOOR_MARGIN
+    )
+
+
+def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
+    """Transitions the world cannot make: jumps, appearances and vanishings away from doors, and identity
+    changes away from the gate (version 2) or at all (version 1); counts and the total per minute. The
+    video's first and last frames are no transitions (a visit may be cut there)."""
+    limit, counts = max_step_pixels(config), Counter(jumps=0, appearances=0, vanishings=0, switches=0)
+    for before, after in itertools.pairwise(sightings):
+        if before is None and after is not None:
+            counts["appearances"] += not _at_door(after, config)
+        elif before is not None and after is None:
+            counts["vanishings"] += not _at_door(before, config)
+        elif before is not None and after is not None:
+            if math.hypot(after.x - before.x, after.y - before.y) > limit:
+                counts["jumps"] += 1
+            elif _switches(before, after):
+                at_gate = config.version == 2 and abs(after.x - config.width / 2) <= _GATE_MARGIN
+                counts["switches"] += not at_gate
+    minutes = len(sightings) / config.fps / 60.0
+    return {**counts, "incoherent_per_minute": sum(counts.values()) / minutes if minutes else 0.0}
+
+
+def _switches(before: Sighting, after: Sighting) -> bool:
+    """Whether two sightings read as two different identities."""
+    return None not in (before.identity, after.identity) and before.identity != after.identity
+
+
+def video_events(sightings: list[Sighting | None]) -> list[int]:
+    """Frames where something happens in a video: entries, exits (first frame after) and identity changes."""
+    events = []
+    for frame, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
+        appears_or_leaves = (before is None) != (after is None)
+        if appears_or_leaves or (before is not None and _switches(before, after)):
+            events.append(frame)
+    return events
+
+
+def event_scores(predicted: list[int], truth: list[int], tolerance: int, num_frames: int, fps: float) -> dict:
+    """Precision and recall of event frames (e.g. promotions) against true ones, within `tolerance` frames."""
+    near = [any(abs(p - t) <= tolerance for t in truth) for p in predicted]
+    found = [any(abs(p - t) <= tolerance for p in predicted) for t in truth]
+    minutes = num_frames / fps / 60.0
+    return {
+        "per_minute": len(predicted) / minutes if minutes else 0.0,
+        "precision": sum(near) / len(near) if near else None,
+        "recall": sum(found) / len(found) if found else None,
+    }
+
+
+@functools.lru_cache(maxsize=4)
+def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 16, seed: int = 0) -> dict:
+    """The world's own dynamics, measured with the same detector on its rendered episodes: mean, min and
+    max of presence, visits per minute and mean dwell over `episodes` videos of `seconds`."""
+    num_frames = round(seconds * config.fps)
+    rows = []
+    for index in range(episodes):
+        generator = torch.Generator().manual_seed(seed * 100_003 + index)
+        frames = render_episode_uint8(sample_episode(num_frames, generator, config), config)
+        rows.append(dynamics(detect_subjects(frames, config), config.fps))
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+    return {
+        key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
+              "max": max(r[key] for r in rows)}
+        for key in keys
+    }  # fmt: skip
+
+
+def dynamics_check(measured: dict[str, Any], world: dict[str, Any], tolerance: float = 0.25) -> dict:
+    """Whether presence and visits per minute (of one video, or averaged over several) lie within
+    `tolerance` (relative) of the world's means; `in_range` says whether they lie within the spread of the
+    world's own episodes (what one video of the world passes; the 25 % test is for averages)."""
+    out = {}
+    for key in ("presence", "visits_per_minute"):
+        mean, value = world[key]["mean"], measured[key]
+        out[key] = {"measured": value, "world": mean, "passes": abs(value - mean) <= tolerance * mean,
+                    "in_range": world[key]["min"] <= value <= world[key]["max"]}  # fmt: skip
+    out["passes"] = all(entry["passes"] for entry in out.values())
+    return out

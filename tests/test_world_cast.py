@@ -1,0 +1,159 @@
+"""The second world: a cast of subjects with their own doorways, identities changed at a gate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from contextforcing.config import from_dict
+from contextforcing.world.cast import centre_column, sample_return_episode
+from contextforcing.world.episodes import episode_from_metadata, episode_metadata, sample_episode
+from contextforcing.world.render import (
+    background_frame,
+    gate_frames,
+    gate_mask,
+    render_episode_uint8,
+    subject_boxes,
+    subject_identities,
+)
+from contextforcing.world.shipped import shipped
+from contextforcing.world.timeline import EARLY_SECONDS, returns, visit_identities
+from contextforcing.world.types import WorldConfig, world_version
+
+WORLD = world_version(2)
+EARLY = round(EARLY_SECONDS * WORLD.fps)
+
+
+def _episode(seed: int, num_frames: int = 240):
+    return sample_episode(num_frames, torch.Generator().manual_seed(seed), WORLD)
+
+
+def _frames(episode):
+    return render_episode_uint8(episode, WORLD).permute(0, 3, 1, 2).float()
+
+
+def test_same_seed_same_episode():
+    assert _episode(3) == _episode(3)
+    assert torch.equal(render_episode_uint8(_episode(3), WORLD), render_episode_uint8(_episode(3), WORLD))
+    assert _episode(3) != _episode(4)
+
+
+def test_a_cast_of_two_or_three_with_their_own_doorways_one_in_view_at_a_time():
+    counts = set()
+    for seed in range(20):
+        episode = _episode(seed)
+        counts.add(episode.num_subjects)
+        assert len(set(episode.doorways)) == episode.num_subjects
+        for visit in episode.visits:
+            assert (visit.door_in, visit.y_in) == episode.doorways[visit.subject]
+            assert visit.door_out == visit.door_in and visit.y_out == visit.y_in
+        for before, after in zip(episode.visits, episode.visits[1:], strict=False):
+            assert after.enter_frame - before.exit_frame >= WORLD.min_gap_frames
+    assert counts == {2, 3}
+
+
+def test_nothing_in_the_sink_entries_on_chunks_and_a_cue_before_each():
+    for seed in range(10):
+        episode = _episode(seed)
+        frames, background = _frames(episode), background_frame(episode, WORLD)
+        assert all(box is None for box in subject_boxes(episode, WORLD)[: WORLD.num_sink_frames])
+        for visit in episode.visits:
+            if visit.enter_frame >= episode.num_frames:
+                continue
+            assert visit.enter_frame % WORLD.chunk_frames == 0 and visit.enter_frame >= WORLD.num_sink_frames
+            x0 = 0 if visit.door_in == "left" else WORLD.width - WORLD.door_width
+            rows = slice(visit.y_in, visit.y_in + WORLD.sprite_size)
+            cue, plain = frames[visit.enter_frame - 1], background
+            assert (
+                cue[:, rows, x0 : x0 + WORLD.door_width] != plain[:, rows, x0 : x0 + WORLD.door_width]
+            ).all()
+
+
+def test_identities_change_only_at_the_lit_gate_and_stay_distinct():
+    changes = 0
+    for seed in range(20):
+        episode = _episode(seed)
+        frames, background = _frames(episode), background_frame(episode, WORLD)
+        shown, boxes = subject_identities(episode), subject_boxes(episode, WORLD)
+        lit = set(gate_frames(episode))
+        gate = gate_mask(WORLD)
+        for frame in range(1, episode.num_frames):
+            if shown[frame] is not None and shown[frame - 1] is not None and shown[frame] != shown[frame - 1]:
+                changes += 1
+                assert frame in lit and abs(boxes[frame][0] - centre_column(WORLD)) <= 2  # at the gate
+                assert (frames[frame][:, gate] != background[:, gate]).any()
+                # The change shows in the pixels: the sprite differs from the frame before, where it stood
+                # one step away.
+                assert not torch.equal(frames[frame], frames[frame - 1])
+        current = list(episode.start_identities)
+        assert len(set(current)) == len(current)
+        for visit in episode.visits:
+            if visit.change_to is not None:
+                assert visit.change_to not in current
+                current[visit.subject] = visit.change_to
+    assert changes > 10
+
+
+def test_a_change_is_followed_by_at_least_six_visible_frames():
+    for seed in range(20):
+        for visit in _episode(seed).visits:
+            if visit.change_frame is not None:
+                assert visit.exit_frame - visit.change_frame >= 6
+
+
+def test_returns_come_back_as_they_left():
+    episode = _episode(2)
+    identities = visit_identities(episode)
+    for ret in returns(episode):
+        assert ret.answer == identities[ret.previous][1] == identities[ret.visit][0]
+        assert (
+            ret.gap_frames == episode.visits[ret.visit].enter_frame - episode.visits[ret.previous].exit_frame
+        )
+
+
+@pytest.mark.parametrize("gap_seconds", [1.5, 6.0, 24.0])
+def test_probe_episodes_split_by_where_the_answer_lies(gap_seconds):
+    gap = round(gap_seconds * WORLD.fps)
+    for answer in ("early", "late"):
+        for seed in range(8):
+            generator = torch.Generator().manual_seed(seed)
+            episode, start = sample_return_episode(gap, answer, generator, WORLD, target_frames=6)
+            assert episode.num_frames == start + 6 and start % WORLD.chunk_frames == 0
+            (ret,) = [r for r in returns(episode) if r.frame == start]
+            assert ret.subject == 0 and ret.gap_frames == gap
+            if answer == "early":
+                assert ret.answer_frame < EARLY
+            else:
+                # The first frames do not hold the answer: the subject has changed since its first entrance.
+                assert ret.answer_frame >= EARLY and ret.answer != ret.first_identity
+            assert all(
+                box is None for box in subject_boxes(episode, WORLD)[start - WORLD.min_gap_frames : start]
+            )
+
+
+def test_metadata_round_trip_and_ground_truth():
+    episode = _episode(5, 160)
+    metadata = json.loads(json.dumps(episode_metadata(episode, WORLD)))
+    assert episode_from_metadata(metadata) == (episode, WORLD)
+    assert len(metadata["subjects"]) == episode.num_subjects
+    shown = subject_identities(episode)
+    for record, identity in zip(metadata["frames"], shown, strict=True):
+        visible = [s for s in record["subjects"] if s["visible"]]
+        assert len(visible) == (identity is not None)
+        assert all(s["identity"] == identity for s in visible)
+    kinds = {event["kind"] for event in metadata["events"]}
+    assert {"entry", "exit"} <= kinds
+    returned = [r for s in metadata["subjects"] for r in s["returns"]]
+    assert sorted(r["frame"] for r in returned) == [r.frame for r in returns(episode)]
+
+
+def test_first_world_configs_still_load_as_the_first_world():
+    saved = json.loads((shipped("teacher") / "config.json").read_text())["data"]["world"]
+    assert from_dict(WorldConfig, saved) == WorldConfig()
+    assert WorldConfig().version == 1 and world_version(1) == WorldConfig()
+    with pytest.raises(ValueError, match="version"):
+        WorldConfig(version=3)
+    with pytest.raises(ValueError, match="max_subjects"):
+        WorldConfig(version=2, num_colours=1, num_shapes=2)

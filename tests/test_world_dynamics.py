@@ -1,0 +1,103 @@
+"""Metrics a still video cannot pass: dynamics, free-running recall and temporal coherence."""
+
+from __future__ import annotations
+
+import torch
+
+from contextforcing.world.dynamics import (
+    coherence,
+    detect_subjects,
+    dynamics,
+    dynamics_check,
+    event_scores,
+    free_recall,
+    video_events,
+    world_dynamics,
+)
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.recall_probe import ProbeConfig, probe_recall, wilson_interval
+from contextforcing.world.render import background_frame, render_episode_uint8
+from contextforcing.world.timeline import world_events
+from contextforcing.world.types import world_version
+
+WORLD = world_version(2)
+
+
+def _video(seed: int):
+    episode = sample_episode(240, torch.Generator().manual_seed(100 + seed), WORLD)
+    return episode, render_episode_uint8(episode, WORLD)
+
+
+def _shuffled(frames, seed: int):
+    pieces = list(frames.split(8))  # 2-second pieces
+    order = torch.randperm(len(pieces), generator=torch.Generator().manual_seed(seed))
+    return torch.cat([pieces[i] for i in order])
+
+
+def test_true_episodes_are_coherent_and_shuffled_ones_are_not():
+    shuffled_total = 0.0
+    for seed in range(3):
+        _, frames = _video(seed)
+        true = coherence(detect_subjects(frames, WORLD), WORLD)
+        shuffled = coherence(detect_subjects(_shuffled(frames, seed), WORLD), WORLD)
+        assert true["incoherent_per_minute"] == 0
+        assert shuffled["incoherent_per_minute"] >= 3
+        shuffled_total += shuffled["incoherent_per_minute"]
+    assert shuffled_total / 3 >= 5
+
+
+def test_true_episodes_come_back_as_they_left():
+    for seed in range(3):
+        result = free_recall(detect_subjects(_video(seed)[1], WORLD), WORLD)
+        assert result["num_returns"] >= 1 and result["recall"] == 1.0
+
+
+def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():
+    world = world_dynamics(WORLD, seconds=60.0, episodes=8)
+    episode, _ = _video(0)
+    empty = background_frame(episode, WORLD).permute(1, 2, 0).to(torch.uint8)[None].repeat(240, 1, 1, 1)
+    still = dynamics(detect_subjects(empty, WORLD), WORLD.fps)
+    assert still["presence"] == 0 and not dynamics_check(still, world)["passes"]
+    rows = [dynamics(detect_subjects(_video(s)[1], WORLD), WORLD.fps) for s in range(8)]
+    mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("presence", "visits_per_minute")}
+    assert dynamics_check(mean, world)["passes"]
+    assert 0.25 <= world["presence"]["mean"] <= 0.55 and 4 <= world["visits_per_minute"]["mean"] <= 9
+
+
+def test_detected_events_match_the_ground_truth():
+    episode, frames = _video(1)
+    truth = [e.frame for e in world_events(episode)]
+    found = video_events(detect_subjects(frames, WORLD))
+    scores = event_scores(found, truth, tolerance=0, num_frames=240, fps=WORLD.fps)
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0
+    none = event_scores([], truth, tolerance=3, num_frames=240, fps=WORLD.fps)
+    assert none["per_minute"] == 0 and none["recall"] == 0.0 and none["precision"] is None
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(12, 24)
+    assert low < 0.5 < high and 0.29 < low < 0.32 and 0.68 < high < 0.71
+    assert wilson_interval(0, 24)[0] == 0.0 and wilson_interval(24, 24)[1] == 1.0
+
+
+class _Identity:
+    """A stand-in codec: latents are the frames."""
+
+    temporal_factor = 1
+
+    def encode(self, frames):
+        return frames
+
+    def decode(self, latents):
+        return latents
+
+
+def test_probe_splits_every_gap_by_where_the_answer_lies():
+    def blank(history, prompt, generator):  # draws nothing: the background of the last frame
+        return history[:, :, -1:].expand(-1, -1, 6, -1, -1)
+
+    probe = ProbeConfig(gaps_seconds=(3.0,), episodes_per_gap=2, num_target_frames=6)
+    results = probe_recall(blank, _Identity(), WORLD, probe)
+    assert [r["answer"] for r in results] == ["early", "late"]
+    assert all(r["count"] == 2 and r["drawn"] == 0 and r["recall"] == 0 for r in results)
+    assert all(len(r["interval"]) == 2 for r in results)
