@@ -24,7 +24,7 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     prompts.write_text("0|a red ball\n1.5|a blue cube\n")
     out = tmp_path / "run"
     code = main(["generate", "--prompts", str(prompts), "--seconds", "3", "--memory", "context",
-                 "--memory-split", "1,2,6", "--seed", "3", "--model-preset", "tiny", "--gif", "2", "--out", str(out)])  # fmt: skip
+                 "--set-memory", "num_sink_frames=1", "--set-memory", "num_slow_frames=2", "--seed", "3", "--model-preset", "tiny", "--gif", "2", "--out", str(out)])  # fmt: skip
     assert code == 0
     frames, fps = read_video(out / "video.mp4")
     assert frames.shape[0] == 12 and fps == 4
@@ -46,8 +46,10 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     [
         (["--seconds", "-1"], "seconds"),
         (["--memory", "lru"], "unknown memory policy"),
-        (["--memory-split", "3,12,2"], "num_fast_frames"),
-        (["--memory-split", "3,x,6"], "memory-split"),
+        (["--set-memory", "num_fast_frames=2"], "num_fast_frames"),
+        (["--set-memory", "num_slow_frames=x"], "num_slow_frames must be an int"),
+        (["--set-memory", "tau=0.9"], "unknown config key 'tau'"),
+        (["--set-memory", "tau"], "--set-memory expects KEY=VALUE"),
         (["--checkpoint", "/nonexistent/model"], "no checkpoint"),
     ],
 )
@@ -55,7 +57,7 @@ def test_bad_arguments_exit_2_before_work(
     main, tmp_path: Path, capsys, argv: list[str], message: str
 ) -> None:
     out = tmp_path / "run"
-    assert main(["generate", "--out", str(out), "--model-preset", "tiny", *argv]) == 2
+    assert main(["generate", "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -72,9 +74,9 @@ def test_generate_without_model_arguments_uses_the_shipped_student(main, tmp_pat
 
     out = tmp_path / "run"
     assert main(["generate", "--seconds", "3", "--out", str(out)]) == 0
-    settings = json.loads((out / "report.json").read_text())["settings"]
-    assert settings["checkpoint"] == str(shipped("context-forcing") / "model")
-    assert settings["codec"] == str(shipped("codec"))
+    components = json.loads((out / "report.json").read_text())["components"]
+    assert components["student"] == str(shipped("context-forcing") / "model")
+    assert components["codec"] == str(shipped("codec"))
     frames, fps = read_video(out / "video.mp4")
     assert tuple(frames.shape) == (12, 64, 64, 3) and fps == 4
 
@@ -104,8 +106,8 @@ def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model-preset", "tiny", "--prefix", "x.mp4"], "needs --codec"),
-        (["--prefix", "/nonexistent.mp4"], "no prefix video"),
+        (["--model-preset", "tiny", "--prefix", "README.md"], "needs a codec"),
+        (["--prefix", "/nonexistent.mp4"], "no prefix image or video"),
         (["--prefix-seconds", "60", "--prefix", "README.md"], "leaves nothing"),
     ],
 )
