@@ -444,7 +444,7 @@ class ContextForcingPipeline:
 
         def decode(latents: Tensor) -> Tensor:
             with torch.no_grad():
-                return to_uint8_frames(decoder.decode(latents)[0].float().cpu())
+                return to_uint8_frames(decoder.decode(latents.float())[0].float().cpu())
 
         return decode
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,70 @@ def test_a_prefix_at_another_frame_rate_is_refused(main, tmp_path: Path, capsys)
     prefix = ["--prefix", str(tmp_path / "fast.mp4"), "--prefix-seconds", "1.5"]
     assert main(["generate", "--seconds", "3", *prefix, "--out", str(tmp_path / "run")]) == 2
     assert "8 fps" in capsys.readouterr().err
+
+
+TINY = ["generate", "--model-preset", "tiny", "--seconds", "3"]
+
+
+def test_frames_go_into_the_video_as_each_chunk_is_made(main, tmp_path, monkeypatch):
+    from contextforcing.inference.streaming import StreamingGenerator
+    from contextforcing.video_io import VideoWriter
+
+    made, written = [], []
+    chunk, write = StreamingGenerator._chunk, VideoWriter.write
+    monkeypatch.setattr(StreamingGenerator, "_chunk", lambda self, *a: made.append(1) or chunk(self, *a))
+    monkeypatch.setattr(
+        VideoWriter, "write", lambda self, f: written.append((len(made), len(f))) or write(self, f)
+    )
+    assert main([*TINY, "--out", str(tmp_path / "run")]) == 0
+    assert written == [(1, 3), (2, 3), (3, 3), (4, 3)]  # one chunk at a time, before the next is made
+
+
+def test_a_reused_out_folder_holds_only_the_new_run(main, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("video.mp4", "video.gif", "memory.png", "report.json", ".video.mp4.partial", "notes.txt"):
+        (out / name).write_text("from before")
+    assert main([*TINY, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["memory.png", "notes.txt", "report.json", "video.mp4"]
+    assert read_video(out / "video.mp4")[0].shape[0] == 12
+    assert json.loads((out / "report.json").read_text())["num_frames"] == 12
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_an_unusable_out_fails_before_any_model_is_loaded(main, tmp_path, capsys, monkeypatch, where):
+    import contextforcing.commands.generate as command
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(command, "load_model", no_loading)
+    monkeypatch.setattr(command, "random_model", no_loading)
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "run"
+    assert main(["generate", "--out", str(out)]) == 2
+    assert f"--out {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_generation_with_one_line_and_nothing_left(
+    main, tmp_path, capsys, monkeypatch, sig, code
+):
+    from contextforcing.video_io import VideoWriter
+
+    write = VideoWriter.write
+
+    def signalled_write(self, frames):
+        write(self, frames)
+        if self.num_frames >= 6:  # half-way through: a partial video exists
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(VideoWriter, "write", signalled_write)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.json").write_text("{}")  # a stale report must not survive either
+    assert main([*TINY, "--gif", "2", "--out", str(out)]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("contextforcing generate: ")
+    assert list(out.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's only
