@@ -14,6 +14,7 @@ from contextforcing import cli
 from contextforcing.inference.generate import parse_prompt_lines
 from contextforcing.memory import MemoryTrace
 from contextforcing.video_io import read_video
+from contextforcing.world.assets import SCENE_CLASSES
 
 
 @pytest.fixture
@@ -192,3 +193,21 @@ def test_a_signal_ends_generation_with_one_line_and_nothing_left(
     assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("contextforcing generate: ")
     assert list(out.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's only
+
+
+def test_the_world_is_one_more_set_of_pipeline_components(tmp_path):
+    from contextforcing.model.weights import load_model
+    from contextforcing.pipeline import ContextForcingPipeline
+    from contextforcing.world.pipeline import world_pipeline
+    from contextforcing.world.shipped import shipped
+
+    student = load_model(shipped("context-forcing") / "model")
+    pipe = world_pipeline(student, codec=shipped("codec"), memory="context")
+    prompt = SCENE_CLASSES[0].prompt
+    video = pipe(prompt, seconds=1.5, seed=2).frames
+    assert video.shape == (6, 64, 64, 3) and pipe.fps == 4
+    pipe.save_pretrained(tmp_path / "saved")
+    again = ContextForcingPipeline.from_pretrained(tmp_path / "saved")
+    assert torch.equal(again(prompt, seconds=1.5, seed=2).frames, video)
+    with pytest.raises(ValueError, match="unknown world prompt"):
+        again("a red fox", seconds=1.5)
