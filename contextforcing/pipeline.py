@@ -206,7 +206,7 @@ class ContextForcingPipeline:
         self._text_device = torch.device(text_device) if text_device is not None else self.device
         self.record: StreamRecord | None = None
         cfg = model.config
-        if codec is not None and codec.latent_channels not in {cfg.in_channels} | {cfg.out_channels}:
+        if codec is not None and not codec.latent_channels == cfg.in_channels == cfg.out_channels:
             raise ValueError(
                 f"the codec has {codec.latent_channels} latent channels; the student reads "
                 f"{cfg.in_channels} and writes {cfg.out_channels}"
@@ -237,41 +237,49 @@ class ContextForcingPipeline:
                 before the large components are loaded.
         """
         folder, device = Path(folder), resolve_device(str(device))
-        dtype, vae_dtype = parse_dtype(torch_dtype), parse_dtype(vae_dtype)
+        dtypes = {"model": parse_dtype(torch_dtype), "vae": parse_dtype(vae_dtype)}
         text_device = resolve_device(str(text_encoder_device)) if text_encoder_device else device
         if (folder / _INDEX).is_file():
-            saved = _read_json(folder / _INDEX)
-            if saved.get("format") != _FORMAT:
-                raise ValueError(
-                    f"{folder / _INDEX} is not a contextforcing pipeline ({saved.get('format')!r})"
-                )
-            model = load_model(Path(student) if student else folder / "student", dtype=dtype, device=device)
-            sources = {name: ComponentSource(**spec) for name, spec in saved.get("components", {}).items()}
-            codec = None
-            if "codec" in sources:
-                codec_dtype = vae_dtype if sources["codec"].loader.endswith(":load_wan_vae") else dtype
-                codec = sources["codec"].load(model.config, dtype=codec_dtype, device=device)
-            memory = memory if memory is not None else MemoryConfig.from_dict(saved["memory"])
-            sampler = SamplerConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["sampler"].items()}
-            )
-            return cls(model, codec=codec, memory=memory, sampler=sampler, size=tuple(saved["size"]),
-                       sources=sources, text_dtype=dtype, text_device=text_device)  # fmt: skip
+            return cls._from_saved(folder, student, memory, dtypes, device, text_device)
         if not (folder / "model_index.json").is_file():
             raise ValueError(
-                f"{folder} is neither a Wan2.1 folder (model_index.json, {', '.join(f'{c}/' for c in WAN_COMPONENTS)}) "
-                f"nor a saved pipeline ({_INDEX})"
+                f"{folder} is neither a Wan2.1 folder (model_index.json, "
+                f"{', '.join(f'{c}/' for c in WAN_COMPONENTS)}) nor a saved pipeline ({_INDEX})"
             )
         _check_wan_folder(folder, need_transformer=student is None)
         student_path = Path(student) if student else folder / "transformer"
-        model = load_model(student_path, dtype=dtype, device=device)
+        model = load_model(student_path, dtype=dtypes["model"], device=device)
         _check_student_fits(model.config, folder, student_path)
         root = str(folder.resolve())
         sources = {"codec": ComponentSource(loader=f"{__name__}:load_wan_vae", path=root),
                    "text_encoder": ComponentSource(loader=f"{__name__}:load_umt5", path=root)}  # fmt: skip
-        codec = sources["codec"].load(model.config, dtype=vae_dtype, device=device)
+        codec = sources["codec"].load(model.config, dtype=dtypes["vae"], device=device)
         return cls(model, codec=codec, memory=memory or "context", size=WAN_SIZE, sources=sources,
-                   text_dtype=dtype, text_device=text_device)  # fmt: skip
+                   text_dtype=dtypes["model"], text_device=text_device)  # fmt: skip
+
+    @classmethod
+    def _from_saved(cls, folder: Path, student: str | Path | None, memory: MemoryConfig | str | None,
+                    dtypes: dict[str, torch.dtype], device: torch.device,
+                    text_device: torch.device) -> ContextForcingPipeline:  # fmt: skip
+        saved = _read_json(folder / _INDEX)
+        if saved.get("format") != _FORMAT:
+            raise ValueError(f"{folder / _INDEX} is not a contextforcing pipeline ({saved.get('format')!r})")
+        model = load_model(
+            Path(student) if student else folder / "student", dtype=dtypes["model"], device=device
+        )
+        sources = {name: ComponentSource(**spec) for name, spec in saved.get("components", {}).items()}
+        codec = None
+        if "codec" in sources:
+            wan = sources["codec"].loader.endswith(":load_wan_vae")
+            codec = sources["codec"].load(
+                model.config, dtype=dtypes["vae" if wan else "model"], device=device
+            )
+        memory = memory if memory is not None else MemoryConfig.from_dict(saved["memory"])
+        sampler = SamplerConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved["sampler"].items()}
+        )
+        return cls(model, codec=codec, memory=memory, sampler=sampler, size=tuple(saved["size"]),
+                   sources=sources, text_dtype=dtypes["model"], text_device=text_device)  # fmt: skip
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write the student (folder/student/), the memory and sampler settings and references to the
