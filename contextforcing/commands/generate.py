@@ -81,10 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prefix-seconds", type=float, default=3.0,
                         help="length of a video prefix (whole chunks)")  # fmt: skip
     parser.add_argument(
-        "--device", default="auto", help="torch device (default: cuda when available, else cpu)"
+        "--device", help="torch device (default with --wan: cuda when available, else cpu; without: cpu)"
     )
     parser.add_argument(
-        "--dtype", help="float32, bfloat16 or float16 (default: bfloat16 on an accelerator, else float32)"
+        "--dtype",
+        help="float32, bfloat16 or float16 (default: bfloat16 with --wan on an accelerator, else float32)",
     )
     parser.add_argument(
         "--text-encoder-device", help="where the text encoder runs (default: --device); freed after encoding"
@@ -125,8 +126,11 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     check_out(args.out)
-    device = resolve_device(args.device)
-    dtype = parse_dtype(args.dtype or ("float32" if device.type == "cpu" else "bfloat16"))
+    # --wan: the GPU in bf16 where there is one; the world: float32 on the CPU, as it was trained.
+    device = resolve_device(args.device or ("auto" if args.wan is not None else "cpu"))
+    dtype = parse_dtype(
+        args.dtype or ("bfloat16" if args.wan is not None and device.type != "cpu" else "float32")
+    )
     memory = _memory(args.memory, args.set_memory)
     settings = _settings(args)
     pipeline, components = _pipeline(args, memory, device, dtype)
