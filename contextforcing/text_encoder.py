@@ -5,18 +5,23 @@
 zeros to `max_length`. Wan's DiT attends to the zero padding (there is no text mask), so the zeros
 matter and are reproduced exactly.
 
+A prompt longer than `max_length` tokens is cut there, with a warning that says so.
+`SeededTextEncoder` gives each prompt a fixed random embedding (random-weight models, smoke tests).
+
 Every text encoder exposes `encode(prompts: list[str]) -> Tensor [B, S, D]`.
 """
 
 from __future__ import annotations
 
+import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-__all__ = ["TextEncoder", "UMT5TextEncoder"]
+__all__ = ["SeededTextEncoder", "TextEncoder", "UMT5TextEncoder"]
 
 
 @runtime_checkable
@@ -36,7 +41,12 @@ class UMT5TextEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, folder: str | Path, *, max_length: int = 512, dtype: torch.dtype = torch.float32
+        cls,
+        folder: str | Path,
+        *,
+        max_length: int = 512,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
     ) -> UMT5TextEncoder:
         """Load from a local folder holding `tokenizer/` and `text_encoder/` (a Wan diffusers pipeline)."""
         from transformers import AutoTokenizer, UMT5EncoderModel
@@ -48,13 +58,25 @@ class UMT5TextEncoder:
             raise ValueError(f"no UMT5 encoder at {encoder_dir}: expected config.json and weights")
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         encoder = UMT5EncoderModel.from_pretrained(encoder_dir, torch_dtype=dtype)
-        return cls(tokenizer, encoder, max_length=max_length)
+        return cls(tokenizer, encoder.to(device), max_length=max_length)
+
+    def _warn_if_cut(self, prompts: list[str]) -> None:
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=True)["input_ids"]]
+        for prompt, length in zip(prompts, lengths, strict=True):
+            if length > self.max_length:
+                shown = prompt if len(prompt) <= 40 else prompt[:37] + "..."
+                warnings.warn(
+                    f"the prompt {shown!r} has {length} tokens; the text encoder reads the first "
+                    f"{self.max_length} and the rest is cut",
+                    stacklevel=3,
+                )
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> Tensor:
         """Prompts -> [B, max_length, d_model], zero past each prompt's tokens."""
         if isinstance(prompts, str) or not prompts:
             raise ValueError("prompts must be a non-empty list of strings")
+        self._warn_if_cut(prompts)
         tokens = self.tokenizer(
             prompts,
             padding="max_length",
@@ -68,3 +90,23 @@ class UMT5TextEncoder:
         mask = tokens.attention_mask.to(device)
         hidden = self.encoder(input_ids=tokens.input_ids.to(device), attention_mask=mask).last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)
+
+
+class SeededTextEncoder:
+    """A fixed random embedding [text_len, text_dim] per prompt, seeded by the prompt's CRC32.
+
+    For random-weight models, where no real encoder fits: different prompts still condition
+    differently, and the same prompt always the same.
+    """
+
+    def __init__(self, text_dim: int, text_len: int) -> None:
+        self.text_dim, self.text_len = text_dim, text_len
+
+    def encode(self, prompts: list[str]) -> Tensor:
+        if isinstance(prompts, str) or not prompts:
+            raise ValueError("prompts must be a non-empty list of strings")
+        rows = []
+        for prompt in prompts:
+            generator = torch.Generator().manual_seed(zlib.crc32(prompt.encode()))
+            rows.append(torch.randn(self.text_len, self.text_dim, generator=generator))
+        return torch.stack(rows)

@@ -5,20 +5,35 @@ Shape legend:
 
 Frames are written either as uint8 [T, H, W, 3] (RGB) or as float [3, T, H, W] in [-1, 1] (the layout
 of the world and of decoded latents); they are always read back as uint8 [T, H, W, 3].
+
+Writers take frames a chunk at a time (`VideoWriter`, `GifWriter`), so memory does not grow with the
+length of the video, and write under a temporary name renamed when the file is complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_video", "to_uint8_frames", "write_gif", "write_video"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "GifWriter",
+    "VideoWriter",
+    "partial_path",
+    "read_image",
+    "read_video",
+    "to_uint8_frames",
+    "write_gif",
+    "write_video",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +73,94 @@ def _encoder() -> str:
     raise RuntimeError(f"none of the encoders {_ENCODERS} is available in this PyAV build")
 
 
+def partial_path(path: Path) -> Path:
+    """The temporary name a file is written under until it is complete: `.NAME.partial` beside it."""
+    return path.with_name(f".{path.name}.partial")
+
+
+class VideoWriter:
+    """Writes an mp4 chunk by chunk, so a long video never sits in memory.
+
+    The file is written under `partial_path(path)` and renamed to `path` by `close()`; `abort()` (or
+    leaving a `with` block on an exception) deletes it, so a video at `path` is always complete.
+    Encoding is deterministic: one encoder thread and fixed options, so the same frames give the
+    same bytes in any process (libx264's frame threading does not).
+
+    Args:
+        path: output file; parent folders are created.
+        fps: frame rate, > 0.
+        crf: H.264 constant rate factor (lower is closer to lossless).
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, crf: int = 12) -> None:
+        if fps <= 0:
+            raise ValueError(f"fps must be > 0, got {fps}")
+        self.path = Path(path)
+        self.fps, self.crf = fps, crf
+        self.num_frames = 0
+        self._container: Any = None
+        self._stream: Any = None
+
+    def _open(self, height: int, width: int) -> None:
+        if height % 2 or width % 2:
+            raise ValueError(f"frame height and width must be even for yuv420p, got {height}x{width}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        codec = _encoder()
+        self._container = av.open(str(partial_path(self.path)), mode="w", format="mp4")
+        stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.thread_count = 1
+        if codec == "libx264":
+            stream.options = {"crf": str(self.crf), "threads": "1"}
+        else:
+            stream.bit_rate = max(200_000, 8 * width * height * round(self.fps))
+        self._stream = stream
+
+    def write(self, frames: Tensor | np.ndarray) -> None:
+        """Append frames: uint8 [T, H, W, 3] or float [3, T, H, W] in [-1, 1], the size of the first."""
+        data = to_uint8_frames(frames).numpy()
+        _, height, width, _ = data.shape
+        if self._container is None:
+            self._open(height, width)
+        elif (height, width) != (self._stream.height, self._stream.width):
+            raise ValueError(
+                f"frames of {height}x{width} do not fit a {self._stream.height}x{self._stream.width} video"
+            )
+        for image in data:
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        self.num_frames += len(data)
+
+    def close(self) -> Path:
+        """Flush the encoder, close the file and give it its name; returns the path."""
+        if self._container is None:
+            raise ValueError("cannot write a video with zero frames")
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+        self._container = None
+        partial_path(self.path).replace(self.path)
+        logger.debug("wrote %s: %d frames at %g fps", self.path, self.num_frames, self.fps)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
+            self._container = None
+        partial_path(self.path).unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_video(path: str | Path, frames: Tensor | np.ndarray, fps: float, *, crf: int = 12) -> Path:
-    """Write frames to an mp4 file (H.264 if available, else MPEG-4 part 2).
+    """Write frames to an mp4 file (H.264 if available, else MPEG-4 part 2); see `VideoWriter`.
 
     Args:
         path: output file; parent folders are created.
@@ -70,27 +171,10 @@ def write_video(path: str | Path, frames: Tensor | np.ndarray, fps: float, *, cr
     Returns:
         The path written.
     """
-    if fps <= 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
-    data = to_uint8_frames(frames).numpy()
-    _, height, width, _ = data.shape
-    if height % 2 or width % 2:
-        raise ValueError(f"frame height and width must be even for yuv420p, got {height}x{width}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    codec = _encoder()
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(crf)}
-        else:
-            stream.bit_rate = max(200_000, 8 * width * height * round(fps))
-        for image in data:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode(None))
-    logger.debug("wrote %s: %d frames %dx%d at %g fps with %s", path, len(data), width, height, fps, codec)
-    return path
+    data = to_uint8_frames(frames)
+    with VideoWriter(path, fps, crf=crf) as writer:
+        writer.write(data)
+    return Path(path)
 
 
 def read_video(path: str | Path) -> tuple[Tensor, float]:
@@ -121,14 +205,88 @@ def read_video(path: str | Path) -> tuple[Tensor, float]:
     return torch.from_numpy(np.stack(images)), float(rate)
 
 
+class GifWriter:
+    """Writes a looping GIF frame by frame (each frame with its own 256-colour palette), so no frame is
+    kept once written; under `partial_path(path)` until `close()`, like `VideoWriter`.
+
+    Args:
+        path: output file.
+        fps: frame rate, > 0 (GIF delays are whole hundredths of a second).
+        scale: each pixel becomes a `scale` x `scale` block.
+    """
+
+    def __init__(self, path: str | Path, fps: float, *, scale: int = 1) -> None:
+        if fps <= 0 or scale < 1:
+            raise ValueError(f"a GIF needs fps > 0 and scale >= 1, got {fps} and {scale}")
+        self.path = Path(path)
+        self.scale = scale
+        self.duration = round(1000 / fps)
+        self.num_frames = 0
+        self._file: Any = None
+
+    def write(self, frames: Tensor | np.ndarray) -> None:
+        """Append frames (as `to_uint8_frames` accepts)."""
+        from PIL import GifImagePlugin, Image
+
+        pixels = to_uint8_frames(frames)
+        if self.scale > 1:
+            pixels = pixels.repeat_interleave(self.scale, dim=1).repeat_interleave(self.scale, dim=2)
+        for frame in pixels:
+            image = Image.fromarray(frame.numpy()).quantize(colors=256)
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(partial_path(self.path), "wb")  # noqa: SIM115 (closed by close/abort)
+                header, _ = GifImagePlugin.getheader(
+                    image.copy(), info={"loop": 0, "duration": self.duration}
+                )
+                self._file.write(b"".join(header))
+            data = GifImagePlugin.getdata(image, duration=self.duration, include_color_table=True)
+            self._file.write(b"".join(data))
+            self.num_frames += 1
+
+    def close(self) -> Path:
+        """Write the trailer and give the file its name; returns the path."""
+        if self._file is None:
+            raise ValueError("cannot write a GIF with zero frames")
+        self._file.write(b";")
+        self._file.close()
+        self._file = None
+        partial_path(self.path).replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        partial_path(self.path).unlink(missing_ok=True)
+
+
 def write_gif(path: str | Path, frames: Tensor | np.ndarray, fps: float, *, scale: int = 1) -> Path:
     """Write frames (as `to_uint8_frames` accepts) as a looping GIF, each pixel a `scale` x `scale` block."""
-    from PIL import Image
+    writer = GifWriter(path, fps, scale=scale)
+    try:
+        writer.write(frames)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
 
-    pixels = to_uint8_frames(frames)
-    if scale > 1:
-        pixels = pixels.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
-    images = [Image.fromarray(frame.numpy()) for frame in pixels]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+"""Files read as a single image rather than as a video."""
+
+
+def read_image(path: str | Path) -> Tensor:
+    """One RGB image as uint8 [1, H, W, 3] (a one-frame video); raises ValueError if unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
     path = Path(path)
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
-    return path
+    if not path.is_file():
+        raise ValueError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"cannot read image {path}: {error}") from error
+    return torch.from_numpy(pixels.copy())[None]

@@ -26,3 +26,14 @@ def random_tiny_model():
     """
     torch.manual_seed(0)
     return randomize(CausalDiT(model_preset("tiny"))).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_wan(tmp_path_factory):
+    """A tiny random Wan2.1 folder in the diffusers layout (tests/wan_folder.py), built once per session."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
+    from wan_folder import make_tiny_wan_folder
+
+    return make_tiny_wan_folder(tmp_path_factory.mktemp("wan") / "Wan2.1-T2V-tiny")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from contextforcing import cli
 from contextforcing.inference.generate import parse_prompt_lines
 from contextforcing.memory import MemoryTrace
 from contextforcing.video_io import read_video
+from contextforcing.world.assets import SCENE_CLASSES
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     prompts.write_text("0|a red ball\n1.5|a blue cube\n")
     out = tmp_path / "run"
     code = main(["generate", "--prompts", str(prompts), "--seconds", "3", "--memory", "context",
-                 "--memory-split", "1,2,6", "--seed", "3", "--model-preset", "tiny", "--gif", "2", "--out", str(out)])  # fmt: skip
+                 "--set-memory", "num_sink_frames=1", "--set-memory", "num_slow_frames=2", "--seed", "3", "--model-preset", "tiny", "--gif", "2", "--out", str(out)])  # fmt: skip
     assert code == 0
     frames, fps = read_video(out / "video.mp4")
     assert frames.shape[0] == 12 and fps == 4
@@ -46,8 +49,10 @@ def test_generate_writes_video_and_report(main, tmp_path: Path) -> None:
     [
         (["--seconds", "-1"], "seconds"),
         (["--memory", "lru"], "unknown memory policy"),
-        (["--memory-split", "3,12,2"], "num_fast_frames"),
-        (["--memory-split", "3,x,6"], "memory-split"),
+        (["--set-memory", "num_fast_frames=2"], "num_fast_frames"),
+        (["--set-memory", "num_slow_frames=x"], "num_slow_frames must be an int"),
+        (["--set-memory", "tau=0.9"], "unknown config key 'tau'"),
+        (["--set-memory", "tau"], "--set-memory expects KEY=VALUE"),
         (["--checkpoint", "/nonexistent/model"], "no checkpoint"),
     ],
 )
@@ -55,7 +60,7 @@ def test_bad_arguments_exit_2_before_work(
     main, tmp_path: Path, capsys, argv: list[str], message: str
 ) -> None:
     out = tmp_path / "run"
-    assert main(["generate", "--out", str(out), "--model-preset", "tiny", *argv]) == 2
+    assert main(["generate", "--out", str(out), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -72,9 +77,9 @@ def test_generate_without_model_arguments_uses_the_shipped_student(main, tmp_pat
 
     out = tmp_path / "run"
     assert main(["generate", "--seconds", "3", "--out", str(out)]) == 0
-    settings = json.loads((out / "report.json").read_text())["settings"]
-    assert settings["checkpoint"] == str(shipped("context-forcing") / "model")
-    assert settings["codec"] == str(shipped("codec"))
+    components = json.loads((out / "report.json").read_text())["components"]
+    assert components["student"] == str(shipped("context-forcing") / "model")
+    assert components["codec"] == str(shipped("codec"))
     frames, fps = read_video(out / "video.mp4")
     assert tuple(frames.shape) == (12, 64, 64, 3) and fps == 4
 
@@ -104,8 +109,8 @@ def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--model-preset", "tiny", "--prefix", "x.mp4"], "needs --codec"),
-        (["--prefix", "/nonexistent.mp4"], "no prefix video"),
+        (["--model-preset", "tiny", "--prefix", "README.md"], "needs a codec"),
+        (["--prefix", "/nonexistent.mp4"], "no prefix image or video"),
         (["--prefix-seconds", "60", "--prefix", "README.md"], "leaves nothing"),
     ],
 )
@@ -121,3 +126,88 @@ def test_a_prefix_at_another_frame_rate_is_refused(main, tmp_path: Path, capsys)
     prefix = ["--prefix", str(tmp_path / "fast.mp4"), "--prefix-seconds", "1.5"]
     assert main(["generate", "--seconds", "3", *prefix, "--out", str(tmp_path / "run")]) == 2
     assert "8 fps" in capsys.readouterr().err
+
+
+TINY = ["generate", "--model-preset", "tiny", "--seconds", "3"]
+
+
+def test_frames_go_into_the_video_as_each_chunk_is_made(main, tmp_path, monkeypatch):
+    from contextforcing.inference.streaming import StreamingGenerator
+    from contextforcing.video_io import VideoWriter
+
+    made, written = [], []
+    chunk, write = StreamingGenerator._chunk, VideoWriter.write
+    monkeypatch.setattr(StreamingGenerator, "_chunk", lambda self, *a: made.append(1) or chunk(self, *a))
+    monkeypatch.setattr(
+        VideoWriter, "write", lambda self, f: written.append((len(made), len(f))) or write(self, f)
+    )
+    assert main([*TINY, "--out", str(tmp_path / "run")]) == 0
+    assert written == [(1, 3), (2, 3), (3, 3), (4, 3)]  # one chunk at a time, before the next is made
+
+
+def test_a_reused_out_folder_holds_only_the_new_run(main, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("video.mp4", "video.gif", "memory.png", "report.json", ".video.mp4.partial", "notes.txt"):
+        (out / name).write_text("from before")
+    assert main([*TINY, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["memory.png", "notes.txt", "report.json", "video.mp4"]
+    assert read_video(out / "video.mp4")[0].shape[0] == 12
+    assert json.loads((out / "report.json").read_text())["num_frames"] == 12
+
+
+@pytest.mark.parametrize("where", ["file", "under-a-file"])
+def test_an_unusable_out_fails_before_any_model_is_loaded(main, tmp_path, capsys, monkeypatch, where):
+    import contextforcing.commands.generate as command
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(command, "load_model", no_loading)
+    monkeypatch.setattr(command, "random_model", no_loading)
+    (tmp_path / "taken").write_text("a file")
+    out = tmp_path / "taken" if where == "file" else tmp_path / "taken" / "run"
+    assert main(["generate", "--out", str(out)]) == 2
+    assert f"--out {out}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_generation_with_one_line_and_nothing_left(
+    main, tmp_path, capsys, monkeypatch, sig, code
+):
+    from contextforcing.video_io import VideoWriter
+
+    write = VideoWriter.write
+
+    def signalled_write(self, frames):
+        write(self, frames)
+        if self.num_frames >= 6:  # half-way through: a partial video exists
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(VideoWriter, "write", signalled_write)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.json").write_text("{}")  # a stale report must not survive either
+    assert main([*TINY, "--gif", "2", "--out", str(out)]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("contextforcing generate: ")
+    assert list(out.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the command's only
+
+
+def test_the_world_is_one_more_set_of_pipeline_components(tmp_path):
+    from contextforcing.model.weights import load_model
+    from contextforcing.pipeline import ContextForcingPipeline
+    from contextforcing.world.pipeline import world_pipeline
+    from contextforcing.world.shipped import shipped
+
+    student = load_model(shipped("context-forcing") / "model")
+    pipe = world_pipeline(student, codec=shipped("codec"), memory="context")
+    prompt = SCENE_CLASSES[0].prompt
+    video = pipe(prompt, seconds=1.5, seed=2).frames
+    assert video.shape == (6, 64, 64, 3) and pipe.fps == 4
+    pipe.save_pretrained(tmp_path / "saved")
+    again = ContextForcingPipeline.from_pretrained(tmp_path / "saved")
+    assert torch.equal(again(prompt, seconds=1.5, seed=2).frames, video)
+    with pytest.raises(ValueError, match="unknown world prompt"):
+        again("a red fox", seconds=1.5)

@@ -46,8 +46,19 @@ class WanVAECodec:
             raise ValueError(f"no Wan VAE at {folder}: expected config.json and weights")
         return cls(AutoencoderKLWan.from_pretrained(folder, torch_dtype=dtype))
 
+    def to(self, device: str | torch.device) -> WanVAECodec:
+        """Move the VAE to `device`; returns self."""
+        self.vae.to(device)
+        return self
+
     def _stats(self, like: Tensor) -> tuple[Tensor, Tensor]:
         return self._mean.to(like), self._std.to(like)
+
+    def _denormalise(self, latents: Tensor) -> Tensor:
+        """Normalised latents -> the VAE's latents in its dtype (the arithmetic in float32)."""
+        latents = latents.float()
+        mean, std = self._stats(latents)
+        return (latents * std + mean).to(next(self.vae.parameters()).dtype)
 
     @torch.no_grad()
     def encode(self, frames: Tensor) -> Tensor:
@@ -57,16 +68,14 @@ class WanVAECodec:
         if (frames.shape[2] - 1) % self.temporal_factor:
             raise ValueError(f"the Wan VAE needs 1 + {self.temporal_factor}k frames, got {frames.shape[2]}")
         dtype = next(self.vae.parameters()).dtype
-        latents = self.vae.encode(frames.to(dtype)).latent_dist.mode()
+        latents = self.vae.encode(frames.to(dtype)).latent_dist.mode().float()
         mean, std = self._stats(latents)
         return (latents - mean) / std
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
         """Normalised latents [B, C, F, h, w] -> frames [B, 3, 1 + 4(F-1), H, W] in [-1, 1]."""
-        mean, std = self._stats(latents)
-        dtype = next(self.vae.parameters()).dtype
-        return self.vae.decode((latents * std + mean).to(dtype), return_dict=False)[0]
+        return self.vae.decode(self._denormalise(latents), return_dict=False)[0]
 
     def stream_decoder(self) -> WanStreamDecoder:
         return WanStreamDecoder(self)
@@ -86,9 +95,7 @@ class WanStreamDecoder:
     def decode(self, latents: Tensor) -> Tensor:
         """The next chunk [B, C, F, h, w] -> its pixel frames (1 + 4(F-1) for the first chunk, else 4F)."""
         vae = self.codec.vae
-        mean, std = self.codec._stats(latents)
-        dtype = next(vae.parameters()).dtype
-        x = vae.post_quant_conv((latents * std + mean).to(dtype))
+        x = vae.post_quant_conv(self.codec._denormalise(latents))
         frames = []
         for i in range(x.shape[2]):
             index = [0]

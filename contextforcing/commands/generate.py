@@ -1,12 +1,35 @@
-"""`contextforcing generate`: stream a video to DIR/video.mp4 with DIR/report.json (see inference/generate.py)."""
+"""`contextforcing generate`: stream a video to OUT/video.mp4 with OUT/report.json (see inference/generate.py).
+
+With `--wan DIR` the components come from a Wan2.1 text-to-video folder (diffusers layout), the student
+from `--checkpoint` or the folder's transformer; without it, from the world (the shipped Context
+Forcing student and world codec by default). Both build one `ContextForcingPipeline`.
+
+Every argument is checked before a model is loaded. SIGINT and SIGTERM stop a generation with one
+line and a non-zero exit, leaving none of its outputs behind.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from contextforcing.inference.generate import GenerateSettings, generate, parse_prompt_lines, prepare
-from contextforcing.memory.config import MEMORY_POLICIES
+from contextforcing.config import override
+from contextforcing.inference.generate import (
+    GenerateSettings,
+    check_out,
+    generate,
+    parse_prompt_lines,
+    prepare,
+    random_model,
+)
+from contextforcing.memory.config import MEMORY_POLICIES, MemoryConfig, memory_preset
+from contextforcing.model.weights import load_model
+from contextforcing.pipeline import ContextForcingPipeline, parse_dtype
+from contextforcing.runtime import resolve_device
 from contextforcing.world.assets import SCENE_CLASSES
 
 # The shipped Context Forcing student of the world and the world codec (package data).
@@ -18,87 +41,170 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="generate a long video chunk by chunk with memory (default: the shipped Context Forcing "
-        "student of the world, 60 s)",
+        help="generate a long video chunk by chunk with memory (from a Wan2.1 folder with --wan; by default "
+        "the shipped Context Forcing student of the world, 60 s)",
+    )
+    source = parser.add_argument_group("components")
+    source.add_argument("--wan", type=Path, metavar="DIR",
+                        help="a Wan2.1 text-to-video folder in the diffusers layout (model_index.json, "
+                        "transformer/, vae/, text_encoder/, tokenizer/)")  # fmt: skip
+    source.add_argument("--checkpoint", type=Path, metavar="STUDENT",
+                        help="the student: ours, a diffusers transformer folder, Wan2.1 safetensors or a "
+                        "Self-Forcing-style .pt (default: the Wan folder's transformer, or the shipped world student)")  # fmt: skip
+    source.add_argument("--model-preset", help="random weights of this model preset instead (smoke tests)")
+    source.add_argument(
+        "--codec",
+        type=Path,
+        help="codec folder without --wan (default with the shipped model: the world codec)",
     )
     prompt = parser.add_mutually_exclusive_group()
-    prompt.add_argument("--prompt", default=SCENE_CLASSES[0].prompt, help="one prompt for the whole video")
+    prompt.add_argument(
+        "--prompt", help="one prompt for the whole video (default without --wan: a world prompt)"
+    )
     prompt.add_argument(
         "--prompts", type=Path, help="file of prompts, one per line, optionally 'SECONDS|prompt'"
     )
     parser.add_argument(
         "--seconds", type=float, default=60.0, help="video length (4 latent frames per second)"
     )
+    parser.add_argument("--height", type=int, help="pixels (default: 480 with --wan, else 64)")
+    parser.add_argument("--width", type=int, help="pixels (default: 832 with --wan, else 64)")
     parser.add_argument("--memory", default="context", help=f"memory policy: {', '.join(MEMORY_POLICIES)}")
-    parser.add_argument(
-        "--memory-split", metavar="SINK,SLOW,FAST", help="override the tier sizes in latent frames"
-    )
-    parser.add_argument("--tau", type=float, help="override the surprisal promotion threshold")
-    parser.add_argument("--promotion-interval", type=int, help="chunks between promotion tests (paper: 2)")
-    parser.add_argument("--decide-on", choices=("refresh", "first-pass"), help="pass that decides promotions")
-    parser.add_argument(
-        "--shared-decisions", action="store_true", help="one promotion decision for all layers"
-    )
+    parser.add_argument("--set-memory", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the memory policy, e.g. similarity_threshold=0.995, "
+                        "num_sink_frames=1, decide_on=first-pass, per_layer_decisions=false (repeatable)")  # fmt: skip
     parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", type=Path, help="model folder (default: the shipped world student)")
-    parser.add_argument("--model-preset", help="random weights of this model preset instead (smoke tests)")
     parser.add_argument(
-        "--codec", type=Path, help="codec folder (default with the shipped model: the world codec)"
+        "--prefix", type=Path, help="an image (image-to-video) or a video the model continues"
     )
-    parser.add_argument("--latent-size", type=int, nargs=2, default=(8, 8), metavar=("H", "W"))
+    parser.add_argument("--prefix-seconds", type=float, default=3.0,
+                        help="length of a video prefix (whole chunks)")  # fmt: skip
+    parser.add_argument(
+        "--device", help="torch device (default with --wan: cuda when available, else cpu; without: cpu)"
+    )
+    parser.add_argument(
+        "--dtype",
+        help="float32, bfloat16 or float16 (default: bfloat16 with --wan on an accelerator, else float32)",
+    )
+    parser.add_argument(
+        "--text-encoder-device", help="where the text encoder runs (default: --device); freed after encoding"
+    )
     parser.add_argument("--gif", type=int, default=0, metavar="SCALE",
                         help="also write video.gif, each pixel SCALE pixels wide")  # fmt: skip
-    parser.add_argument(
-        "--prefix", type=Path, help="a video whose first --prefix-seconds the model continues"
-    )
-    parser.add_argument(
-        "--prefix-seconds", type=float, default=3.0, help="length of the prefix (whole chunks)"
-    )
-    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
     parser.set_defaults(run=run)
 
 
-def _overrides(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
-    overrides: dict[str, object] = {}
-    if args.memory_split:
-        parts = args.memory_split.split(",")
-        if len(parts) != 3 or not all(p.strip().lstrip("-").isdigit() for p in parts):
-            raise ValueError(
-                f"--memory-split must be three integers SINK,SLOW,FAST, got {args.memory_split!r}"
-            )
-        sink, slow, fast = (int(p) for p in parts)
-        overrides.update(num_sink_frames=sink, num_slow_frames=slow, num_fast_frames=fast)
-    for name, value in (("similarity_threshold", args.tau), ("promotion_interval", args.promotion_interval),
-                        ("decide_on", args.decide_on)):  # fmt: skip
-        if value is not None:
-            overrides[name] = value
-    if args.shared_decisions:
-        overrides["per_layer_decisions"] = False
-    return tuple(overrides.items())
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler, so a generation unwinds (and cleans up) as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
-    from contextforcing.world.components import load_any_codec, world_text_encoder
-    from contextforcing.world.shipped import shipped
+    try:
+        with _stop_on_signals():
+            return _run(args)
+    except KeyboardInterrupt:
+        print(f"contextforcing generate: interrupted; nothing was left in {args.out}", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"contextforcing generate: terminated; nothing was left in {args.out}", file=sys.stderr)
+        return 143
 
-    if args.checkpoint is None and args.model_preset is None:
-        args.checkpoint = shipped(DEFAULT_STUDENT) / "model"
-        args.codec = args.codec or shipped(DEFAULT_CODEC)
+
+def _run(args: argparse.Namespace) -> int:
+    check_out(args.out)
+    # --wan: the GPU in bf16 where there is one; the world: float32 on the CPU, as it was trained.
+    device = resolve_device(args.device or ("auto" if args.wan is not None else "cpu"))
+    dtype = parse_dtype(
+        args.dtype or ("bfloat16" if args.wan is not None and device.type != "cpu" else "float32")
+    )
+    memory = _memory(args.memory, args.set_memory)
+    settings = _settings(args)
+    pipeline, components = _pipeline(args, memory, device, dtype)
+    plan = prepare(pipeline, settings)
+    pipeline.release_text_encoder()
+    generate(pipeline, plan, settings, components=components)
+    return 0
+
+
+def _memory(name: str, assignments: list[str]) -> MemoryConfig:
+    """The memory preset with `--set-memory key=value` overrides, coerced by the field types."""
+    updates = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set-memory expects KEY=VALUE, got {item!r}")
+        updates[key.strip()] = value.strip()
+    base = memory_preset(name)
+    try:
+        return override(base, updates)
+    except ValueError as error:
+        raise ValueError(f"--set-memory: {error}") from None
+
+
+def _settings(args: argparse.Namespace) -> GenerateSettings:
+    if args.wan is not None and (args.codec is not None or args.model_preset is not None):
+        raise ValueError("--wan takes its codec and student from the folder: drop --codec and --model-preset")
+    if args.checkpoint is not None and args.model_preset is not None:
+        raise ValueError("choose --checkpoint or --model-preset, not both")
     prompts, starts = (args.prompt,), (0.0,)
     if args.prompts is not None:
         if not args.prompts.is_file():
             raise ValueError(f"no prompts file at {args.prompts}")
         prompts, starts = parse_prompt_lines(args.prompts.read_text(), args.seconds)
-    settings = GenerateSettings(
-        out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, memory=args.memory,
-        memory_overrides=_overrides(args), seed=args.seed, checkpoint=args.checkpoint,
-        model_preset=args.model_preset or "tiny", codec=args.codec, latent_size=tuple(args.latent_size),
-        refresh_sink=args.refresh_sink, gif_scale=args.gif, prefix=args.prefix,
-        prefix_seconds=args.prefix_seconds, device=args.device,
+    elif args.prompt is None:
+        if args.wan is not None:
+            raise ValueError("--wan needs --prompt TEXT or --prompts FILE")
+        prompts = (SCENE_CLASSES[0].prompt,)
+    if args.prefix is not None and not args.prefix.is_file():
+        raise ValueError(f"no prefix image or video at {args.prefix}")
+    return GenerateSettings(
+        out=args.out, prompts=prompts, prompt_starts=starts, seconds=args.seconds, height=args.height,
+        width=args.width, seed=args.seed, refresh_sink=args.refresh_sink, gif_scale=args.gif,
+        prefix=args.prefix, prefix_seconds=args.prefix_seconds,
     )  # fmt: skip
-    codec = None if args.codec is None else load_any_codec(args.codec)
-    text_encoder = None if args.checkpoint is None else world_text_encoder
-    generate(prepare(settings, codec=codec, text_encoder=text_encoder))
-    return 0
+
+
+def _pipeline(
+    args: argparse.Namespace, memory: MemoryConfig, device, dtype
+) -> tuple[ContextForcingPipeline, dict]:
+    """The pipeline, and the names of its components for the report."""
+    if args.wan is not None:
+        pipeline = ContextForcingPipeline.from_pretrained(
+            args.wan, student=args.checkpoint, memory=memory, torch_dtype=dtype, device=device,
+            text_encoder_device=args.text_encoder_device,
+        )  # fmt: skip
+        student = args.checkpoint or args.wan / "transformer"
+        return pipeline, {"wan": str(args.wan), "student": str(student), "codec": str(args.wan / "vae"),
+                          "text_encoder": str(args.wan / "text_encoder")}  # fmt: skip
+    from contextforcing.world.pipeline import world_pipeline
+    from contextforcing.world.shipped import shipped
+
+    checkpoint, codec = args.checkpoint, args.codec
+    if checkpoint is None and args.model_preset is None:
+        checkpoint, codec = shipped(DEFAULT_STUDENT) / "model", codec or shipped(DEFAULT_CODEC)
+    if checkpoint is not None:
+        model = load_model(checkpoint, dtype=dtype, device=device).eval()
+    else:
+        model = random_model(args.model_preset, args.seed).to(device, dtype)
+    pipeline = world_pipeline(model, codec=codec, memory=memory, world_text=checkpoint is not None)
+    student = str(checkpoint) if checkpoint is not None else f"random {args.model_preset}"
+    text = "world" if checkpoint is not None else "seeded"
+    return pipeline, {
+        "student": student,
+        "codec": None if codec is None else str(codec),
+        "text_encoder": text,
+    }
