@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+SHIPPED := contextforcing/world/checkpoints
 
-.PHONY: ship results setup setup-dev demo pipeline pipeline-world2 test lint
+.PHONY: codec-world2 pipeline-world2 ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,15 +46,18 @@ pipeline: setup
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
 	$(RUN) train --preset world-cdmd-prefix --resume & p=$$!; $(RUN) train --preset world-long-tuning-prefix --resume && wait $$p
 
-# The second world: its codec, then the learnability check (context teacher against its window control).
+# The second world's learnability check (context teacher against its window control). Its codec ships
+# with the package (contextforcing/world/checkpoints/codec-world2); `make codec-world2` retrains it.
+codec-world2: setup
+	$(RUN) train-codec --world-version 2 --steps 4000 --out runs/world2-codec
+	rm -rf $(SHIPPED)/codec-world2 && mkdir -p $(SHIPPED)/codec-world2 && cp runs/world2-codec/*.json runs/world2-codec/*.safetensors $(SHIPPED)/codec-world2/
+
 pipeline-world2: setup
-	test -f runs/world2-codec/metrics.json || $(RUN) train-codec --world-version 2 --steps 4000 --out runs/world2-codec
 	$(RUN) train --preset world2-context-teacher --resume & p=$$!; $(RUN) train --preset world2-window-teacher --resume && wait $$p
 	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/context-teacher.json & p=$$!; \
 	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/window-teacher.json && wait $$p
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).
-SHIPPED := contextforcing/world/checkpoints
 ship:
 	for pair in teacher:world-context-teacher-erft self-forcing:world-dmd longlive:world-long-tuning \
 	            context-forcing:world-cdmd context-forcing-prefix:world-cdmd-prefix \

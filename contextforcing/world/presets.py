@@ -22,7 +22,7 @@ __all__ = ["WORLD_PRESETS"]
 
 RUNS = "runs"
 TEACHER = f"{RUNS}/world-context-teacher-erft/model"
-WORLD2_CODEC = f"{RUNS}/world2-codec"
+WORLD2_CODEC = "codec-world2"
 """The codec of the second world, trained on its frames (`contextforcing train-codec --world-version 2`):
 the first world's codec loses the gate, which it never saw."""
 # Unweighted loss: Wan's weight vanishes at t = 1000, where the world's subject (and its identity) is

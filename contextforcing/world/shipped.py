@@ -14,6 +14,7 @@ __all__ = ["SHIPPED_NAMES", "shipped"]
 
 SHIPPED_NAMES = (
     "codec",
+    "codec-world2",
     "teacher",
     "self-forcing",
     "longlive",
@@ -21,7 +22,8 @@ SHIPPED_NAMES = (
     "context-forcing-prefix",
     "longlive-prefix",
 )
-"""The codec, and the run folders (config.json + model/) of the comparison's trained models."""
+"""The codecs of the first and second world, and the run folders (config.json + model/) of the
+comparison's trained models."""
 
 
 def shipped(name: str) -> Path:
