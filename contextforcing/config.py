@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -135,9 +136,13 @@ def _coerce_scalar(annotation: Any, value: Any, key: str) -> Any:
     if annotation is int and isinstance(value, float):
         raise wrong
     try:
-        return annotation(value)
+        coerced = annotation(value)
     except ValueError:
         raise wrong from None
+    if annotation is float and not math.isfinite(coerced):
+        # No config knob means anything at NaN or Inf; refusing them here keeps them out of every run.
+        raise ValueError(f"{key} must be a finite float, got {value!r}")
+    return coerced
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:
