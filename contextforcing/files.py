@@ -18,6 +18,7 @@ import os
 import pickle
 import re
 import shutil
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,17 @@ def read_torch_file(path: str | Path) -> Any:
     never code); raises ValueError naming the file if it cannot be read that way."""
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols before failing; the ValueError below says what matters.
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's own message suggests weights_only=False, which would run the file's code: never pass it on.
         blocked = _BLOCKED_GLOBAL.search(str(error))
         reason = (
-            f"it refers to {blocked.group(1)}, which is not a tensor type" if blocked else "not a checkpoint"
+            f"it refers to {blocked.group(1)}, which is not a tensor type"
+            if blocked
+            else "it is not a torch.save file of tensors"
         )
         raise ValueError(
             f"{path} cannot be loaded as tensors only ({reason}); only weights are read from .pt files, "

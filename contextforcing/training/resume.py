@@ -45,21 +45,25 @@ def check_resumable(saved: dict, config: ExperimentConfig, where: Path, *, allow
     architecture always; the same everything else (but `RESUMABLE_CHANGES`) unless `allow_config_change`."""
     old, new = _flat(saved), _flat(to_dict(config))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
-    listing = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in changed[:8])
-    listing += f", ... and {len(changed) - 8} more" if len(changed) > 8 else ""
+
+    def listing(keys: list[str]) -> str:
+        shown = ", ".join(f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}" for k in keys[:8])
+        return shown + (f", ... and {len(keys) - 8} more" if len(keys) > 8 else "")
+
     fixed = [k for k in changed if k == "stage" or k.startswith("model.")]
     if fixed:
         raise ValueError(
-            f"{where} was written by a run of another stage or model architecture ({listing}); use another --out"
+            f"{where} was written by a run of another stage or model architecture ({listing(fixed)}); "
+            "use another --out"
         )
     changed = [k for k in changed if k not in RESUMABLE_CHANGES]
     if changed and not allow_config_change:
         raise ValueError(
-            f"{where} was written with another config ({listing}); resume with the same settings, or pass "
-            "--allow-config-change to continue it with the new ones"
+            f"{where} was written with another config ({listing(changed)}); resume with the same settings, or "
+            "pass --allow-config-change to continue it with the new ones"
         )
     if changed:
-        logger.warning("resuming %s with a changed config: %s", where, listing)
+        logger.warning("resuming %s with a changed config: %s", where, listing(changed))
 
 
 def trim_metrics(path: Path, step: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from contextforcing.arguments import positive_seconds, seed
+from contextforcing.files import output_folder
 from contextforcing.world.assets import SCENE_CLASSES
 from contextforcing.world.export import export_episode
 
@@ -14,10 +16,14 @@ __all__ = ["register", "run"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `world` subcommand."""
     parser = subparsers.add_parser("world", help="render a synthetic world episode with its ground truth")
-    parser.add_argument("--seconds", type=float, required=True, help="length of the episode in seconds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the episode")
+    parser.add_argument(
+        "--seconds", type=positive_seconds, required=True, help="length of the episode in seconds"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the episode")
     parser.add_argument("--out", type=Path, required=True, help="output folder for video.mp4 and meta.json")
-    parser.add_argument("--gap-seconds", type=float, default=None, help="fix every gap to this length")
+    parser.add_argument(
+        "--gap-seconds", type=positive_seconds, default=None, help="fix every gap to this length"
+    )
     parser.add_argument(
         "--scene", choices=[scene.name for scene in SCENE_CLASSES], default=None, help="fix the scene class"
     )
@@ -26,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
-    export_episode(
-        args.out, seconds=args.seconds, seed=args.seed, gap_seconds=args.gap_seconds, scene=args.scene
-    )
+    with output_folder(args.out):
+        export_episode(
+            args.out, seconds=args.seconds, seed=args.seed, gap_seconds=args.gap_seconds, scene=args.scene
+        )
     return 0
