@@ -50,6 +50,12 @@ def _from_json_value(annotation: Any, value: Any, where: str) -> Any:
     if _is_optional(annotation) and value is not None:
         inner = next(a for a in get_args(annotation) if a is not type(None))
         return _from_json_value(inner, value, where)
+    if annotation in _SCALAR_NAMES and (
+        isinstance(value, bool) or not isinstance(value, int | float if annotation is float else annotation)
+    ):
+        raise ValueError(f"{where} must be {_SCALAR_NAMES[annotation]}, got {value!r}")
+    if annotation is bool and not isinstance(value, bool):
+        raise ValueError(f"{where} must be a bool, got {value!r}")
     return value
 
 

@@ -80,13 +80,14 @@ def read_torch_file(path: str | Path) -> Any:
             f"{path} cannot be loaded as tensors only ({reason}); only weights are read from .pt files, "
             "never code"
         ) from None
-    except (EOFError, RuntimeError) as error:
-        first = str(error).split(".")[0] or type(error).__name__
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+    except Exception as error:  # random bytes fail in the unpickler in many ways (EOF, index, key, decode)
+        first = str(error).split(".")[0][:120]
+        first = type(error).__name__ if not first or "weights_only" in first else first
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint: empty, truncated or corrupt ({first})"
         ) from None
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def check_finite(state: dict[str, Tensor], source: str | Path) -> None:

@@ -4,6 +4,7 @@ partial behind. Interrupted checkpoint writes resume from the last complete step
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -104,17 +105,24 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("content", ["garbage", "malicious"])
+@pytest.mark.parametrize("content", ["random", "empty", "truncated", "malicious"])
 def test_bad_pt_files_are_refused_without_running_them(content, tmp_path, capsys):
     path, marker = tmp_path / "model.pt", tmp_path / "ran"
-    if content == "garbage":
-        path.write_bytes(os.urandom(300))
-    else:
-        torch.save({"generator": _Payload(marker)}, path)
-    line = _error(capsys, ["convert", str(path), str(tmp_path / "out")])
-    assert f"{path} cannot be loaded as tensors only" in line
     if content == "malicious":
-        assert "posix.system" in line
+        torch.save({"generator": _Payload(marker)}, path)
+    elif content == "truncated":
+        torch.save({"generator": {"w": torch.zeros(64)}}, path)
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        # Bytes that fail inside the unpickler itself (an IndexError), not with an UnpicklingError.
+        path.write_bytes(
+            bytes(random.Random(7).getrandbits(8) for _ in range(300)) if content == "random" else b""
+        )
+    line = _error(capsys, ["convert", str(path), str(tmp_path / "out")])
+    if content == "malicious":
+        assert f"{path} cannot be loaded as tensors only (it refers to posix.system" in line
+    else:
+        assert f"{path} is not a readable PyTorch checkpoint" in line or f"{path} cannot be loaded" in line
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
@@ -138,6 +146,27 @@ def test_truncated_codec_is_named_and_no_run_folder_is_left(dmd_run, tmp_path, c
     line = _error(capsys, _train(tmp_path / "run", "--set", f"data.codec={tmp_path / 'codec'}"))
     assert f"{weights} is not a readable safetensors file" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_config_of_the_wrong_type_is_named(dmd_run, tmp_path, capsys):
+    shutil.copytree(dmd_run / "model", tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    config["model"]["dim"] = "wide"
+    (tmp_path / "model" / "config.json").write_text(json.dumps(config))
+    line = _error(capsys, ["convert", str(tmp_path / "model"), str(tmp_path / "out")])
+    assert (
+        f"{tmp_path / 'model' / 'config.json'}: bad 'model' section: DiTConfig.dim must be an int, got 'wide'"
+        in line
+    )
+
+
+def test_results_names_a_row_file_that_is_not_json(tmp_path, capsys):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "teacher.json").write_text("{not json")
+    argv = ["results", "--eval", str(tmp_path / "eval"), "--out", str(tmp_path / "page" / "RESULTS.md"),
+            "--figures", str(tmp_path / "page"), "--readme", str(tmp_path / "README.md")]  # fmt: skip
+    assert f"{tmp_path / 'eval' / 'teacher.json'} is not JSON" in _error(capsys, argv)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
 
 
 # Output places
@@ -206,10 +235,14 @@ def test_cuda_without_cuda_is_named(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        (["--seconds", "inf"], "argument --seconds: expected a finite number of seconds > 0, got 'inf'"),
-        (["--seconds", "-2"], "argument --seconds"),
+        (["--seconds", "inf"], "--seconds must be a finite number of seconds > 0, got inf"),
+        (["--seconds", "-2"], "--seconds must be a finite number of seconds > 0, got -2"),
         (["--seconds", "1", "--seed", str(2**64)], f"argument --seed: a seed must lie in [0, {MAX_SEED}]"),
-        (["--seconds", "1", "--gap-seconds", "nan"], "argument --gap-seconds"),
+        (
+            ["--seconds", "1", "--gap-seconds", "nan"],
+            "--gap-seconds must be a finite number of seconds > 0, got nan",
+        ),
+        (["--seconds", "1e12"], "--seconds 1e+12 is too long: an episode lasts at most 3600 s"),
     ],
 )
 def test_bad_world_arguments_are_named(flags, named, tmp_path, capsys):
@@ -454,3 +487,14 @@ def test_training_killed_by_sigkill_resumes_bitwise(straight, tmp_path):
     assert all(torch.equal(a[key], b[key]) for key in a)
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [line["step"] for line in lines] == list(range(1, int(steps) + 1))
+
+
+def test_an_interrupted_first_step_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    import contextforcing.training.trainer as trainer
+
+    def interrupted(run, step):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(trainer.STEP_FUNCTIONS, "dmd", interrupted)
+    assert _error(capsys, _train(tmp_path / "run"), code=130).endswith("error: interrupted")
+    assert not (tmp_path / "run").exists()

@@ -31,6 +31,13 @@ def _run(args: argparse.Namespace) -> int:
 
     check_output_file(args.out)
     check_output_folder(args.figures, "--figures")
+    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path} is not JSON ({error}): expected JSON written by `contextforcing compare` or `probe-recall`"
+            ) from None
     rows = load_rows(args.eval)
     probes = [json.loads(p.read_text()) for p in sorted(args.learnability.glob("*.json"))]
     page = write_results_page(rows, args.out, args.figures, probes)
