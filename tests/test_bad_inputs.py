@@ -289,11 +289,11 @@ def test_evaluate_refuses_inconsistent_reference_metadata(damage, named, episode
 def test_resume_refuses_a_damaged_checkpoint(run_copy, capsys):
     checkpoint = run_copy / "checkpoint"
     before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
-    weights = checkpoint / "model.safetensors"
-    weights.write_bytes(before["model.safetensors"][:1000])
+    weights = checkpoint / "student.safetensors"
+    weights.write_bytes(before["student.safetensors"][:1000])
     assert f"{weights} is not a readable safetensors file" in _error(capsys, _train(run_copy, "--resume"))
     (checkpoint / "critic.safetensors").unlink()
-    weights.write_bytes(before["model.safetensors"])
+    weights.write_bytes(before["student.safetensors"])
     line = _error(capsys, _train(run_copy, "--resume"))
     assert "lacks ['critic'] (critic.safetensors)" in line
     (checkpoint / "state.json").write_text('{"step": 2,')
@@ -490,11 +490,13 @@ def test_training_killed_by_sigkill_resumes_bitwise(straight, tmp_path):
 
 
 def test_an_interrupted_first_step_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
-    import contextforcing.training.trainer as trainer
+    import dataclasses
+
+    from contextforcing.training.stages import STAGES
 
     def interrupted(run, step):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(trainer.STEP_FUNCTIONS, "dmd", interrupted)
+    monkeypatch.setitem(STAGES, "dmd", dataclasses.replace(STAGES["dmd"], step=interrupted))
     assert _error(capsys, _train(tmp_path / "run"), code=130).endswith("error: interrupted")
     assert not (tmp_path / "run").exists()
