@@ -3,6 +3,11 @@
 Each subcommand lives in `contextforcing/commands/<name>.py` (the miniature's in
 `contextforcing/world/commands/`) and exposes
 `register(subparsers)`, which adds its parser and sets `run=<function(args) -> int>`.
+
+User errors are ValueErrors that name the file, flag or key at fault: they print one line and exit 2
+(with `--verbose`, the traceback too). An operating-system error (a full disk, a file that vanished)
+prints one line and exits 1; an interrupt (Ctrl-C) exits 130. Anything else is a bug and shows its
+traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 
 __all__ = ["build_parser", "main"]
 
@@ -30,10 +36,16 @@ _COMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contextforcing", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level, tracebacks on errors"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _COMMANDS:
         importlib.import_module(name).register(subparsers)
+    for subparser in subparsers.choices.values():
+        # Also accepted after the subcommand; SUPPRESS keeps the top-level value when it is absent.
+        subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                               help="log at DEBUG level, tracebacks on errors")  # fmt: skip
     return parser
 
 
@@ -46,8 +58,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except ValueError as error:
         # User-facing errors (bad input, bad config) are ValueErrors that name the problem.
-        print(f"contextforcing {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _report(args, str(error), 2)
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        return _report(args, f"{where}{error.strerror or error}", 1)
+    except KeyboardInterrupt:
+        return _report(args, "interrupted", 130)
+
+
+def _report(args: argparse.Namespace, message: str, code: int) -> int:
+    if args.verbose:
+        traceback.print_exc()
+    # One line: continuation lines of a message are joined so the error reads as one.
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"contextforcing {args.command}: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

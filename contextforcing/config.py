@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -49,6 +50,12 @@ def _from_json_value(annotation: Any, value: Any, where: str) -> Any:
     if _is_optional(annotation) and value is not None:
         inner = next(a for a in get_args(annotation) if a is not type(None))
         return _from_json_value(inner, value, where)
+    if annotation in _SCALAR_NAMES and (
+        isinstance(value, bool) or not isinstance(value, int | float if annotation is float else annotation)
+    ):
+        raise ValueError(f"{where} must be {_SCALAR_NAMES[annotation]}, got {value!r}")
+    if annotation is bool and not isinstance(value, bool):
+        raise ValueError(f"{where} must be a bool, got {value!r}")
     return value
 
 
@@ -135,9 +142,13 @@ def _coerce_scalar(annotation: Any, value: Any, key: str) -> Any:
     if annotation is int and isinstance(value, float):
         raise wrong
     try:
-        return annotation(value)
+        coerced = annotation(value)
     except ValueError:
         raise wrong from None
+    if annotation is float and not math.isfinite(coerced):
+        # No config knob means anything at NaN or Inf; refusing them here keeps them out of every run.
+        raise ValueError(f"{key} must be a finite float, got {value!r}")
+    return coerced
 
 
 def parse_assignments(assignments: list[str]) -> dict[str, str]:

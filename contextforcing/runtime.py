@@ -10,30 +10,60 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from typing import Literal
 
 import torch
 
 __all__ = [
+    "MAX_SEED",
     "Precision",
     "autocast",
+    "check_device_name",
+    "check_seed",
     "resolve_device",
     "step_generator",
 ]
 
 Precision = Literal["fp32", "bf16"]
 
+MAX_SEED = 2**32 - 1
+"""Largest seed: seeds and the seeds derived from them (seed * k + i) stay inside torch's 64 bits."""
+
+
+def check_seed(seed: object, name: str = "seed") -> int:
+    """`seed` if it is an int in [0, MAX_SEED]; otherwise a ValueError naming `name`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}] (2**32 - 1), got {seed!r}")
+    return seed
+
+
+def check_device_name(name: str, key: str = "device") -> str:
+    """`name` if it is auto, cpu, cuda or cuda:N; otherwise a ValueError naming `key`. Whether the device
+    is present is checked by `resolve_device`."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ValueError(f"{key} must be auto, cpu, cuda or cuda:N, got {name!r}")
+    return name
+
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks the local CUDA device when there is one, else the CPU."""
+    """'auto' picks the local CUDA device when there is one, else the CPU; a device that is not present
+    raises a ValueError naming it."""
+    check_device_name(name)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(
+            f"device {name!r} requested but CUDA is not available on this machine; use cpu or auto"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA devices"
+        )
     return device
 
 

@@ -99,12 +99,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(codec_folder, tmp_pat
     state = tmp_path / "checkpoint" / "state.json"
     step_before = json.loads(state.read_text())["step"]
     poisoned = load_model(tmp_path / "model")
+    # Finite weights (NaN ones are refused at load) that overflow in the forward.
     with torch.no_grad():
         for parameter in poisoned.parameters():
-            parameter.fill_(float("nan"))
+            parameter.fill_(1e30)
     save_model(randomize(poisoned), tmp_path / "nan-model")
     bad = override(config, {"train.steps": 4, "init.model": str(tmp_path / "nan-model")})
-    with pytest.raises(TrainingDiverged, match="loss is nan"):
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf)"):
         train(bad, tmp_path / "fresh")
     assert json.loads(state.read_text())["step"] == step_before
 

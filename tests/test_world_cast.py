@@ -157,3 +157,13 @@ def test_first_world_configs_still_load_as_the_first_world():
         WorldConfig(version=3)
     with pytest.raises(ValueError, match="max_subjects"):
         WorldConfig(version=2, num_colours=1, num_shapes=2)
+
+
+def test_an_exported_second_world_episode_is_a_valid_evaluation_reference(tmp_path):
+    from contextforcing.world.export import export_episode
+    from contextforcing.world.reference import load_reference
+
+    export_episode(tmp_path / "ep", seconds=20, seed=1, config=world_version(2))
+    reference = load_reference(tmp_path / "ep" / "meta.json")
+    assert len({v.subject for v in reference.episode.visits}) >= 2
+    reference.check(reference.frames(), reference.config.fps, "the episode itself")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from contextforcing.files import check_output_folder, output_folder
 from contextforcing.model.config import model_preset
 from contextforcing.model.weights import convert, detect_layout
 
@@ -26,8 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output_folder(args.destination, "destination")
     config = model_preset(args.model_preset) if args.model_preset else None
     layout = detect_layout(args.source)
-    folder = convert(args.source, args.destination, config=config)
+    with output_folder(args.destination, "destination") as destination:
+        folder = convert(args.source, destination, config=config)
     logger.info("converted %s checkpoint %s -> %s", layout, args.source, folder)
     return 0

@@ -6,8 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from contextforcing.arguments import positive_seconds
 from contextforcing.eval.backbones import load_backbone
 from contextforcing.eval.evaluate import EvalConfig, evaluate_videos
+from contextforcing.files import check_output_folder, output_folder
 
 __all__ = ["register", "run"]
 
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("eval_out"), help="output folder")
     parser.add_argument(
-        "--window-seconds", type=float, default=10.0, help="window of drift and quality curves"
+        "--window-seconds", type=positive_seconds, default=10.0, help="window of drift and quality curves"
     )
     parser.add_argument("--no-dynamic-degree", action="store_true", help="skip the optical-flow proxy")
     parser.set_defaults(run=run)
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
+    check_output_folder(args.out)
     config = EvalConfig(window_seconds=args.window_seconds, dynamic_degree=not args.no_dynamic_degree)
     backbones = [load_backbone(name) for name in (args.backbone or ["efficientnet-lite0"])]
     references = None
@@ -50,9 +53,10 @@ def run(args: argparse.Namespace) -> int:
 
         loaded = {path: load_reference(path) for path in args.reference}
         references = [loaded[path] for path in args.reference]
-    result = evaluate_videos(
-        args.videos, backbones=backbones, references=references, config=config, out_dir=args.out
-    )
+    with output_folder(args.out) as out:
+        result = evaluate_videos(
+            args.videos, backbones=backbones, references=references, config=config, out_dir=out
+        )
     summary = result["summary"]
     for key, value in summary.items():
         if isinstance(value, float):

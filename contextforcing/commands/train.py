@@ -1,4 +1,5 @@
-"""`contextforcing train --preset NAME [--steps N] [--set key=value ...] [--out DIR] [--resume]`."""
+"""`contextforcing train --preset NAME [--steps N] [--set key=value ...] [--out DIR] [--resume
+[--allow-config-change]]`."""
 
 from __future__ import annotations
 
@@ -23,16 +24,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="continue the checkpoint in the run folder, if there is one"
     )
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue a checkpoint saved with other settings (same stage and model)")  # fmt: skip
     parser.set_defaults(run=_run)
     presets = subparsers.add_parser("presets", help="list the training presets")
     presets.set_defaults(run=_list)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contextforcing.files import check_output_folder
     from contextforcing.training.data import video_folder_source
     from contextforcing.training.parallel import shutdown_distributed
-    from contextforcing.training.trainer import train
+    from contextforcing.training.resume import exported_step
+    from contextforcing.training.trainer import TrainingDiverged, train
 
+    if args.allow_config_change and not args.resume:
+        raise ValueError("--allow-config-change only applies with --resume")
+    out = check_output_folder(args.out or f"runs/{args.preset}", "--out")
     updates = parse_assignments(args.assignments)
     if args.steps is not None:
         updates["train.steps"] = args.steps
@@ -41,10 +49,15 @@ def _run(args: argparse.Namespace) -> int:
     if config.data.source == "world":
         from contextforcing.world.components import world_source as source
     try:
-        folder = train(config, args.out or f"runs/{args.preset}", resume=args.resume, source=source)
+        folder = train(
+            config, out, resume=args.resume, allow_config_change=args.allow_config_change, source=source
+        )
+    except TrainingDiverged as error:
+        logger.error("%s", error)
+        return 1
     finally:
         shutdown_distributed()
-    logger.info("trained model written to %s", folder)
+    logger.info("model of step %s in %s", exported_step(folder), folder)
     return 0
 
 

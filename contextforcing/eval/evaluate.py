@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,10 +84,9 @@ class EvalConfig:
     """Whether to compute the optical-flow dynamic-degree proxy (needs OpenCV)."""
 
     def __post_init__(self) -> None:
-        if self.similarity_step_seconds <= 0:
-            raise ValueError(f"similarity_step_seconds must be > 0, got {self.similarity_step_seconds}")
-        if self.window_seconds <= 0:
-            raise ValueError(f"window_seconds must be > 0, got {self.window_seconds}")
+        for name in ("similarity_step_seconds", "window_seconds"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
         if self.frechet_components < 1:
             raise ValueError(f"frechet_components must be >= 1, got {self.frechet_components}")
 

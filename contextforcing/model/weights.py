@@ -8,8 +8,9 @@ Layouts:
     self-forcing    .pt checkpoints of the Self-Forcing family: {"generator" | "generator_ema": {...}}
                     with a "model." prefix on the original Wan names
 
-Loading is strict: a missing or unexpected key, or a wrong shape, raises a ValueError that names the
-keys and the expected shapes, and the model is never returned half-loaded.
+Loading is strict: a file that cannot be read, a missing or unexpected key, a wrong shape or a NaN/Inf
+weight raises a ValueError that names the file, the keys and the expected shapes, and the model is never
+returned half-loaded. `.pt` files are read with `weights_only=True` only.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
+from contextforcing.files import check_finite, read_safetensors, read_torch_file
 from contextforcing.model.config import DiTConfig
 from contextforcing.model.dit import CausalDiT
 
@@ -125,18 +127,23 @@ def read_weights(path: str | Path, layout: Layout, *, ema: bool | None = None) -
         raise ValueError(f"no .safetensors files in {folder}")
     state: dict[str, Tensor] = {}
     for file in files:
-        state.update(load_file(file))
+        state.update(read_safetensors(file))
     return _from_diffusers(state) if layout == "diffusers" else state
 
 
 def _read_self_forcing(path: Path, ema: bool | None) -> dict[str, Tensor]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_torch_file(path)
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} does not hold a dict of state dicts")
+        raise ValueError(
+            f"{path} does not hold a dict of state dicts (it holds a {type(checkpoint).__name__})"
+        )
     names = ["generator_ema"] if ema else ["generator"] if ema is False else ["generator_ema", "generator"]
     for name in names:
         if name in checkpoint:
-            return {_strip_wrappers(k): v for k, v in checkpoint[name].items()}
+            state = checkpoint[name]
+            if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+                raise ValueError(f"{path}: entry {name!r} is not a state dict of tensors")
+            return {_strip_wrappers(str(k)): v for k, v in state.items()}
     raise ValueError(
         f"{path} has no {' or '.join(repr(n) for n in names)} entry; its keys are {sorted(checkpoint)}"
     )
@@ -209,7 +216,12 @@ def _config_from_file(path: Path, layout: Layout) -> DiTConfig | None:
     if not raw:
         return None
     if layout == "contextforcing":
-        return DiTConfig.from_dict(raw["model"])
+        if not isinstance(raw.get("model"), dict):
+            raise ValueError(f"{folder / _CONFIG_FILE} has no 'model' section describing the model shape")
+        try:
+            return DiTConfig.from_dict(raw["model"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{folder / _CONFIG_FILE}: bad 'model' section: {error}") from None
     if layout == "diffusers":
         return _config_from_diffusers(raw)
     return _config_from_wan(raw)
@@ -280,7 +292,11 @@ def load_model(
     config = config or _config_from_file(path, layout) or config_from_state_dict(state)
     with torch.device("meta"):
         model = CausalDiT(config)
-    check_state_dict(model, state)
+    try:
+        check_state_dict(model, state)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    check_finite(state, path)
     model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
     return model.to(device)
 
@@ -303,7 +319,7 @@ def check_state_dict(model: CausalDiT, state: dict[str, Tensor]) -> None:
     if wrong:
         problems.append(f"wrong shapes ({len(wrong)}): {_listing(wrong)}")
     if problems:
-        raise ValueError("checkpoint does not fit the model:\n  " + "\n  ".join(problems))
+        raise ValueError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
 def _listing(items: list[str], limit: int = 12) -> str:
@@ -339,6 +355,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not a JSON object: expected a model config")
+    return record

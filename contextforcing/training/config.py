@@ -12,7 +12,7 @@ from contextforcing.diffusion.sampling import EulerConfig
 from contextforcing.inference.streaming import SamplerConfig
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.model.config import DiTConfig, model_preset
-from contextforcing.runtime import Precision
+from contextforcing.runtime import Precision, check_device_name, check_seed
 
 __all__ = [
     "ContextTeacherConfig",
@@ -250,6 +250,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        check_seed(self.seed, "train.seed")
+        check_device_name(self.device, "train.device")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

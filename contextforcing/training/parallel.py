@@ -24,6 +24,7 @@ from contextforcing.model.dit import CausalDiT
 
 __all__ = [
     "all_finite",
+    "barrier",
     "distributed_info",
     "full_model_state",
     "full_optimizer_state",
@@ -64,6 +65,12 @@ def shutdown_distributed() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+def barrier(world_size: int) -> None:
+    """Wait for every process (nothing to wait for in a single process)."""
+    if world_size > 1:
+        torch.distributed.barrier()
 
 
 def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: bool) -> CausalDiT:

@@ -37,6 +37,9 @@ def load_run(folder: str | Path, config_class: type[ExperimentConfig] = Experime
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model").is_dir():
         raise ValueError(f"{folder} is not a run folder: expected config.json and model/")
-    config = from_dict(config_class, json.loads((folder / "config.json").read_text()))
-    step = json.loads((folder / "model" / "config.json").read_text()).get("step")
+    try:
+        config = from_dict(config_class, json.loads((folder / "config.json").read_text()))
+        step = json.loads((folder / "model" / "config.json").read_text()).get("step")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise ValueError(f"{folder} is not a readable run folder: {error}") from None
     return TrainedRun(folder, config, load_model(folder / "model").eval(), step)

@@ -12,6 +12,12 @@ A run writes into its folder:
 Randomness is derived from (seed, step, purpose), so a run stopped after k steps and resumed ends
 with exactly the weights of an uninterrupted run. A NaN or Inf loss stops the run with an error and
 leaves the last good checkpoint in place.
+
+Resuming recovers a checkpoint whose write was interrupted (`checkpoint.recover_folder`), refuses the
+checkpoint of another stage, architecture or config (naming the differing keys; the config check can be
+waived), drops the metric lines after the checkpoint's step (they are trained again) and says when
+there is nothing left to train. A run that fails before its first checkpoint removes the folder it
+created.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +33,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from contextforcing.config import from_dict, to_dict
+from contextforcing.config import to_dict
+from contextforcing.files import check_output_folder, write_text_atomically
 from contextforcing.model.weights import save_model
 from contextforcing.runtime import autocast, resolve_device, step_generator
 from contextforcing.training.checkpoint import (
+    find_checkpoint,
     flatten_optimizer,
     load_checkpoint,
+    recover_folder,
+    replace_folder,
     save_checkpoint,
     unflatten_optimizer,
 )
@@ -41,6 +52,7 @@ from contextforcing.training.ema import EMA
 from contextforcing.training.erft import new_banks
 from contextforcing.training.parallel import (
     all_finite,
+    barrier,
     full_model_state,
     full_optimizer_state,
     full_tensor,
@@ -51,6 +63,7 @@ from contextforcing.training.parallel import (
     parallelize,
     shard_like,
 )
+from contextforcing.training.resume import check_resumable, exported_step, trim_metrics
 from contextforcing.training.roles import Roles, build_roles
 from contextforcing.training.stages import StageSpec, stage_spec
 
@@ -162,19 +175,30 @@ class Run:
         return meta, groups
 
     def load_state(self, meta: dict, groups: dict[str, dict[str, Tensor]]) -> None:
+        """Restore a `state()`; raises ValueError naming what is missing or does not fit."""
         meta, groups = _legacy_role_names(meta, groups, self.roles.trained)
-        saved = from_dict(type(self.config), meta["config"])
-        if saved.model != self.config.model:
-            raise ValueError("the checkpoint was written for another model architecture")
-        for name, module in self.roles.trainable().items():
-            load_model_state(module, groups[name])
-            state = unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
-            load_optimizer_state(module, self.optimizers[name], state)
-        if self.ema is not None:
-            params = dict(self.roles.trained_model.named_parameters())
-            self.ema.load_state_dict({k: shard_like(v, params[k]) for k, v in groups["ema"].items()})
-        for name, bank in self.banks.items():
-            bank.load_state_dict(groups[f"bank.{name}"])
+        where = self.folder / "checkpoint"
+        expected = [name for module in self.roles.trainable() for name in (module, f"optim.{module}")]
+        expected += ["ema"] * (self.ema is not None) + [f"bank.{name}" for name in self.banks]
+        missing = [name for name in expected if name not in groups]
+        missing += [f"optimizers.{n}" for n in self.roles.trainable() if n not in meta["optimizers"]]
+        if missing:
+            raise ValueError(
+                f"{where} lacks {missing} ({', '.join(f'{n}.safetensors' for n in missing)}): it was written by "
+                f"another kind of run or is damaged; it holds {sorted(groups)}"
+            )
+        try:
+            for name, module in self.roles.trainable().items():
+                load_model_state(module, groups[name])
+                state = unflatten_optimizer(groups[f"optim.{name}"], meta["optimizers"][name])
+                load_optimizer_state(module, self.optimizers[name], state)
+            if self.ema is not None:
+                params = dict(self.roles.trained_model.named_parameters())
+                self.ema.load_state_dict({k: shard_like(v, params[k]) for k, v in groups["ema"].items()})
+            for name, bank in self.banks.items():
+                bank.load_state_dict(groups[f"bank.{name}"])
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise ValueError(f"{where} does not fit this run: {error}") from None
         self.step, self.updates = meta["step"], meta["updates"]
 
 
@@ -207,8 +231,12 @@ def _save(run: Run) -> None:
     if run.rank != 0:
         return
     save_checkpoint(run.folder, meta, groups)
-    model = run.roles.trained_model
-    export = dict(groups["ema"] if run.ema is not None else groups[run.roles.trained])
+    _export(run, groups["ema"] if run.ema is not None else groups[run.roles.trained])
+
+
+def _export(run: Run, weights: dict[str, Tensor]) -> None:
+    """Write model/ (weights and a config that names their step), swapped in whole like a checkpoint."""
+    export = dict(weights)
     if run.lora:
         from contextforcing.training.lora import merged_state
 
@@ -216,9 +244,33 @@ def _save(run: Run) -> None:
     from contextforcing.model.dit import CausalDiT
 
     with torch.device("meta"):
-        shell = CausalDiT(model.config)
+        shell = CausalDiT(run.roles.trained_model.config)
     shell.load_state_dict(export, assign=True, strict=True)
-    save_model(shell, run.folder / "model", extra={"stage": run.config.stage, "step": run.step})
+    extra = {"stage": run.config.stage, "step": run.step}
+    replace_folder(run.folder / "model", lambda tmp: save_model(shell, tmp, extra=extra), "config.json")
+
+
+def _resume(run: Run, allow_config_change: bool) -> None:
+    """Continue the (recovered) checkpoint in the run folder, if there is one."""
+    folder = run.folder
+    if run.rank == 0:
+        recover_folder(folder / "checkpoint")
+        recover_folder(folder / "model", "config.json")
+    barrier(run.world_size)
+    if find_checkpoint(folder / "checkpoint") is None:
+        logger.info("no checkpoint in %s yet: starting from step 0", folder)
+        return
+    meta, groups = load_checkpoint(folder)
+    check_resumable(
+        meta["config"], run.config, folder / "checkpoint", allow_config_change=allow_config_change
+    )
+    run.load_state(meta, groups)
+    if run.step > run.config.train.steps:
+        raise ValueError(
+            f"{folder} is already at step {run.step}, past train.steps={run.config.train.steps}: pass --steps "
+            f"larger than {run.step} to train on"
+        )
+    logger.info("resumed %s at step %d", folder, run.step)
 
 
 def train(
@@ -226,27 +278,44 @@ def train(
     folder: str | Path,
     *,
     resume: bool = False,
+    allow_config_change: bool = False,
     source: SourceFactory = video_folder_source,
 ) -> Path:
     """Run a training run in `folder`, or with `resume` continue the checkpoint there (if any);
     returns the folder of the trained model. `source` builds the run's clip source (with its codec
-    and text encoder) from the config: by default a folder of videos; the world passes its own."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if not resume and (folder / "checkpoint").exists():
+    and text encoder) from the config: by default a folder of videos; the world passes its own.
+    `allow_config_change` lets a resumed run continue with settings other than those it was saved with."""
+    folder = check_output_folder(folder, "run folder")
+    found = find_checkpoint(folder / "checkpoint")
+    if not resume and found is not None:
         raise ValueError(
-            f"{folder} already holds a checkpoint: pass --resume to continue it, or another --out"
+            f"{folder} already holds a checkpoint ({found.name}/): pass --resume to continue it, or another --out"
         )
     run = Run(config, folder, source)
-    if resume and not (folder / "checkpoint").exists():
-        logger.info("no checkpoint in %s yet: starting from step 0", folder)
-    elif resume:
-        meta, groups = load_checkpoint(folder)
-        run.load_state(meta, groups)
-        logger.info("resumed %s at step %d", folder, run.step)
-    (folder / "config.json").write_text(json.dumps(to_dict(config), indent=2, sort_keys=True))
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(run, resume, allow_config_change)
+    except BaseException:
+        if created and run.rank == 0 and find_checkpoint(folder / "checkpoint") is None:
+            # Nothing recoverable was written: leave no half-made run folder behind.
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _train(run: Run, resume: bool, allow_config_change: bool) -> Path:
+    folder, config, cfg = run.folder, run.config, run.config.train
+    if resume:
+        _resume(run, allow_config_change)
+    if run.rank == 0:
+        write_text_atomically(folder / "config.json", json.dumps(to_dict(config), indent=2, sort_keys=True))
+        trim_metrics(folder / "metrics.jsonl", run.step)
+    if run.step == cfg.steps:
+        logger.info("nothing left to train: %s is already at step %d of %d", folder, run.step, cfg.steps)
+        if exported_step(folder / "model") != run.step:
+            _save(run)  # killed between the checkpoint and the model: export the model of this step
+        return folder / "model"
     step_function = run.stage.step
-    cfg = config.train
     with _metric_sinks(run) as (jsonl, writer):
         while run.step < cfg.steps:
             started = time.perf_counter()

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
+
+from contextforcing.files import check_finite, read_safetensors
 
 __all__ = [
     "WorldCodec",
@@ -199,11 +201,19 @@ def load_world_codec(directory: str | Path) -> WorldCodec:
     config_path, weights_path = directory / _CONFIG_FILE, directory / _WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise ValueError(f"{directory} must hold {_CONFIG_FILE} and {_WEIGHTS_FILE}")
-    record = json.loads(config_path.read_text())
-    if record.get("format") != _FORMAT:
+    try:
+        record = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{config_path} is not JSON: {error}") from None
+    if not isinstance(record, dict) or record.get("format") != _FORMAT:
         raise ValueError(f"{config_path} is not a world codec config (format {record.get('format')!r})")
     fields = dict(record["config"])
     fields["widths"] = tuple(fields["widths"])
     codec = WorldCodec(WorldCodecConfig(**fields))
-    codec.load_state_dict(load_file(str(weights_path)))
+    state = read_safetensors(weights_path)
+    check_finite(state, weights_path)
+    try:
+        codec.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"{weights_path} does not fit the codec of {config_path}: {error}") from None
     return codec.eval()

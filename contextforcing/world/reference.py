@@ -74,16 +74,52 @@ class WorldReference:
 
 
 def load_reference(path: str | Path) -> WorldReference:
-    """The world reference of a metadata JSON file (meta.json)."""
+    """The world reference of a metadata JSON file (meta.json); raises ValueError naming the file and the
+    key when it is not JSON, not world metadata, or contradicts itself."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"reference metadata not found: {path}")
     try:
         metadata = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"reference {path} is not JSON: {error}") from error
-    episode, config = episode_from_metadata(metadata)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"reference {path} is not JSON: {error}") from None
+    try:
+        episode, config = episode_from_metadata(metadata)
+        _check_metadata(metadata, episode, config)
+    except ValueError as error:
+        raise ValueError(f"reference {path}: {error}") from None
     return WorldReference(episode, config, str(path))
+
+
+def _check_metadata(metadata: dict[str, Any], episode: Episode, config: WorldConfig) -> None:
+    """The summary keys of meta.json must agree with the episode they describe."""
+    subjects = metadata.get("subjects")
+    if not isinstance(subjects, list) or not subjects:
+        raise ValueError(
+            "'subjects' is missing or empty: expected one entry per subject, with its identity and visits"
+        )
+    for index, subject in enumerate(subjects):
+        if not isinstance(subject, dict) or not {"identity", "visits"} <= set(subject):
+            raise ValueError(f"subjects[{index}] lacks 'identity' or 'visits'")
+    visits = [v for v in episode.visits if v.enter_frame < episode.num_frames]
+    listed = sum(len(subject["visits"]) for subject in subjects)
+    if listed != len(visits):
+        raise ValueError(f"the subjects list {listed} visits in all, the episode has {len(visits)}")
+    frames = metadata.get("frames")
+    counts = {
+        "num_frames": metadata.get("num_frames"),
+        "frames": len(frames) if isinstance(frames, list) else None,
+    }
+    if any(count != episode.num_frames for count in counts.values()):
+        raise ValueError(
+            f"wrong frame count: num_frames is {counts['num_frames']!r} and 'frames' lists {counts['frames']!r} "
+            f"entries, the episode has {episode.num_frames} frames"
+        )
+    for key in ("fps", "height", "width"):
+        if metadata.get(key) != getattr(config, key):
+            raise ValueError(
+                f"{key} is {metadata.get(key)!r}, the episode's config says {getattr(config, key)!r}"
+            )
 
 
 def _share(events: list[dict[str, Any]], key: str) -> float | None:

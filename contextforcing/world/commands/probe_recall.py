@@ -8,6 +8,8 @@ import json
 import logging
 from pathlib import Path
 
+from contextforcing.arguments import positive_int, positive_seconds, seed
+from contextforcing.files import check_output_file, write_text_atomically
 from contextforcing.world.recall_probe import ProbeConfig
 
 __all__ = ["register"]
@@ -20,10 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe-recall", help="identity recall vs gap, continuing a true history")
     parser.add_argument("folder", metavar="RUN", help="a run folder (config.json + model/)")
     parser.add_argument("--memory", help="students: memory policy (default: the run's own)")
-    parser.add_argument("--gaps", type=float, nargs="+", default=list(defaults.gaps_seconds), help="seconds")
-    parser.add_argument("--episodes", type=int, default=defaults.episodes_per_gap, help="returns per gap")
-    parser.add_argument("--steps", type=int, default=defaults.teacher.num_steps, help="teachers: Euler steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gaps", type=positive_seconds, nargs="+", default=list(defaults.gaps_seconds),
+                        help="seconds")  # fmt: skip
+    parser.add_argument(
+        "--episodes", type=positive_int, default=defaults.episodes_per_gap, help="returns per gap"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=defaults.teacher.num_steps, help="teachers: Euler steps"
+    )
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.set_defaults(run=_run)
 
@@ -37,6 +44,8 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.world.config import WorldExperimentConfig
     from contextforcing.world.recall_probe import probe_recall, student_sampler, teacher_sampler
 
+    if args.out:
+        check_output_file(args.out)
     run = load_run(args.folder, WorldExperimentConfig)
     config, model = run.config, run.model
     teacher = stage_spec(config.stage).trained == "teacher"
@@ -61,5 +70,5 @@ def _run(args: argparse.Namespace) -> int:
             "results": results,
         }  # fmt: skip
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=2))
+        write_text_atomically(args.out, json.dumps(record, indent=2))
     return 0

@@ -26,8 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     import json
 
+    from contextforcing.files import check_output_file, check_output_folder
     from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
 
+    check_output_file(args.out)
+    check_output_folder(args.figures, "--figures")
+    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")):
+        try:
+            json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"{path} is not JSON ({error}): expected JSON written by `contextforcing compare` or `probe-recall`"
+            ) from None
     rows = load_rows(args.eval)
     probes = [json.loads(p.read_text()) for p in sorted(args.learnability.glob("*.json"))]
     page = write_results_page(rows, args.out, args.figures, probes)
