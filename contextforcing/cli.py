@@ -21,6 +21,8 @@ _COMMANDS = (
     "contextforcing.world.commands.train_codec",
     "contextforcing.commands.evaluate",
     "contextforcing.commands.train",
+    "contextforcing.commands.encode_prompts",
+    "contextforcing.commands.encode_videos",
     "contextforcing.world.commands.probe_recall",
     "contextforcing.world.commands.compare",
     "contextforcing.world.commands.results",

@@ -26,3 +26,13 @@ def random_tiny_model():
     """
     torch.manual_seed(0)
     return randomize(CausalDiT(model_preset("tiny"))).eval()
+
+
+@pytest.fixture(scope="session")
+def wan_folder(tmp_path_factory):
+    """A tiny random Wan2.1 diffusers folder (see wan_folder.py), shared by a session."""
+    pytest.importorskip("diffusers")
+    pytest.importorskip("transformers")
+    from wan_folder import make_wan_folder
+
+    return make_wan_folder(tmp_path_factory.mktemp("wan") / "Wan2.1-tiny")

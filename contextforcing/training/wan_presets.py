@@ -18,7 +18,7 @@ from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.training.config import DataConfig, ExperimentConfig
 
-__all__ = ["WAN", "WAN_PRESETS", "resolve_wan_paths"]
+__all__ = ["WAN", "WAN_PRESETS", "apply_wan_folder", "resolve_wan_paths"]
 
 WAN = "{wan}"
 """An `init` path that names the transformer of the Wan folder `data.wan`."""
@@ -121,3 +121,21 @@ def resolve_wan_paths(config: ExperimentConfig) -> ExperimentConfig:
             )
         updates[f"init.{role}"] = path.replace(WAN, config.data.wan)
     return override(config, updates) if updates else config
+
+
+def apply_wan_folder(config: ExperimentConfig) -> ExperimentConfig:
+    """With `data.wan` set: the model's shape from the folder's `transformer/config.json` (text padded
+    to the preset's `text_len`), and the "{wan}" init paths resolved; otherwise only the check that no
+    init path names the Wan folder."""
+    if not config.data.wan:
+        return resolve_wan_paths(config)
+    from dataclasses import replace
+    from pathlib import Path
+
+    from contextforcing.model.weights import read_model_config
+
+    folder = Path(config.data.wan)
+    if not (folder / "transformer").is_dir():
+        raise ValueError(f"data.wan={folder} is no Wan2.1 folder: expected {folder / 'transformer'}")
+    model = replace(read_model_config(folder), text_len=config.model.text_len)
+    return resolve_wan_paths(replace(config, model=model))
