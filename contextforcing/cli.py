@@ -23,6 +23,7 @@ _COMMANDS = (
     "contextforcing.commands.train",
     "contextforcing.commands.encode_prompts",
     "contextforcing.commands.encode_videos",
+    "contextforcing.commands.plan_budget",
     "contextforcing.world.commands.probe_recall",
     "contextforcing.world.commands.compare",
     "contextforcing.world.commands.results",
