@@ -44,6 +44,7 @@ from contextforcing.training.parallel import (
     full_model_state,
     full_optimizer_state,
     full_tensor,
+    gather_rows,
     init_distributed,
     load_model_state,
     load_optimizer_state,
@@ -52,6 +53,7 @@ from contextforcing.training.parallel import (
     shard_like,
 )
 from contextforcing.training.roles import Roles, build_roles
+from contextforcing.training.sharded_checkpoint import is_sharded, load_sharded_checkpoint
 from contextforcing.training.stages import StageSpec, stage_spec
 
 __all__ = ["Run", "TrainingDiverged", "train"]
@@ -80,12 +82,18 @@ class Run:
         if self.lora:
             from contextforcing.training.lora import add_lora
 
-            add_lora(self.roles.trained_model, config.teacher.lora_rank, config.teacher.lora_alpha)
-        for module in self.roles.trainable().values():
+            add_lora(
+                self.roles.trained_model,
+                config.teacher.lora_rank,
+                config.teacher.lora_alpha,
+                seed=config.train.seed,
+            )
+        for module in self.roles.models().values():  # frozen roles are sharded too
             parallelize(
                 module,
                 world_size=self.world_size,
                 activation_checkpointing=config.train.activation_checkpointing,
+                precision=config.train.precision,
             )
         self.source: ClipSource = source(config, self.device)
         self.optimizers = {name: self._optimizer(name, m) for name, m in self.roles.trainable().items()}
@@ -118,6 +126,10 @@ class Run:
             step_generator(self.config.train.seed, step, f"{stream}/{i}")
             for i in range(first, first + per_rank)
         ]
+
+    def gather(self, value: Tensor) -> Tensor:
+        """`value` [N, ...] of every process, concatenated in rank order (collective)."""
+        return gather_rows(value, self.world_size)
 
     def update(self, role: str, loss: Tensor) -> None:
         """Backward, clip, warm-up, optimiser step (and EMA for the trained model)."""
@@ -203,10 +215,25 @@ def _metric_sinks(run: Run) -> Iterator:
 
 
 def _save(run: Run) -> None:
+    if run.world_size > 1:  # sharded: no process gathers the training state
+        from contextforcing.training.sharded_checkpoint import save_sharded_checkpoint
+
+        save_sharded_checkpoint(run)
+        if run.ema is not None:
+            exported = {"ema": {k: full_tensor(v).cpu() for k, v in run.ema.state_dict().items()}}
+        else:
+            exported = {run.roles.trained: full_model_state(run.roles.trained_model)}
+        if run.rank == 0:
+            _export(run, exported)
+        return
     meta, groups = run.state()
     if run.rank != 0:
         return
     save_checkpoint(run.folder, meta, groups)
+    _export(run, groups)
+
+
+def _export(run: Run, groups: dict[str, dict[str, Tensor]]) -> None:
     model = run.roles.trained_model
     export = dict(groups["ema"] if run.ema is not None else groups[run.roles.trained])
     if run.lora:
@@ -240,6 +267,9 @@ def train(
     run = Run(config, folder, source)
     if resume and not (folder / "checkpoint").exists():
         logger.info("no checkpoint in %s yet: starting from step 0", folder)
+    elif resume and is_sharded(folder):
+        load_sharded_checkpoint(run)
+        logger.info("resumed %s at step %d from a sharded checkpoint", folder, run.step)
     elif resume:
         meta, groups = load_checkpoint(folder)
         run.load_state(meta, groups)
