@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from wan_folder import SIZE
 
 from contextforcing.cli import main
 from contextforcing.pipeline import ContextForcingPipeline
 from contextforcing.video_io import read_video, write_video
+
+from wan_folder import SIZE
 
 SECONDS = "2.25"  # 9 latent frames: 3 chunks, 33 pixel frames at 16 fps
 PROMPT = "a red fox runs on the beach"

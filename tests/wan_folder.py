@@ -1,4 +1,9 @@
-"""A tiny random Wan2.1 text-to-video folder, saved by diffusers' own `WanPipeline.save_pretrained`.
+"""A tiny random Wan2.1 text-to-video folder, saved by diffusers' own `WanPipeline.save_pretrained`,
+and captioned clips to train on.
+
+    make_tiny_wan_folder(path)  -> path, holding the folder (the session fixture `tiny_wan`)
+    TINY_OVERRIDES              `--set` values that shrink every wan-* stage to seconds on a CPU
+    write_clips(folder)         a few captioned mp4 clips (one too short, one without a caption)
 
 Real formats at toy sizes: a word-level tokenizer, a 2-layer UMT5 encoder (d_model 16), a small
 `AutoencoderKLWan` (z_dim 4, spatial factor 8, temporal factor 4) and a 2-layer
@@ -30,8 +35,21 @@ WORDS = (
     "city",
     "at",
     "night",
+    "dog",
+    "ball",
 )
 SIZE = (32, 48)
+
+TINY_OVERRIDES = {
+    "data.latent_size": "4,4", "train.batch_size": "2", "train.steps": "2", "train.checkpoint_every": "2",
+    "train.precision": "fp32", "train.activation_checkpointing": "false", "train.ema_start": "0",
+    "teacher.num_target_frames": "6", "teacher.num_slow_frames": "2", "teacher.bank_capacity": "4",
+    "teacher.bank_warmup_steps": "1", "teacher.lora_rank": "4", "teacher.lora_alpha": "4",
+    "distill.num_frames": "6", "distill.num_context_frames": "6", "distill.num_grad_frames": "3",
+    "distill.min_rollout_frames": "12", "distill.max_rollout_frames": "15",
+    "distill.rollout_decay_steps": "2", "distill.student_every": "1", "distill.ode_steps": "4",
+}  # fmt: skip
+"""Two steps of any wan-* stage on the tiny folder (clips of at most 3 + 2 * 6 + 6 + 6 = 27 latents)."""
 
 
 def _tokenizer():
@@ -80,4 +98,22 @@ def make_tiny_wan_folder(folder: Path) -> Path:
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=5.0),
     )  # fmt: skip
     pipeline.save_pretrained(folder)
+    return folder
+
+
+def write_clips(folder: str | Path, *, frames: int = 109, seed: int = 0) -> Path:
+    """Three captioned clips of `frames` frames (enough for 28 latents), one of 20 frames (too short for
+    any clip of the tiny presets) and one without a caption, at 16 fps, 40 x 48 (resized and cropped)."""
+    from contextforcing.video_io import write_video
+
+    folder = Path(folder)
+    generator = torch.Generator().manual_seed(seed)
+    captions = {"a": "a cat runs", "b": "a dog runs on the beach", "c": "a red ball"}
+    for name, caption in captions.items():
+        video = torch.rand(3, frames, 40, 48, generator=generator) * 2 - 1
+        write_video(folder / f"{name}.mp4", video, fps=16)
+        (folder / f"{name}.txt").write_text(caption + "\n")
+    write_video(folder / "short.mp4", torch.zeros(3, 20, 40, 48), fps=16)
+    (folder / "short.txt").write_text("a cat\n")
+    write_video(folder / "nocaption.mp4", torch.zeros(3, frames, 40, 48), fps=16)
     return folder

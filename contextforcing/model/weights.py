@@ -35,6 +35,7 @@ __all__ = [
     "detect_layout",
     "diffusers_config",
     "load_model",
+    "read_model_config",
     "read_weights",
     "save_model",
     "to_diffusers_key",
@@ -267,6 +268,15 @@ def _config_from_wan(raw: dict[str, Any]) -> DiTConfig:
         patch_size=tuple(raw.get("patch_size", (1, 2, 2))),
         eps=raw.get("eps", 1e-6),
     )
+
+
+def read_model_config(path: str | Path) -> DiTConfig:
+    """The model shape a checkpoint's config.json describes (any layout), without reading weights."""
+    path = Path(path)
+    config = _config_from_file(path, detect_layout(path))
+    if config is None:
+        raise ValueError(f"no config.json describing a model at {path}")
+    return config
 
 
 def load_model(

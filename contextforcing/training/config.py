@@ -53,19 +53,35 @@ class OptimConfig:
 class DataConfig:
     """Where clips come from and how they become latents.
 
-    The library knows one source, "videos" (a folder of mp4 files, captions beside them). Other sources
-    extend this section with their own fields and hand the trainer their components (the miniature's
+    The library knows two sources: "videos" (a folder of mp4 files, captions beside them, encoded on the
+    fly) and "cache" (prompt and latent caches encoded once by `contextforcing encode-prompts` and
+    `encode-videos`, so training holds neither UMT5 nor the VAE). Other sources extend this section with
+    their own fields and hand the trainer their components (the miniature's
     `contextforcing.world.config.WorldDataConfig` is one).
     """
 
     source: str = "videos"
-    """Name of the clip source: "videos", or one a caller provides with its components."""
+    """Name of the clip source: "videos", "cache", or one a caller provides with its components."""
     video_folder: str = ""
     """Folder of .mp4 files when source = "videos"."""
     codec: str = ""
     """Folder of the codec that turns frames into latents (a Wan VAE folder); "" is the source's own."""
     text_encoder: str = ""
     """Folder of the UMT5 text encoder (a Wan folder with tokenizer/ and text_encoder/) for "videos"."""
+    wan: str = ""
+    """A Wan2.1 diffusers folder (model_index.json, transformer/, vae/, text_encoder/, tokenizer/): the
+    model's shape comes from it, and an `init` path "{wan}" names its transformer."""
+    prompt_cache: str = ""
+    """source = "cache": a prompt cache written by `contextforcing encode-prompts` (prompt-only stages)."""
+    latent_cache: str = ""
+    """source = "cache": a latent cache written by `contextforcing encode-videos` (stages that read clips)."""
+    latent_size: tuple[int, int] = (60, 104)
+    """source = "cache": (h, w) of the latents of prompt-only stages (480 x 832 pixels through the Wan
+    VAE); a latent cache must hold latents of this size."""
+
+    def __post_init__(self) -> None:
+        if len(self.latent_size) != 2 or min(self.latent_size) < 1:
+            raise ValueError(f"data.latent_size must be two positive ints, got {self.latent_size}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -122,6 +138,11 @@ class ContextTeacherConfig:
     """ERFT: timestep bins of each error bank."""
     bank_capacity: int = 500
     """ERFT: errors kept per bin."""
+    bank_warmup_steps: int = 0
+    """ERFT: during the first this many steps every process adds the errors of all processes (gathered)
+    to its banks; afterwards only its own."""
+    clean_bank_update_prob: float = 1.0
+    """ERFT: during the warm-up, a step without injected errors adds its errors with this probability."""
     lora_rank: int = 0
     """Train LoRA adapters of this rank on q, k, v, o and the FFN (peft); 0 trains every weight."""
     lora_alpha: float = 128.0
@@ -134,6 +155,7 @@ class ContextTeacherConfig:
             "context_error_prob",
             "noise_error_prob",
             "cfg_dropout",
+            "clean_bank_update_prob",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ContextTeacherConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
@@ -142,6 +164,10 @@ class ContextTeacherConfig:
                 raise ValueError(f"ContextTeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
         if min(self.num_sink_frames, self.num_slow_frames, self.num_recent_frames, self.lora_rank) < 0:
             raise ValueError("ContextTeacherConfig frame counts and lora_rank must be >= 0")
+        if self.bank_warmup_steps < 0:
+            raise ValueError(
+                f"ContextTeacherConfig.bank_warmup_steps must be >= 0, got {self.bank_warmup_steps}"
+            )
 
     @property
     def num_context_frames(self) -> int:

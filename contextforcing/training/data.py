@@ -3,8 +3,9 @@
 Each sample of a batch is drawn from its own generator (see `runtime.step_generator`), so a batch is
 the same whichever process draws which samples, and a resumed run draws what an uninterrupted run
 would. A clip source hands the trainer latents [B, C, F, h, w] and text features; the library's own
-source reads a folder of mp4 files through a codec (`VideoFolderSource`). The miniature's world clips
-are another (`contextforcing.world.clips.WorldClipSource`).
+source reads a folder of mp4 files through a codec (`VideoFolderSource`), and `CachedSource` reads the
+prompt and latent caches encoded once (`training.caches`), with neither a codec nor a text encoder in
+memory. The miniature's world clips are another (`contextforcing.world.clips.WorldClipSource`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from contextforcing.text_encoder import TextEncoder
 from contextforcing.training.config import DataConfig, ExperimentConfig
 from contextforcing.video_io import read_video
 
-__all__ = ["Batch", "ClipSource", "SourceFactory", "VideoFolderSource", "check_codec", "video_folder_source"]
+__all__ = [
+    "Batch",
+    "CachedSource",
+    "ClipSource",
+    "SourceFactory",
+    "VideoFolderSource",
+    "cache_source",
+    "check_codec",
+    "library_source",
+    "video_folder_source",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +164,106 @@ def video_folder_source(config: ExperimentConfig, device: torch.device) -> ClipS
 
     codec = check_codec(load_codec(data.codec), config, data.codec)
     return VideoFolderSource(data, codec, UMT5TextEncoder.from_pretrained(data.text_encoder), device)
+
+
+class CachedSource:
+    """Clips and prompts from the caches of `training.caches`.
+
+    Prompt-only stages draw from `data.prompt_cache` (or, without one, the captions of the latent
+    cache); stages that read clips draw a clip of `data.latent_cache` and take its leading latents,
+    with its caption. Text features are padded with zeros to the model's `text_len`, as UMT5's are.
+
+    Args:
+        data: `prompt_cache`, `latent_cache` and `latent_size`.
+        text_len: tokens the model's text is padded to.
+        device: where batches are put.
+    """
+
+    def __init__(self, data: DataConfig, text_len: int, device: torch.device) -> None:
+        from contextforcing.training.caches import LatentCache, PromptCache
+
+        if not data.prompt_cache and not data.latent_cache:
+            raise ValueError(
+                "data.source='cache' needs data.prompt_cache (--prompts) or data.latent_cache (--videos)"
+            )
+        self.latents = LatentCache(data.latent_cache) if data.latent_cache else None
+        self.prompts = PromptCache(data.prompt_cache) if data.prompt_cache else self.latents.prompts
+        self.text_len, self.device = text_len, device
+        self._size = tuple(data.latent_size)
+        if self.latents is not None and self.latents.latent_size != self._size:
+            raise ValueError(
+                f"the latent cache {data.latent_cache} holds {self.latents.latent_size} latents, "
+                f"data.latent_size is {self._size}"
+            )
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        return self._size
+
+    def _text(self, features: list[Tensor], cache) -> Tensor:
+        longest = max(f.shape[0] for f in features)
+        if longest > self.text_len:
+            raise ValueError(
+                f"{cache.folder} holds {longest}-token features, the model reads {self.text_len}"
+            )
+        text = torch.zeros(len(features), self.text_len, cache.dim)
+        for row, feature in zip(text, features, strict=True):
+            row[: feature.shape[0]] = feature
+        return text.to(self.device)
+
+    def sample_prompts(self, generators: list[torch.Generator]) -> Batch:
+        picks = [int(torch.randint(len(self.prompts), (1,), generator=g)) for g in generators]
+        text = self._text([self.prompts.features(i) for i in picks], self.prompts)
+        prompts = tuple(self.prompts.prompt(i) for i in picks)
+        return Batch(torch.empty(0, device=self.device), text, prompts)
+
+    def sample(self, num_frames: int, generators: list[torch.Generator], *, target_frames: int = 0) -> Batch:
+        cache = self.latents
+        if cache is None:
+            raise ValueError("this stage reads clips: data.latent_cache (--videos) must name a latent cache")
+        if num_frames > cache.clip_frames:
+            raise ValueError(
+                f"a clip of {num_frames} latent frames was asked for; {cache.folder} holds clips of "
+                f"{cache.clip_frames} (encode the videos again with --clip-frames {num_frames} or more)"
+            )
+        picks = [int(torch.randint(len(cache), (1,), generator=g)) for g in generators]
+        latents = torch.stack([cache.clip(i, num_frames) for i in picks]).to(self.device)
+        captions = [cache.caption(i) for i in picks]
+        text = self._text([cache.prompts.features(c) for c in captions], cache.prompts)
+        return Batch(latents, text, tuple(cache.prompts.prompt(c) for c in captions))
+
+    def unconditional(self, batch: int) -> Tensor:
+        return self._text([self.prompts.empty()] * batch, self.prompts)
+
+
+def cache_source(config: ExperimentConfig, device: torch.device) -> ClipSource:
+    """The source of `data.source='cache'`, checked against the model and the stage up front."""
+    from contextforcing.training.stages import stage_spec
+
+    source = CachedSource(config.data, config.model.text_len, device)
+    if source.prompts.dim != config.model.text_dim:
+        raise ValueError(
+            f"the prompt cache {source.prompts.folder} holds {source.prompts.dim}-d features, "
+            f"the model reads {config.model.text_dim}-d text (model.text_dim)"
+        )
+    if source.latents is not None and source.latents.latent_channels != config.model.in_channels:
+        raise ValueError(
+            f"the latent cache {source.latents.folder} holds {source.latents.latent_channels} channels, "
+            f"the model reads {config.model.in_channels}"
+        )
+    spec = stage_spec(config.stage)
+    reads_clips = spec.trained == "teacher" or (spec.prefix and config.distill.prefix_frames > 0)
+    if reads_clips and source.latents is None:
+        raise ValueError(f"stage {config.stage} trains on clips: pass --videos (data.latent_cache)")
+    return source
+
+
+def library_source(config: ExperimentConfig) -> SourceFactory:
+    """The factory of the library's own sources, by `data.source`: "videos" or "cache"."""
+    factories = {"videos": video_folder_source, "cache": cache_source}
+    if config.data.source not in factories:
+        raise ValueError(
+            f"data.source={config.data.source!r} is not the library's own ({sorted(factories)}); "
+            "pass the trainer that source's factory"
+        )
+    return factories[config.data.source]

@@ -13,10 +13,16 @@ the recent context gets a window of an x0 error from any bin (`context_error_pro
 noise a noise error (`noise_error_prob`). Sink and slow context are never perturbed. The velocity
 target stays noise - clean target, so the teacher learns to point back to clean data.
 
+Each process keeps its own banks. During the first `bank_warmup_steps` steps every process adds the
+errors of all processes (gathered), and a step without injected errors adds them only with
+probability `clean_bank_update_prob` (the released warm-up); afterwards each adds its own.
+
 Shape legend: B batch, C channels, F frames, H x W latent size.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -24,7 +30,7 @@ from torch import Tensor
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.error_bank import ErrorBank
 
-__all__ = ["inject_errors", "new_banks", "record_errors"]
+__all__ = ["inject_errors", "new_banks", "record_errors", "record_step_errors"]
 
 
 def new_banks(config: ContextTeacherConfig) -> dict[str, ErrorBank]:
@@ -71,3 +77,27 @@ def record_errors(banks: dict[str, ErrorBank], v_pred: Tensor, v_true: Tensor, t
         difference = v_pred.float() - v_true.float()
         banks["noise"].add((1 - sigma) * difference, t)
         banks["x0"].add(-sigma * difference, t)
+
+
+def record_step_errors(
+    banks: dict[str, ErrorBank],
+    config: ContextTeacherConfig,
+    step: int,
+    v_pred: Tensor,
+    v_true: Tensor,
+    t: Tensor,
+    *,
+    clean: bool,
+    generator: torch.Generator,
+    gather: Callable[[Tensor], Tensor],
+) -> None:
+    """`record_errors` with the warm-up: before `bank_warmup_steps`, the errors of every process
+    (`gather` concatenates a tensor over processes in rank order), and a clean step's only with
+    probability `clean_bank_update_prob` (drawn from the step's shared generator, so every process
+    decides alike)."""
+    if step >= config.bank_warmup_steps:
+        record_errors(banks, v_pred, v_true, t)
+        return
+    if clean and not _coin(generator, config.clean_bank_update_prob):
+        return
+    record_errors(banks, gather(v_pred.float()), gather(v_true.float()), gather(t.float()))

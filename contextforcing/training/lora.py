@@ -10,12 +10,16 @@ __all__ = ["LORA_TARGETS", "add_lora", "merged_state"]
 LORA_TARGETS = ["q", "k", "v", "o", "ffn.0", "ffn.2"]
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float) -> nn.Module:
-    """Inject LoRA adapters in place; only the adapters stay trainable."""
+def add_lora(model: nn.Module, rank: int, alpha: float, *, seed: int = 0) -> nn.Module:
+    """Inject LoRA adapters in place, their random init drawn from `seed` alone (so every process and
+    every run starts from the same adapters); only the adapters stay trainable."""
+    import torch
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=LORA_TARGETS, init_lora_weights=True)
-    inject_adapter_in_model(config, model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_("lora_" in name)
     return model

@@ -1,14 +1,18 @@
-"""Scaling out: FSDP2 sharding, activation checkpointing, and full (unsharded) state for checkpoints.
+"""Scaling out: FSDP2 sharding, activation checkpointing, sharded and full state for checkpoints.
 
 The only module of the library that touches torch.distributed: the process group (joined under
-torchrun, left cleanly), sharding, and the collectives of the trainer. A single CPU process is the default;
-under torchrun every block and then the whole model are wrapped with `fully_shard` (FSDP2), and
-checkpoints gather full tensors on rank 0 so they load anywhere, sharded or not.
+torchrun, left cleanly), sharding, and the collectives of the trainer. A single CPU process is the
+default; under torchrun every block and then the whole model of every role, frozen ones included, are
+wrapped with `fully_shard` (FSDP2), with bf16 parameters and fp32 gradient reductions when training in
+bf16. Checkpoints of several processes are written with torch.distributed.checkpoint (DCP): each
+process writes its own shards, none gathers the whole state, and DCP reshards on load, so a checkpoint
+resumes on any number of processes. `full_model_state` gathers one model on rank 0 for export.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from contextforcing.model.dit import CausalDiT
+from contextforcing.runtime import Precision
 
 __all__ = [
     "all_finite",
@@ -29,12 +34,18 @@ __all__ = [
     "full_model_state",
     "full_optimizer_state",
     "full_tensor",
+    "gather_rows",
     "init_distributed",
     "load_model_state",
     "load_optimizer_state",
+    "load_sharded",
     "mean_over_processes",
     "parallelize",
+    "save_sharded",
     "shard_like",
+    "shard_model",
+    "sharded_model_state",
+    "sharded_optimizer_state",
     "shutdown_distributed",
 ]
 
@@ -67,24 +78,71 @@ def shutdown_distributed() -> None:
         torch.distributed.destroy_process_group()
 
 
+def parallelize(
+    model: CausalDiT, *, world_size: int, activation_checkpointing: bool, precision: Precision = "fp32"
+) -> CausalDiT:
+    """Shard the model with FSDP2 when running on several processes; enable recomputation."""
+    model.activation_checkpointing = activation_checkpointing
+    if world_size > 1:
+        shard_model(model, precision=precision)
+    return model
+
+
+def shard_model(model: CausalDiT, *, precision: Precision = "fp32") -> CausalDiT:
+    """`fully_shard` every block, then the model, over the default process group. Under bf16 the
+    parameters are all-gathered in bf16 and gradients reduced in fp32; the shards stay fp32."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+    policy = MixedPrecisionPolicy()
+    if precision == "bf16":
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mp_policy=policy)
+        register_fsdp_forward_method(block, "text_kv")
+    fully_shard(model, mp_policy=policy)
+    register_fsdp_forward_method(model, "encode_text")
+    return model
+
+
 def barrier(world_size: int) -> None:
-    """Wait for every process (nothing to wait for in a single process)."""
+    """Wait until every process arrives (nothing to do for one process)."""
     if world_size > 1:
         torch.distributed.barrier()
 
 
-def parallelize(model: CausalDiT, *, world_size: int, activation_checkpointing: bool) -> CausalDiT:
-    """Shard the model with FSDP2 when running on several processes; enable recomputation."""
-    model.activation_checkpointing = activation_checkpointing
-    if world_size > 1:
-        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+def gather_rows(value: Tensor, world_size: int) -> Tensor:
+    """Every process's `value` [N, ...] (equal shapes) concatenated in rank order, on every process."""
+    if world_size == 1:
+        return value
+    parts = [torch.empty_like(value) for _ in range(world_size)]
+    torch.distributed.all_gather(parts, value.contiguous())
+    return torch.cat(parts)
 
-        for block in model.blocks:
-            fully_shard(block)
-            register_fsdp_forward_method(block, "text_kv")
-        fully_shard(model)
-        register_fsdp_forward_method(model, "encode_text")
-    return model
+
+def sharded_model_state(model: nn.Module) -> dict[str, Tensor]:
+    """The model's state as this process holds it (DTensor shards under FSDP2), for `save_sharded`."""
+    return get_model_state_dict(model)
+
+
+def sharded_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """The optimizer's state keyed by parameter name, as this process holds it."""
+    return get_optimizer_state_dict(model, optimizer)
+
+
+def save_sharded(folder: Path, state: dict) -> None:
+    """Write `state` (nested dicts of sharded or plain tensors and Python values) with DCP: every
+    process writes its own shards of `folder` (collective)."""
+    import torch.distributed.checkpoint as dcp
+
+    dcp.save(state, checkpoint_id=str(folder))
+
+
+def load_sharded(folder: Path, state: dict) -> None:
+    """Fill `state` (the structure `save_sharded` wrote, as this run shards it) from `folder` in place;
+    DCP reshards to this run's processes (collective)."""
+    import torch.distributed.checkpoint as dcp
+
+    dcp.load(state, checkpoint_id=str(folder))
 
 
 def all_finite(value: Tensor, world_size: int) -> bool:
@@ -122,13 +180,17 @@ def full_model_state(model: nn.Module) -> dict[str, Tensor]:
     return get_model_state_dict(model, options=_FULL)
 
 
-def load_model_state(model: nn.Module, state: dict[str, Tensor]) -> None:
-    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=True))
+def load_model_state(model: nn.Module, state: dict[str, Tensor], *, full: bool = True) -> None:
+    """Load a full state (every tensor whole), or with `full=False` the state `sharded_model_state` gave."""
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=full, strict=True))
 
 
 def full_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     return get_optimizer_state_dict(model, optimizer, options=_FULL)
 
 
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+def load_optimizer_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, state: dict, *, full: bool = True
+) -> None:
+    """Load a full optimizer state, or with `full=False` the state `sharded_optimizer_state` gave."""
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=full))

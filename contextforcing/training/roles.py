@@ -40,6 +40,13 @@ class Roles:
     def trained_model(self) -> CausalDiT:
         return getattr(self, self.trained)
 
+    def models(self) -> dict[str, nn.Module]:
+        """Every role the stage built, by name: the trained ones first, then the frozen teacher."""
+        roles = self.trainable()
+        if self.teacher is not None and "teacher" not in roles:
+            roles["teacher"] = self.teacher
+        return roles
+
     def trainable(self) -> dict[str, nn.Module]:
         """Trained roles by name: the trained one first, then the critic if any."""
         roles = {self.trained: self.trained_model}

@@ -26,7 +26,7 @@ from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd
 from contextforcing.diffusion.sampling import euler_sample
 from contextforcing.inference.teacher import context_velocity, frame_timesteps, guided_velocity
 from contextforcing.model.layout import block_causal
-from contextforcing.training.erft import inject_errors, record_errors
+from contextforcing.training.erft import inject_errors, record_step_errors
 from contextforcing.training.plan import (
     DistillPlan,
     context_teacher_clip_frames,
@@ -103,7 +103,10 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     loss = flow_matching_loss(v_target, v_true, weight=weight)
     run.update("teacher", loss)
     if cfg_t.erft:
-        record_errors(run.banks, v_target.detach(), v_true, t)
+        record_step_errors(
+            run.banks, cfg_t, step, v_target.detach(), v_true, t,
+            clean=injected is None, generator=shared, gather=run.gather,
+        )  # fmt: skip
     return {
         "loss": loss.item(),
         "context_frames": float(len(indices)),

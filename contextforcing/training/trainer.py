@@ -56,6 +56,7 @@ from contextforcing.training.parallel import (
     full_model_state,
     full_optimizer_state,
     full_tensor,
+    gather_rows,
     init_distributed,
     load_model_state,
     load_optimizer_state,
@@ -65,6 +66,7 @@ from contextforcing.training.parallel import (
 )
 from contextforcing.training.resume import check_resumable, exported_step, trim_metrics
 from contextforcing.training.roles import Roles, build_roles
+from contextforcing.training.sharded_checkpoint import is_sharded, load_sharded_checkpoint
 from contextforcing.training.stages import StageSpec, stage_spec
 
 __all__ = ["Run", "TrainingDiverged", "train"]
@@ -93,12 +95,18 @@ class Run:
         if self.lora:
             from contextforcing.training.lora import add_lora
 
-            add_lora(self.roles.trained_model, config.teacher.lora_rank, config.teacher.lora_alpha)
-        for module in self.roles.trainable().values():
+            add_lora(
+                self.roles.trained_model,
+                config.teacher.lora_rank,
+                config.teacher.lora_alpha,
+                seed=config.train.seed,
+            )
+        for module in self.roles.models().values():  # frozen roles are sharded too
             parallelize(
                 module,
                 world_size=self.world_size,
                 activation_checkpointing=config.train.activation_checkpointing,
+                precision=config.train.precision,
             )
         self.source: ClipSource = source(config, self.device)
         self.optimizers = {name: self._optimizer(name, m) for name, m in self.roles.trainable().items()}
@@ -131,6 +139,10 @@ class Run:
             step_generator(self.config.train.seed, step, f"{stream}/{i}")
             for i in range(first, first + per_rank)
         ]
+
+    def gather(self, value: Tensor) -> Tensor:
+        """`value` [N, ...] of every process, concatenated in rank order (collective)."""
+        return gather_rows(value, self.world_size)
 
     def update(self, role: str, loss: Tensor) -> None:
         """Backward, clip, warm-up, optimiser step (and EMA for the trained model)."""
@@ -227,6 +239,17 @@ def _metric_sinks(run: Run) -> Iterator:
 
 
 def _save(run: Run) -> None:
+    if run.world_size > 1:  # sharded: no process gathers the training state
+        from contextforcing.training.sharded_checkpoint import save_sharded_checkpoint
+
+        save_sharded_checkpoint(run)
+        if run.ema is not None:
+            weights = {k: full_tensor(v).cpu() for k, v in run.ema.state_dict().items()}
+        else:
+            weights = full_model_state(run.roles.trained_model)
+        if run.rank == 0:
+            _export(run, weights)
+        return
     meta, groups = run.state()
     if run.rank != 0:
         return
@@ -260,11 +283,18 @@ def _resume(run: Run, allow_config_change: bool) -> None:
     if find_checkpoint(folder / "checkpoint") is None:
         logger.info("no checkpoint in %s yet: starting from step 0", folder)
         return
-    meta, groups = load_checkpoint(folder)
-    check_resumable(
-        meta["config"], run.config, folder / "checkpoint", allow_config_change=allow_config_change
-    )
-    run.load_state(meta, groups)
+    if is_sharded(folder):
+        meta = json.loads((folder / "checkpoint" / "state.json").read_text())
+        check_resumable(
+            meta["config"], run.config, folder / "checkpoint", allow_config_change=allow_config_change
+        )
+        load_sharded_checkpoint(run)
+    else:
+        meta, groups = load_checkpoint(folder)
+        check_resumable(
+            meta["config"], run.config, folder / "checkpoint", allow_config_change=allow_config_change
+        )
+        run.load_state(meta, groups)
     if run.step > run.config.train.steps:
         raise ValueError(
             f"{folder} is already at step {run.step}, past train.steps={run.config.train.steps}: pass --steps "
