@@ -283,7 +283,8 @@ def _resume(run: Run, allow_config_change: bool) -> None:
     if find_checkpoint(folder / "checkpoint") is None:
         logger.info("no checkpoint in %s yet: starting from step 0", folder)
         return
-    if is_sharded(folder):
+    sharded = is_sharded(folder)
+    if sharded:
         meta = json.loads((folder / "checkpoint" / "state.json").read_text())
         check_resumable(
             meta["config"], run.config, folder / "checkpoint", allow_config_change=allow_config_change
@@ -300,7 +301,7 @@ def _resume(run: Run, allow_config_change: bool) -> None:
             f"{folder} is already at step {run.step}, past train.steps={run.config.train.steps}: pass --steps "
             f"larger than {run.step} to train on"
         )
-    logger.info("resumed %s at step %d", folder, run.step)
+    logger.info("resumed %s at step %d%s", folder, run.step, " from a sharded checkpoint" if sharded else "")
 
 
 def train(
