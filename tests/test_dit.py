@@ -106,7 +106,9 @@ def test_rotation_is_an_isometry_and_exact_at_zero():
     rotation = rotary_for_frames(torch.arange(5), (2, 3), (4, 4, 4), 10000.0)
     rotated = apply_rotary(x, rotation)
     assert torch.allclose(rotated.norm(dim=-1), x.norm(dim=-1), atol=1e-5)
-    zero = Rotation(torch.ones_like(rotation.phasor))
+    zero = Rotation(
+        torch.stack([torch.ones_like(rotation.table[..., 0]), torch.zeros_like(rotation.table[..., 1])], -1)
+    )
     assert torch.equal(apply_rotary(x, zero), x)
 
 

@@ -3,8 +3,17 @@ memory, then re-encode it clean so the loop can write its K/V.
 
     denoise_chunk   few-step sampling (x0-prediction, fresh noise at every step) of one chunk
     refresh_chunk   the clean pass at t = context_timestep (0) whose K/V the memory keeps
+    run_chunk       both at once over one prebuilt plan, with the noise drawn up front (tensors only)
+    ChunkStep       `run_chunk` over a memory's fixed-size read, optionally one compiled graph
     write_clean_chunk  write a given clean chunk (a prefix) into the memory through that pass
     recache_memory  re-encode the kept frames under a new prompt (LongLive's KV re-cache)
+
+The streaming loop runs `run_chunk`: the same sampler and refresh as `denoise_chunk` then
+`refresh_chunk`, but with positions, rotations and the cached keys' rotation planned once for the
+chunk's five calls, and with no random generator inside, so that it traces into one graph.
+`ChunkStep(compile=True)` compiles it with `torch.compile(fullgraph=True)` over a `StaticRead`:
+the whole store with a filled flag per slot, so every chunk has the same shapes, a first graph
+serves the chunks before the store is full and a second every chunk after, however long the video.
 
 Training reuses `denoise_chunk` with gradient-step selection: `exit_step` stops sampling early (DMD's
 random exit) and `grad_at_exit` lets gradients flow through that last prediction only; every earlier
@@ -22,18 +31,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from contextforcing.diffusion.flow import add_noise, x0_from_velocity
 from contextforcing.diffusion.sampling import few_step_sample
 from contextforcing.memory.config import MemoryConfig
-from contextforcing.memory.context import ContextMemory, MemoryRead, build_memory
+from contextforcing.memory.context import ContextMemory, MemoryRead, StaticRead, build_memory
 from contextforcing.memory.store import StoreShape
-from contextforcing.model.dit import CausalDiT, TextCache
+from contextforcing.model.dit import CausalDiT, ForwardPlan, TextCache
+from contextforcing.model.layout import LayerContext
 
 __all__ = [
+    "ChunkResult",
+    "ChunkStep",
     "DenoiseResult",
     "denoise_chunk",
     "new_memory",
     "recache_memory",
     "refresh_chunk",
+    "run_chunk",
+    "static_contexts",
     "write_clean_chunk",
 ]
 
@@ -162,3 +177,131 @@ def recache_memory(model: CausalDiT, memory: ContextMemory, text: TextCache, *, 
     t = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.float32)
     _, kv = model(latents, t, text, layout=layout, return_kv=True)
     memory.overwrite_frames(frames, kv, refresh_sink=refresh_sink)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    """One chunk: x0 [B, C, F, H, W], the refresh pass's per-layer K/V, and the first pass's if kept."""
+
+    x0: Tensor
+    kv: list[KV]
+    first_pass_kv: list[KV] | None = None
+
+
+def run_chunk(
+    model: CausalDiT,
+    noises: Sequence[Tensor],
+    text: TextCache,
+    plan: ForwardPlan,
+    *,
+    timesteps: Sequence[float],
+    context_timestep: float = 0.0,
+    keep_first_pass_kv: bool = False,
+) -> ChunkResult:
+    """`denoise_chunk` then `refresh_chunk`, all calls over one plan, without autograd.
+
+    Args:
+        model: the causal DiT.
+        noises: one [B, C, F, H, W] noise per timestep: the start, then each re-noising, in the order
+            `few_step_sample` draws them (so one generator gives the same video either way).
+        text: the prompt's cross-attention cache.
+        plan: the chunk's plan (`CausalDiT.plan_forward` of the memory's read, or `plan_chunk`).
+        timesteps: decreasing timesteps (Python floats: they are constants of a compiled graph).
+        context_timestep: timestep of the refresh pass.
+        keep_first_pass_kv: also return the first pass's K/V (decide_on='first-pass').
+    """
+    if len(noises) != len(timesteps):
+        raise ValueError(f"got {len(noises)} noises for {len(timesteps)} timesteps")
+    x, first = noises[0], None
+    batch = x.shape[0]
+    for i, step in enumerate(timesteps):
+        t = torch.full((batch,), step, device=x.device, dtype=torch.float32)
+        out = model(x, t, text, plan=plan, return_kv=keep_first_pass_kv and i == 0)
+        if keep_first_pass_kv and i == 0:
+            out, first = out
+        x0 = x0_from_velocity(x, out, t)
+        if i + 1 < len(timesteps):
+            t_next = torch.full((batch,), timesteps[i + 1], device=x.device, dtype=torch.float32)
+            x = add_noise(x0, noises[i + 1], t_next)
+    t = torch.full((batch,), context_timestep, device=x.device, dtype=torch.float32)
+    _, kv = model(x0, t, text, plan=plan, return_kv=True)
+    return ChunkResult(x0, kv, first)
+
+
+def static_contexts(
+    keys: Tensor, values: Tensor, positions: Tensor, filled: Tensor | None
+) -> list[LayerContext]:
+    """Per-layer contexts over a `StaticRead`'s tensors: keys, values [Y, B, S, T, N, Dh], positions
+    and filled [Y, S]; views only."""
+    flags = [None] * keys.shape[0] if filled is None else list(filled.unbind(0))
+    views = zip(keys.flatten(2, 3).unbind(0), values.flatten(2, 3).unbind(0), positions.unbind(0), flags,
+                strict=True)  # fmt: skip
+    return [LayerContext(k, v, p, filled=f) for k, v, p, f in views]  # keys, values (B, S*T, N, Dh)
+
+
+class ChunkStep:
+    """`run_chunk` over a memory's `StaticRead` (clean bookkeeping), compiled or eager.
+
+    With `compile=True` the whole step (the plan, every denoising pass and the refresh) is one
+    `torch.compile(fullgraph=True, dynamic=False)` graph: no graph break, no host synchronisation
+    inside. Its inputs keep their shapes from the first chunk on (the store's whole buffers and a
+    filled flag per slot), so it compiles twice in a video: once for the chunks before the store is
+    full (a key mask hides the empty slots) and once for those after (no mask). `mode` passes on to
+    `torch.compile` ("reduce-overhead" captures the step as a CUDA graph on a GPU); `backend` too.
+    """
+
+    def __init__(
+        self,
+        model: CausalDiT,
+        *,
+        timesteps: Sequence[float] | Tensor,
+        context_timestep: float = 0.0,
+        keep_first_pass_kv: bool = False,
+        compile: bool = False,
+        mode: str | None = None,
+        backend: str = "inductor",
+    ) -> None:
+        self.model = model
+        self.timesteps = tuple(float(t) for t in timesteps)
+        self.context_timestep = float(context_timestep)
+        self.keep_first_pass_kv = keep_first_pass_kv
+        self.compiled = compile
+        self.cuda_graphs = compile and mode in ("reduce-overhead", "max-autotune")
+        self._step = self._static_step
+        if compile:
+            self._step = torch.compile(
+                self._static_step, fullgraph=True, dynamic=False, mode=mode, backend=backend
+            )
+
+    def __call__(self, noises: Sequence[Tensor], text: TextCache, read: StaticRead) -> ChunkResult:
+        """The chunk for `noises` (see `run_chunk`) against the memory's fixed-size read."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad():
+            x0, kv, first = self._step(tuple(noises), text.kv, read.keys, read.values, read.positions,
+                                       read.filled, read.query_positions)  # fmt: skip
+        if self.cuda_graphs:  # a replay overwrites the graph's outputs: hand out copies
+            x0 = x0.clone()
+            kv = [(k.clone(), v.clone()) for k, v in kv]
+            first = None if first is None else [(k.clone(), v.clone()) for k, v in first]
+        return ChunkResult(x0, list(kv), None if first is None else list(first))
+
+    def _static_step(
+        self,
+        noises: tuple[Tensor, ...],
+        text_kv: tuple[KV, ...],
+        keys: Tensor,
+        values: Tensor,
+        positions: Tensor,
+        filled: Tensor | None,
+        query_positions: Tensor,
+    ) -> tuple[Tensor, list[KV], list[KV] | None]:
+        """Tensors in, tensors out: the traced function. keys, values [Y, B, S, T, N, Dh]."""
+        _, ph, pw = self.model.config.patch_size
+        grid = (noises[0].shape[3] // ph, noises[0].shape[4] // pw)
+        context = static_contexts(keys, values, positions, filled)
+        plan = self.model.plan_chunk(query_positions, context, grid)
+        result = run_chunk(self.model, noises, TextCache(text_kv), plan, timesteps=self.timesteps,
+                           context_timestep=self.context_timestep,
+                           keep_first_pass_kv=self.keep_first_pass_kv)  # fmt: skip
+        return result.x0, result.kv, result.first_pass_kv

@@ -6,6 +6,12 @@ released bookkeeping also tests and promotes inside each of these calls, see `me
 are yielded as soon as they exist, so a caller can decode and show them while generation goes on.
 The memory is preallocated, so once it is full, time and memory per chunk stay flat.
 
+The chunk step (the sampler's passes and the refresh, `inference/rollout.py::run_chunk`) plans
+positions once per chunk. `compile=True` runs it as one `torch.compile(fullgraph=True)` graph over
+the memory's fixed-size read (`ChunkStep`), which compiles twice per video (before and after the
+store is full) and never again; `compile_mode="reduce-overhead"` also captures it as a CUDA graph.
+The memory's own bookkeeping (the promotion test, the store's reordering) runs between steps.
+
 Prompts follow a `PromptSchedule`; at each switch the kept frames are re-encoded under the new
 prompt (`recache_memory`), optionally keeping the sink's old K/V.
 
@@ -24,10 +30,11 @@ from torch import Tensor
 
 from contextforcing.diffusion.flow import warped_timesteps
 from contextforcing.inference.rollout import (
-    denoise_chunk,
+    ChunkResult,
+    ChunkStep,
     new_memory,
     recache_memory,
-    refresh_chunk,
+    run_chunk,
     write_clean_chunk,
 )
 from contextforcing.memory.config import MemoryConfig
@@ -105,17 +112,37 @@ class StreamingGenerator:
     """Generates a video chunk by chunk with a preallocated memory; see the module docstring."""
 
     def __init__(self, model: CausalDiT, memory: MemoryConfig, *, latent_size: tuple[int, int],
-                 sampler: SamplerConfig | None = None) -> None:  # fmt: skip
+                 sampler: SamplerConfig | None = None, compile: bool = False,
+                 compile_mode: str | None = None) -> None:  # fmt: skip
+        """Args beyond the model, memory and latent size:
+        sampler: the few-step sampler (default `SamplerConfig()`).
+        compile: run each chunk step as one compiled graph (`ChunkStep`); needs bookkeeping='clean'.
+        compile_mode: `torch.compile`'s mode, e.g. "reduce-overhead" for CUDA graphs on a GPU.
+        """
         height, width = latent_size
         _, ph, pw = model.config.patch_size
         if height % ph or width % pw or height <= 0 or width <= 0:
             raise ValueError(f"latent size {latent_size} is not a positive multiple of the patch {(ph, pw)}")
+        if compile and memory.bookkeeping != "clean":
+            raise ValueError(
+                f"compile=True needs bookkeeping='clean': the {memory.bookkeeping!r} bookkeeping rewrites "
+                "the memory inside each model call, which a compiled graph cannot hold"
+            )
+        if compile_mode is not None and not compile:
+            raise ValueError(f"compile_mode={compile_mode!r} needs compile=True")
         self.model = model
         self.memory_config = memory
         self.sampler = sampler or SamplerConfig()
         self.latent_size = (height, width)
         self.memory: ContextMemory | None = None
         self.stats = StreamStats()
+        self.step: ChunkStep | None = None
+        """The compiled chunk step, kept across videos (its graphs too); None when not compiling."""
+        if compile:
+            self.step = ChunkStep(model, timesteps=self.sampler.timesteps,
+                                  context_timestep=self.sampler.context_timestep,
+                                  keep_first_pass_kv=memory.decide_on == "first-pass", compile=True,
+                                  mode=compile_mode)  # fmt: skip
 
     def new_memory(self, batch: int, num_chunks: int) -> ContextMemory:
         """A fresh, preallocated memory for `num_chunks` chunks of a batch of `batch` videos."""
@@ -170,21 +197,26 @@ class StreamingGenerator:
                generator: torch.Generator, prompt: int) -> Tensor:  # fmt: skip
         parameter = next(self.model.parameters())
         shape = (batch, self.model.config.in_channels, self.memory_config.frames_per_chunk, *self.latent_size)
-        noise = torch.randn(shape, generator=generator, device=parameter.device, dtype=parameter.dtype)
-        read = memory.read()
-        first_pass = self.memory_config.decide_on == "first-pass"
-        result = denoise_chunk(
-            self.model,
-            noise,
-            text,
-            read,
-            timesteps=timesteps,
-            generator=generator,
-            keep_first_pass_kv=first_pass,
-        )
-        kv = refresh_chunk(self.model, result.x0, text, read, timestep=self.sampler.context_timestep)
-        memory.append(kv, result.x0, first_pass_kv=result.first_pass_kv, prompt_index=prompt)
+        # All of the sampler's noise, drawn in the order `few_step_sample` draws it.
+        noises = [torch.randn(shape, generator=generator, device=parameter.device, dtype=parameter.dtype)
+                  for _ in range(len(timesteps))]  # fmt: skip
+        if self.step is not None:
+            result = self.step(noises, text, memory.read_static())
+        else:
+            result = self._eager_chunk(memory, noises, text, timesteps)
+        memory.append(result.kv, result.x0, first_pass_kv=result.first_pass_kv, prompt_index=prompt)
         return result.x0
+
+    def _eager_chunk(self, memory: ContextMemory, noises: list[Tensor], text: TextCache,
+                     timesteps: Tensor) -> ChunkResult:  # fmt: skip
+        read = memory.read()
+        frames = self.memory_config.frames_per_chunk
+        _, ph, pw = self.model.config.patch_size
+        grid = (self.latent_size[0] // ph, self.latent_size[1] // pw)
+        plan = self.model.plan_forward(read.layout, read.context, frames, grid, device=noises[0].device)
+        return run_chunk(self.model, noises, text, plan, timesteps=[float(t) for t in timesteps],
+                         context_timestep=self.sampler.context_timestep,
+                         keep_first_pass_kv=self.memory_config.decide_on == "first-pass")  # fmt: skip
 
 
 def _synchronize(like: Tensor) -> None:

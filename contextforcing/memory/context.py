@@ -2,6 +2,8 @@
 
     read()   -> MemoryRead: per-layer `LayerContext` views (un-rotated K/V + RoPE positions) and the
                 chunk's query layout; nothing is copied
+    read_static() -> StaticRead: the same read as fixed-size tensors (the whole store, a position and
+                a filled flag per slot), so a compiled chunk step sees one shape from the first chunk on
     append() <- the chunk's clean K/V and latents (and, optionally, its first-pass K/V); runs the
                 promotion test, updates the layouts (policy.py), reorders the store, records the trace
 
@@ -42,7 +44,7 @@ from contextforcing.memory.store import KVStore, StoreShape
 from contextforcing.memory.trace import ChunkRecord, LayerRecord, MemoryTrace
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional
 
-__all__ = ["ContextMemory", "MemoryRead", "build_memory", "chunk_similarity"]
+__all__ = ["ContextMemory", "MemoryRead", "StaticRead", "build_memory", "chunk_similarity"]
 
 KV = tuple[Tensor, Tensor]
 
@@ -63,6 +65,25 @@ class MemoryRead:
     in_call_writes: bool = False
     """The memory rewrites itself during the calls that read it (released bookkeeping): every call of
     the chunk must go through `context`, in order and without autograd."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaticRead:
+    """What the next chunk reads, in tensors whose shapes never change (a compiled step's inputs).
+
+    Attributes:
+        keys: [Y, B, S, T, N, Dh] the store's whole un-rotated key buffer (S = capacity slots).
+        values: [Y, B, S, T, N, Dh] the store's whole value buffer.
+        positions: [Y, S] long temporal RoPE position of every slot (0 for an empty one).
+        filled: [Y, S] bool, which slots hold a frame; None once every slot of every layer does.
+        query_positions: [F] long positions of the chunk's frames.
+    """
+
+    keys: Tensor
+    values: Tensor
+    positions: Tensor
+    filled: Tensor | None
+    query_positions: Tensor
 
 
 def chunk_similarity(keys: Sequence[Tensor], previous: Sequence[Tensor]) -> list[float]:
@@ -141,6 +162,27 @@ class ContextMemory:
                 tensors[key] = torch.tensor(key, device=self._device, dtype=torch.long)
             context.append(LayerContext(*self.store.read(layer), tensors[key]))
         return MemoryRead(context, layout, positions)
+
+    def read_static(self) -> StaticRead:
+        """The read of `read()` over the whole store: empty slots are flagged, not cut off."""
+        if type(self).read is not ContextMemory.read:
+            raise ValueError(f"{type(self).__name__} rewrites itself during the calls; it has no static read")
+        positions = self.positions()
+        capacity, counts = self.store.shape.capacity, self.store.counts
+        rows = [positions[0 if self.shared else layer].context for layer in range(self.num_layers)]
+        padded = [list(row) + [0] * (capacity - len(row)) for row in rows]
+        full = all(count == capacity for count in counts)
+        filled = None
+        if not full:
+            filled = torch.tensor([[slot < count for slot in range(capacity)] for count in counts],
+                                  device=self._device)  # fmt: skip
+        return StaticRead(
+            keys=self.store.keys_YBSTNDh,
+            values=self.store.values_YBSTNDh,
+            positions=torch.tensor(padded, device=self._device, dtype=torch.long),
+            filled=filled,
+            query_positions=torch.tensor(positions[0].query, device=self._device),
+        )
 
     def append(self, kv: Sequence[KV], latents: Tensor, *, first_pass_kv: Sequence[KV] | None = None,
                prompt_index: int = 0) -> ChunkRecord:  # fmt: skip

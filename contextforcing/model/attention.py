@@ -37,31 +37,40 @@ class RMSNorm(nn.Module):
         return normed.type_as(x) * self.weight
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Unmasked SDPA over [B, L, N, D] tensors; returns [B, L, N, D]."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """SDPA over [B, L, N, D] tensors; returns [B, L, N, D]. `mask` [L, Lk] or [1, Lk] bool: True = visible."""
+    out = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask
+    )
     return out.transpose(1, 2)
 
 
 @dataclass(frozen=True, slots=True)
 class TokenGroup:
-    """Query tokens [start, stop) and the key tokens they see (None: all of them)."""
+    """Query tokens [start, stop) and the key tokens they see: all of them (None), a contiguous run
+    (a slice, read as a view), or a [k] long index (gathered)."""
 
     start: int
     stop: int
-    keys: Tensor | None
+    keys: Tensor | slice | None
 
 
 @dataclass(frozen=True, slots=True)
 class AttentionPlan:
-    """Everything self-attention needs to know about positions and visibility, built once per forward.
+    """Everything self-attention needs to know about positions and visibility, built once per read.
 
     Attributes:
         query_rotation: rotation of the call's L query tokens.
         key_rotation: rotation of the call's own key tokens (after `key_tokens` gathers them).
         key_tokens: [Lk] long gather index of the own key tokens, or None for the L tokens in order.
-        groups: query runs with their visible own-key tokens; a single all-seeing group in mode (c).
+        groups: query runs with their visible own-key tokens; a single all-seeing group when `mask`
+            is set or in mode (c).
         context_rotation: rotation of the cached tokens in mode (c), else None.
+        context_keys: the cached keys already rotated by `context_rotation` (their positions do not
+            change while the plan lives), or None to rotate them in the call (a context with an
+            `on_keys` hook may rewrite them first).
+        mask: [L, Lk] or [1, Lk] bool visibility for one SDPA call over all queries (True = visible), or
+            None when every query sees every key of its group.
     """
 
     query_rotation: Rotation
@@ -69,6 +78,8 @@ class AttentionPlan:
     key_tokens: Tensor | None
     groups: tuple[TokenGroup, ...]
     context_rotation: Rotation | None = None
+    context_keys: Tensor | None = None
+    mask: Tensor | None = None
 
 
 class _Projections(nn.Module):
@@ -101,16 +112,23 @@ class SelfAttention(_Projections):
             assert plan.context_rotation is not None, "a context needs context_rotation in the plan"
             if context.on_keys is not None:
                 context.on_keys(k, v)  # the cache may update itself from this call's keys first
-            keys = torch.cat([apply_rotary(context.keys, plan.context_rotation), keys], dim=1)
+            cached = plan.context_keys
+            if cached is None or context.on_keys is not None:
+                cached = apply_rotary(context.keys, plan.context_rotation)
+            keys = torch.cat([cached, keys], dim=1)  # (B, Lc + Lk, N, D)
             values = torch.cat([context.values, values], dim=1)
-        out = _grouped_attention(q_rot, keys, values, plan.groups)
+        out = _grouped_attention(q_rot, keys, values, plan.groups, plan.mask)
         return self.o(out.flatten(2)), (k, v)
 
 
-def _grouped_attention(q: Tensor, k: Tensor, v: Tensor, groups: tuple[TokenGroup, ...]) -> Tensor:
-    """Attention where each run of queries sees its own subset of keys; no dense mask is built."""
+def _grouped_attention(
+    q: Tensor, k: Tensor, v: Tensor, groups: tuple[TokenGroup, ...], mask: Tensor | None
+) -> Tensor:
+    """Attention where each run of queries sees its own subset of keys: one SDPA call under `mask`,
+    else one per group (slices where a group's keys are a contiguous run)."""
     if len(groups) == 1 and groups[0].keys is None:
-        return attention(q, k, v)
+        return attention(q, k, v, mask)
+    assert mask is None, "a masked plan has a single all-seeing group"
     outputs = []
     for group in groups:
         keys, values = (k, v) if group.keys is None else (k[:, group.keys], v[:, group.keys])

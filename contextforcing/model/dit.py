@@ -4,7 +4,11 @@ chunk at a time against a read-only cache.
     patchify (1, 2, 2) -> + per-frame time embedding -> N x DiTBlock -> modulated head -> unpatchify
 
 The model reads memory and never writes it: `forward(..., context=..., return_kv=True)` returns the
-call's un-rotated keys and values, and the streaming loop decides what to keep. (A context may carry
+call's un-rotated keys and values, and the streaming loop decides what to keep. Positions and
+visibility become a `ForwardPlan` (RoPE tables, the cached keys rotated, masks or query groups);
+several calls over the same read (a chunk's denoising passes and its refresh) build it once with
+`plan_forward` and pass `plan=`. `plan_chunk` builds the plan of mode (c) from tensors alone, with
+no host synchronisation, so that a compiled chunk step can build it inside its graph. (A context may carry
 an `on_keys` hook through which the memory updates itself from a call's keys before the call reads
 it; the released bookkeeping needs this, see `memory/released.py`.) Parameter names
 follow the original Wan2.1 checkpoint, so Wan, diffusers and Self-Forcing weights map onto it
@@ -29,11 +33,15 @@ from contextforcing.model.block import DiTBlock, FP32LayerNorm
 from contextforcing.model.config import DiTConfig
 from contextforcing.model.embeddings import modulate, sinusoidal_embedding
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional, query_groups
-from contextforcing.model.rope import rotary_for_frames
+from contextforcing.model.rope import Rotation, apply_rotary, rotary_for_frames
 
-__all__ = ["CausalDiT", "TextCache"]
+__all__ = ["CausalDiT", "ForwardPlan", "TextCache"]
 
 KV = tuple[Tensor, Tensor]
+
+MASK_LIMIT = 1 << 22
+"""Largest [L, Lk] token mask a plan builds to run all query groups in one SDPA call; above it each
+group runs its own call on a slice (or gather) of the keys, so that memory stays linear in L."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,24 @@ class TextCache:
     """Cross-attention keys and values of a batch of prompts, one (k, v) per layer, each [B, S, N, D]."""
 
     kv: tuple[KV, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPlan:
+    """Positions and visibility of a forward, built once for any number of calls with the same frames
+    and context (`CausalDiT.plan_forward`, `CausalDiT.plan_chunk`).
+
+    Attributes:
+        attention: one AttentionPlan per layer.
+        context: mode (c), one LayerContext per layer (None: modes (a) and (b)).
+        num_frames: frames of the calls.
+        grid: (h, w) patches per frame of the calls.
+    """
+
+    attention: tuple[AttentionPlan, ...]
+    context: tuple[LayerContext, ...] | None
+    num_frames: int
+    grid: tuple[int, int]
 
 
 class Head(nn.Module):
@@ -117,6 +143,7 @@ class CausalDiT(nn.Module):
         *,
         layout: FrameAttention | Sequence[FrameAttention] | None = None,
         context: Sequence[LayerContext] | None = None,
+        plan: ForwardPlan | None = None,
         return_kv: bool = False,
     ) -> Tensor | tuple[Tensor, list[KV]]:
         """Flow prediction for latents x, diffusers' conventions.
@@ -130,6 +157,7 @@ class CausalDiT(nn.Module):
                 layer. Defaults to bidirectional attention at positions 0..F-1.
             context: mode (c), one LayerContext per layer; the call's frames then see all cached tokens
                 and each other (the layout must not restrict visibility).
+            plan: a prebuilt plan (`plan_forward`, `plan_chunk`) instead of `layout` and `context`.
             return_kv: also return the call's un-rotated (k, v) per layer, each [B, L, N, D].
 
         Returns:
@@ -138,7 +166,15 @@ class CausalDiT(nn.Module):
         batch, num_frames, grid = self._check_input(x, context)
         t = self._frame_timesteps(t, batch, num_frames)
         text_cache = text if isinstance(text, TextCache) else self.encode_text(text)
-        plans = self._plans(layout, context, num_frames, grid, x.device)
+        if plan is None:
+            plan = self.plan_forward(layout, context, num_frames, grid, device=x.device)
+        elif layout is not None or context is not None:
+            raise ValueError("pass either a plan or a layout and context, not both")
+        elif (plan.num_frames, plan.grid) != (num_frames, grid):
+            raise ValueError(
+                f"the plan is for {plan.num_frames} frames of {plan.grid}, x has {num_frames} of {grid}"
+            )
+        plans, context = plan.attention, plan.context
         tokens = self.patch_embedding(x.to(self.patch_embedding.weight.dtype)).flatten(2).transpose(1, 2)
         tokens = tokens.contiguous()  # [B, L, D]; a strided residual stream would slow every op after it
         e = self.time_embedding(sinusoidal_embedding(t, self.config.freq_dim).to(tokens.dtype))
@@ -178,63 +214,99 @@ class CausalDiT(nn.Module):
             return t
         raise ValueError(f"t must be [{batch}] or [{batch}, {num_frames}], got {tuple(t.shape)}")
 
-    def _plans(
+    def plan_forward(
         self,
         layout: FrameAttention | Sequence[FrameAttention] | None,
         context: Sequence[LayerContext] | None,
         num_frames: int,
         grid: tuple[int, int],
-        device: torch.device,
-    ) -> list[AttentionPlan]:
-        """One AttentionPlan per layer, built once per distinct (layout, context positions) pair."""
+        *,
+        device: torch.device | None = None,
+    ) -> ForwardPlan:
+        """The plan of any layout (see `forward`): one AttentionPlan per distinct (layout, positions).
+
+        Query groups are read off the layout's visibility on the host; with a context this delegates
+        to `plan_chunk`.
+        """
         num_layers = self.config.num_layers
         if layout is None:
-            layout = bidirectional(num_frames, torch.arange(num_frames, device=device))
+            positions = torch.arange(num_frames, device=device)
+            layout = bidirectional(num_frames, positions)
         layouts = [layout] * num_layers if isinstance(layout, FrameAttention) else list(layout)
         if len(layouts) != num_layers:
             raise ValueError(f"got {len(layouts)} layouts for {num_layers} layers")
-        memo: dict[tuple[int, int], AttentionPlan] = {}
+        if context is not None and len(context) != num_layers:
+            raise ValueError(f"context has {len(context)} layers, the model has {num_layers}")
+        for layer_layout in layouts:
+            if layer_layout.query_positions.shape != (num_frames,):
+                raise ValueError(
+                    f"layout has {layer_layout.query_positions.shape[0]} query frames, x has {num_frames}"
+                )
+        if context is not None:
+            for layer_layout in layouts:
+                if not layer_layout.own_keys_in_order:
+                    raise ValueError("with a context, the call's own keys must be its frames in order")
+                if layer_layout.visible is not None and not bool(layer_layout.visible.all()):
+                    raise ValueError("with a context, every frame of the call must see every other frame")
+            if any(layer_layout is not layouts[0] for layer_layout in layouts):
+                raise ValueError("with a context, all layers read the chunk at the same query positions")
+            return self.plan_chunk(layouts[0].query_positions, context, grid)
+        memo: dict[int, AttentionPlan] = {}
         plans = []
-        for i, layer_layout in enumerate(layouts):
-            positions = None if context is None else context[i].positions
-            key = (id(layer_layout), id(positions))
-            if key not in memo:
-                memo[key] = self._plan(layer_layout, positions, num_frames, grid)
-            plans.append(memo[key])
-        return plans
+        for layer_layout in layouts:
+            if id(layer_layout) not in memo:
+                memo[id(layer_layout)] = self._plan(layer_layout, num_frames, grid)
+            plans.append(memo[id(layer_layout)])
+        return ForwardPlan(tuple(plans), None, num_frames, grid)
 
-    def _plan(
-        self, layout: FrameAttention, context_positions: Tensor | None, num_frames: int, grid: tuple[int, int]
-    ) -> AttentionPlan:
-        if layout.query_positions.shape != (num_frames,):
-            raise ValueError(f"layout has {layout.query_positions.shape[0]} query frames, x has {num_frames}")
+    def plan_chunk(
+        self, query_positions: Tensor, context: Sequence[LayerContext], grid: tuple[int, int]
+    ) -> ForwardPlan:
+        """The plan of mode (c): the chunk's frames at `query_positions` [F] see each other and every
+        filled cached frame. Tensor operations only (no host synchronisation), so a compiled graph
+        can build it; the cached keys are rotated here, once, unless a context has an `on_keys` hook.
+        """
+        rope = (grid, self.config.rope_dims, self.config.rope_theta)
+        tokens, num_frames = grid[0] * grid[1], query_positions.shape[0]
+        query_rotation = rotary_for_frames(query_positions, *rope)
+        groups = (TokenGroup(0, num_frames * tokens, None),)
+        memo: dict[int, Rotation] = {}
+        plans = []
+        for layer_context in context:
+            positions = layer_context.positions
+            if id(positions) not in memo:  # layers reading equal positions share one tensor, so one table
+                memo[id(positions)] = rotary_for_frames(positions, *rope)
+            rotation = memo[id(positions)]
+            rotated = (
+                None if layer_context.on_keys is not None else apply_rotary(layer_context.keys, rotation)
+            )
+            mask = None
+            if layer_context.filled is not None:
+                own = layer_context.filled.new_ones(num_frames * tokens)
+                mask = torch.cat([layer_context.filled.repeat_interleave(tokens), own])[None]  # (1, Lc + L)
+            plans.append(AttentionPlan(query_rotation, query_rotation, None, groups, rotation, rotated, mask))
+        return ForwardPlan(tuple(plans), tuple(context), num_frames, grid)
+
+    def _plan(self, layout: FrameAttention, num_frames: int, grid: tuple[int, int]) -> AttentionPlan:
+        """Modes (a) and (b): one SDPA call under a token mask where it is small, else query groups."""
         rope = (grid, self.config.rope_dims, self.config.rope_theta)
         query_rotation = rotary_for_frames(layout.query_positions, *rope)
         tokens = grid[0] * grid[1]
-        frames = torch.arange(num_frames, device=layout.key_frames.device)
-        own_keys_in_order = torch.equal(layout.key_frames, frames) and torch.equal(
-            layout.key_positions, layout.query_positions
-        )
-        if own_keys_in_order:
+        if layout.own_keys_in_order:
             key_tokens, key_rotation = None, query_rotation
         else:
             key_tokens = _token_index(layout.key_frames, tokens)
             key_rotation = rotary_for_frames(layout.key_positions, *rope)
-        if context_positions is None:
-            groups = tuple(
-                TokenGroup(
-                    g.start * tokens,
-                    g.stop * tokens,
-                    None if g.keys is None else _token_index(g.keys, tokens),
-                )
-                for g in query_groups(layout.visible, num_frames)
-            )
-            return AttentionPlan(query_rotation, key_rotation, key_tokens, groups)
-        if layout.visible is not None and not bool(layout.visible.all()):
-            raise ValueError("with a context, every frame of the call must see every other frame")
-        context_rotation = rotary_for_frames(context_positions, *rope)
-        groups = (TokenGroup(0, num_frames * tokens, None),)
-        return AttentionPlan(query_rotation, key_rotation, key_tokens, groups, context_rotation)
+        frame_groups = query_groups(layout.visible, num_frames)
+        num_keys = layout.key_frames.shape[0] * tokens
+        if len(frame_groups) > 1 and num_frames * tokens * num_keys <= MASK_LIMIT:
+            mask = layout.visible.repeat_interleave(tokens, 0).repeat_interleave(tokens, 1)  # (L, Lk)
+            groups = (TokenGroup(0, num_frames * tokens, None),)
+            return AttentionPlan(query_rotation, key_rotation, key_tokens, groups, mask=mask)
+        groups = tuple(
+            TokenGroup(g.start * tokens, g.stop * tokens, _token_keys(g.keys, tokens)) for g in frame_groups
+        )
+        return AttentionPlan(query_rotation, key_rotation, key_tokens, groups)
 
     def _unpatchify(self, out: Tensor, num_frames: int, grid: tuple[int, int]) -> Tensor:
         """[B, F*h*w, C*pt*ph*pw] -> [B, C, F*pt, h*ph, w*pw]."""
@@ -244,6 +316,16 @@ class CausalDiT(nn.Module):
         return out.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(
             out.shape[0], self.config.out_channels, num_frames * pt, h * ph, w * pw
         )
+
+
+def _token_keys(frame_keys: Tensor | None, tokens_per_frame: int) -> Tensor | slice | None:
+    """The key tokens of a query group's key entries: None (all), a slice for a contiguous run, or an index."""
+    if frame_keys is None:
+        return None
+    first, count = int(frame_keys[0]), frame_keys.shape[0]
+    if torch.equal(frame_keys.cpu(), torch.arange(first, first + count)):
+        return slice(first * tokens_per_frame, (first + count) * tokens_per_frame)
+    return _token_index(frame_keys, tokens_per_frame)
 
 
 def _token_index(frame_index: Tensor, tokens_per_frame: int) -> Tensor:

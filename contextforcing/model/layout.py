@@ -18,7 +18,7 @@ Shape legend: Fq query frames, Fk key entries, B batch, Lc cached tokens, N head
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -35,12 +35,16 @@ class FrameAttention:
         key_frames: [Fk] long, the frame of the call behind each key entry.
         key_positions: [Fk] temporal RoPE position at which each key entry is read.
         visible: [Fq, Fk] bool, or None when every query sees every key entry.
+        own_keys_in_order: derived: the key entries are the call's frames in order, at the query
+            positions (so the model reuses the queries' rotation for them). Checked once here, so
+            that a forward reading the layout needs no host synchronisation.
     """
 
     query_positions: Tensor
     key_frames: Tensor
     key_positions: Tensor
     visible: Tensor | None = None
+    own_keys_in_order: bool = field(init=False)
 
     def __post_init__(self) -> None:
         num_queries, num_keys = self.query_positions.shape[0], self.key_frames.shape[0]
@@ -50,6 +54,12 @@ class FrameAttention:
             raise ValueError(f"visible must be [{num_queries}, {num_keys}], got {tuple(self.visible.shape)}")
         if num_keys and (self.key_frames.min() < 0 or self.key_frames.max() >= num_queries):
             raise ValueError(f"key_frames must index the call's {num_queries} frames")
+        in_order = num_keys == num_queries and (
+            self.key_positions is self.query_positions
+            or torch.equal(self.key_positions, self.query_positions)
+        )
+        in_order = in_order and torch.equal(self.key_frames.cpu(), torch.arange(num_queries))
+        object.__setattr__(self, "own_keys_in_order", in_order)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,8 @@ class LayerContext:
         keys: [B, Lc, N, D] un-rotated keys (after the RMS q/k norm).
         values: [B, Lc, N, D].
         positions: [Lc // tokens_per_frame] temporal RoPE position of each cached frame.
+        filled: [Lc // tokens_per_frame] bool, which cached frames hold keys (a fixed-size read of a
+            store that is not full yet: the others are never attended to); None when all do.
         on_keys: called by self-attention with the call's own un-rotated (keys, values), each
             [B, L, N, D], before it reads `keys` and `values`. The owner of the cache may rewrite
             them in place there (the released bookkeeping promotes a frame before the chunk
@@ -70,6 +82,7 @@ class LayerContext:
     values: Tensor
     positions: Tensor
     on_keys: Callable[[Tensor, Tensor], None] | None = None
+    filled: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.keys.shape != self.values.shape or self.keys.ndim != 4:

@@ -9,6 +9,10 @@ where each frame sits: absolute time, a bounded slot index (Context Forcing Eq. 
 block-relative offset. Angles are computed in float64 and applied in float32 whatever the model's
 dtype, so positions stay exact under bf16.
 
+A `Rotation` holds (cos, sin) pairs as real float32 numbers. Eager code multiplies complex numbers
+(one kernel); inside `torch.compile` the same product is written out in real arithmetic, since
+inductor generates no code for complex tensors. The two agree to float32 rounding (tested).
+
 Shape legend: F frames, h x w latent patches per frame, L = F*h*w tokens, N heads, D head dim.
 """
 
@@ -24,9 +28,9 @@ __all__ = ["Rotation", "apply_rotary", "rotary_for_frames"]
 
 @dataclass(frozen=True, slots=True)
 class Rotation:
-    """Unit complex numbers exp(i * angle) of L tokens, [L, 1, D/2] complex64."""
+    """Unit complex numbers exp(i * angle) of L tokens as (cos, sin) pairs, [L, 1, D/2, 2] float32."""
 
-    phasor: Tensor
+    table: Tensor
 
 
 def _inverse_frequencies(dim: int, theta: float, device: torch.device) -> Tensor:
@@ -64,10 +68,19 @@ def rotary_for_frames(
         ],
         dim=-1,
     ).reshape(num_frames * h * w, 1, -1)
-    return Rotation(phasor=torch.polar(torch.ones_like(angles), angles).to(torch.complex64))
+    return Rotation(table=torch.stack([angles.cos(), angles.sin()], dim=-1).float())  # (L, 1, D/2, 2)
 
 
 def apply_rotary(x: Tensor, rotation: Rotation) -> Tensor:
     """Rotate interleaved channel pairs of x [B, L, N, D] by `rotation`; returns x's dtype."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
-    return torch.view_as_real(pairs * rotation.phasor).flatten(-2).type_as(x)
+    if torch.compiler.is_compiling():
+        return _apply_rotary_real(x, rotation)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (B, L, N, D/2)
+    return torch.view_as_real(pairs * torch.view_as_complex(rotation.table)).flatten(-2).type_as(x)
+
+
+def _apply_rotary_real(x: Tensor, rotation: Rotation) -> Tensor:
+    """`apply_rotary` in real arithmetic: (a + ib)(c + is) = (ac - bs) + i(as + bc)."""
+    a, b = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, N, D/2) each
+    cos, sin = rotation.table.unbind(-1)  # (L, 1, D/2) each
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).type_as(x)
