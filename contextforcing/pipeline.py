@@ -205,6 +205,10 @@ class ContextForcingPipeline:
         self._text_dtype = text_dtype or self.dtype
         self._text_device = torch.device(text_device) if text_device is not None else self.device
         self.record: StreamRecord | None = None
+        self.compile = False
+        """Run each chunk step as one compiled graph (`torch.compile(fullgraph=True)`)."""
+        self.compile_mode: str | None = None
+        """`torch.compile` mode of the chunk step; "reduce-overhead" captures CUDA graphs on a GPU."""
         cfg = model.config
         if codec is not None and not codec.latent_channels == cfg.in_channels == cfg.out_channels:
             raise ValueError(
@@ -416,8 +420,9 @@ class ContextForcingPipeline:
         """
         plan = prompt if isinstance(prompt, Plan) else self.prepare(prompt, **request)
         streamer = StreamingGenerator(
-            self.model, self.memory, latent_size=plan.latent_size, sampler=self.sampler
-        )
+            self.model, self.memory, latent_size=plan.latent_size, sampler=self.sampler,
+            compile=self.compile, compile_mode=self.compile_mode,
+        )  # fmt: skip
         record = self.record = StreamRecord(streamer)
         generator = torch.Generator(device=self.device).manual_seed(plan.seed)
         decode = self._decoder()

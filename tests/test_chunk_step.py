@@ -213,7 +213,7 @@ def test_compiled_step_is_one_graph_that_never_recompiles_once_full(small_model:
     assert streamer.memory.layouts == eager.memory.layouts
 
 
-@pytest.mark.slow
+@pytest.mark.inductor
 def test_inductor_step_matches_eager(small_model: CausalDiT) -> None:
     """The generated code of the whole step (inductor, fullgraph) against eager, filling and full."""
     import torch._dynamo

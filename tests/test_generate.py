@@ -211,3 +211,13 @@ def test_the_world_is_one_more_set_of_pipeline_components(tmp_path):
     assert torch.equal(again(prompt, seconds=1.5, seed=2).frames, video)
     with pytest.raises(ValueError, match="unknown world prompt"):
         again("a red fox", seconds=1.5)
+
+
+def test_compile_mode_needs_compile_and_is_checked_before_any_work(main, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert (
+        main(["generate", "--model-preset", "tiny", "--compile-mode", "reduce-overhead", "--out", str(out)])
+        == 2
+    )
+    assert "--compile-mode needs --compile" in capsys.readouterr().err
+    assert not out.exists()

@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "num_sink_frames=1, decide_on=first-pass, per_layer_decisions=false (repeatable)")  # fmt: skip
     parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true",
+                        help="run each chunk step as one compiled graph (torch.compile, fullgraph)")  # fmt: skip
+    parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"),
+                        help="torch.compile mode; reduce-overhead captures CUDA graphs on a GPU")  # fmt: skip
     parser.add_argument(
         "--prefix", type=Path, help="an image (image-to-video) or a video the model continues"
     )
@@ -133,7 +137,11 @@ def _run(args: argparse.Namespace) -> int:
     )
     memory = _memory(args.memory, args.set_memory)
     settings = _settings(args)
+    if args.compile_mode is not None and not args.compile:
+        raise ValueError("--compile-mode needs --compile")
     pipeline, components = _pipeline(args, memory, device, dtype)
+    pipeline.compile = args.compile
+    pipeline.compile_mode = None if args.compile_mode in (None, "default") else args.compile_mode
     plan = prepare(pipeline, settings)
     pipeline.release_text_encoder()
     generate(pipeline, plan, settings, components=components)
