@@ -76,11 +76,13 @@ def apply_rotary(x: Tensor, rotation: Rotation) -> Tensor:
     if torch.compiler.is_compiling():
         return _apply_rotary_real(x, rotation)
     pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())  # (B, L, N, D/2)
-    return torch.view_as_real(pairs * torch.view_as_complex(rotation.table)).flatten(-2).type_as(x)
+    # The table is float32 when made; mixed-precision wrappers may cast it with the block's inputs.
+    table = torch.view_as_complex(rotation.table.float().contiguous())
+    return torch.view_as_real(pairs * table).flatten(-2).type_as(x)
 
 
 def _apply_rotary_real(x: Tensor, rotation: Rotation) -> Tensor:
     """`apply_rotary` in real arithmetic: (a + ib)(c + is) = (ac - bs) + i(as + bc)."""
     a, b = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, L, N, D/2) each
-    cos, sin = rotation.table.unbind(-1)  # (L, 1, D/2) each
+    cos, sin = rotation.table.float().unbind(-1)  # (L, 1, D/2) each
     return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).type_as(x)
