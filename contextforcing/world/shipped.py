@@ -21,9 +21,12 @@ SHIPPED_NAMES = (
     "context-forcing",
     "context-forcing-prefix",
     "longlive-prefix",
+    "world2-context-teacher",
+    "world2-window-teacher",
 )
-"""The codecs of the first and second world, and the run folders (config.json + model/) of the
-comparison's trained models."""
+"""The codecs of the first and second world, the run folders (config.json + model/) of the
+comparison's trained models, and the second world's learnability pair (its context teacher and the
+window control, 3000 steps each)."""
 
 
 def shipped(name: str) -> Path:
