@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from contextforcing.config import override
+from contextforcing.files import check_output_folder
 from contextforcing.inference.generate import (
     GenerateSettings,
-    check_out,
     generate,
     parse_prompt_lines,
     prepare,
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_out(args.out)
+    check_output_folder(args.out, "--out")
     # --wan: the GPU in bf16 where there is one; the world: float32 on the CPU, as it was trained.
     device = resolve_device(args.device or ("auto" if args.wan is not None else "cpu"))
     dtype = parse_dtype(

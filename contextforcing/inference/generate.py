@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import resource
 import sys
 import time
@@ -37,7 +36,6 @@ __all__ = [
     "LATENT_FRAMES_PER_SECOND",
     "OUTPUTS",
     "GenerateSettings",
-    "check_out",
     "generate",
     "parse_prompt_lines",
     "prepare",
@@ -115,17 +113,6 @@ def parse_prompt_lines(text: str, seconds: float) -> tuple[tuple[str, ...], tupl
             raise ValueError(f"bad prompt start {start!r} in line {line!r}") from None
         prompts.append(prompt.strip())
     return tuple(prompts), tuple(starts)
-
-
-def check_out(out: Path) -> None:
-    """Raise ValueError unless `out` is, or can be made, a writable folder (nothing is created)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is an existing file, not a folder")
-    existing = out
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"--out {out}: cannot write into {existing}")
 
 
 def random_model(preset: str, seed: int) -> CausalDiT:
