@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SHIPPED := contextforcing/world/checkpoints
 
-.PHONY: codec-world2 pipeline-world2 ship results setup setup-dev demo pipeline test lint
+.PHONY: codec-world2 pipeline-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,16 +46,38 @@ pipeline: setup
 	$(RUN) train --preset world-cdmd --resume & p=$$!; $(RUN) train --preset world-long-tuning --resume && wait $$p
 	$(RUN) train --preset world-cdmd-prefix --resume & p=$$!; $(RUN) train --preset world-long-tuning-prefix --resume && wait $$p
 
-# The second world's learnability check (context teacher against its window control). Its codec ships
-# with the package (contextforcing/world/checkpoints/codec-world2); `make codec-world2` retrains it.
+# The second world: its codec ships with the package (contextforcing/world/checkpoints/codec-world2);
+# `make codec-world2` retrains it.
 codec-world2: setup
 	$(RUN) train-codec --world-version 2 --steps 4000 --out runs/world2-codec
 	rm -rf $(SHIPPED)/codec-world2 && mkdir -p $(SHIPPED)/codec-world2 && cp runs/world2-codec/*.json runs/world2-codec/*.safetensors $(SHIPPED)/codec-world2/
 
+# Every stage on the second world: the learnability pair and its checks (recall against gap with a true
+# history; the teacher's own minutes from the prompt), then ERFT and the distillation chain.
 pipeline-world2: setup
 	$(RUN) train --preset world2-context-teacher --resume & p=$$!; $(RUN) train --preset world2-window-teacher --resume && wait $$p
-	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/context-teacher.json & p=$$!; \
-	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/window-teacher.json && wait $$p
+	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/learnability/context-teacher.json & p=$$!; \
+	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/learnability/window-teacher.json && wait $$p
+	$(RUN) free-run runs/world2-context-teacher --videos 4 --out docs/results/world2/learnability/context-teacher-free.json & p=$$!; \
+	$(RUN) train --preset world2-context-teacher-erft --resume && wait $$p
+	$(RUN) train --preset world2-ode-init --resume
+	$(RUN) train --preset world2-dmd --resume
+	$(RUN) train --preset world2-cdmd --resume & p=$$!; $(RUN) train --preset world2-long-tuning --resume && wait $$p
+
+# The second world's models into the package (what `compare --world 2` reads).
+ship-world2:
+	for pair in world2-teacher:world2-context-teacher-erft world2-window-teacher:world2-window-teacher \
+	            world2-self-forcing:world2-dmd world2-longlive:world2-long-tuning world2-context-forcing:world2-cdmd; do \
+	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; \
+	  cp $$run/config.json $(SHIPPED)/$$name/ && cp -r $$run/model $(SHIPPED)/$$name/ || exit 1; \
+	done
+
+# The second world's comparison on its shipped models, then docs/RESULTS.md (two processes, one thread each).
+results-world2: setup
+	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing & p=$$!; \
+	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 uniform-every-1 uniform-every-2 \
+	    no-contextual-distillation no-bounded-positions && wait $$p
+	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).
 ship:

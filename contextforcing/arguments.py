@@ -1,7 +1,8 @@
 """Argument types of the command line: numbers and seeds checked as they are parsed.
 
 Each is an `argparse` `type=`: a value that makes no sense (a negative count, an infinite length, a
-seed past `runtime.MAX_SEED`) is refused with one line naming the flag, before anything runs.
+seed past `runtime.MAX_SEED`) is refused with one line naming the flag, before anything runs. The memory
+of a command is a preset with `--set-memory KEY=VALUE` overrides (`memory_from_flags`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import argparse
 import math
 
+from contextforcing.config import override
+from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.runtime import MAX_SEED
 
-__all__ = ["positive_int", "positive_seconds", "seed"]
+__all__ = ["memory_from_flags", "non_negative_int", "positive_int", "positive_seconds", "seed"]
 
 
 def positive_int(text: str) -> int:
@@ -22,6 +25,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -45,3 +59,19 @@ def seed(text: str) -> int:
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"a seed must lie in [0, {MAX_SEED}] (2**32 - 1), got {value}")
     return value
+
+
+def memory_from_flags(base: str | MemoryConfig, assignments: list[str]) -> MemoryConfig:
+    """A memory (a preset's name, or a config) with `--set-memory KEY=VALUE` overrides, coerced by the
+    field types."""
+    updates = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set-memory expects KEY=VALUE, got {item!r}")
+        updates[key.strip()] = value.strip()
+    config = memory_preset(base) if isinstance(base, str) else base
+    try:
+        return override(config, updates)
+    except ValueError as error:
+        raise ValueError(f"--set-memory: {error}") from None

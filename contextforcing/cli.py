@@ -31,6 +31,7 @@ _COMMANDS = (
     "contextforcing.commands.encode_videos",
     "contextforcing.commands.plan_budget",
     "contextforcing.world.commands.probe_recall",
+    "contextforcing.world.commands.free_run",
     "contextforcing.world.commands.compare",
     "contextforcing.world.commands.results",
 )

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import re
+import resource
 from collections.abc import Iterator
 from typing import Literal
 
@@ -22,6 +23,7 @@ __all__ = [
     "autocast",
     "check_device_name",
     "check_seed",
+    "peak_memory",
     "resolve_device",
     "step_generator",
 ]
@@ -81,3 +83,15 @@ def step_generator(seed: int, step: int, stream: str, device: torch.device | str
     """A generator seeded from (seed, step, stream) alone, so any step's draws can be replayed."""
     digest = hashlib.sha256(f"{seed}/{step}/{stream}".encode()).digest()
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def peak_memory(device: torch.device) -> dict[str, int | None]:
+    """Peak resident memory of the process, peak accelerator memory (None on the CPU), and
+    `peak_memory_bytes`: the accelerator's where there is one, else the resident peak."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    accelerator = None if device.type == "cpu" else int(torch.accelerator.max_memory_allocated(device))
+    return {
+        "peak_memory_bytes": rss if accelerator is None else accelerator,
+        "peak_rss_bytes": rss,
+        "peak_accelerator_bytes": accelerator,
+    }

@@ -70,3 +70,55 @@ def test_a_row_is_evaluated_and_the_page_is_written(tmp_path):
         update_block("no markers", ["x"])
     with pytest.raises(ValueError, match="not a run folder"):
         evaluate_row(replace(student, run=str(tmp_path / "missing")), seeds=[0], episodes=1, videos=1)
+
+
+def _world2_run_folder(path, stage):
+    from contextforcing.world.types import world_version
+
+    torch.manual_seed(0)
+    config = WorldExperimentConfig(
+        stage=stage, model=replace(model_preset("tiny"), in_channels=8, out_channels=8, text_len=4)
+    )
+    config = replace(config, data=replace(config.data, world=world_version(2)))
+    save_model(CausalDiT(config.model), path / "model", extra={"step": 5})
+    (path / "config.json").write_text(json.dumps(to_dict(config)))
+    return path
+
+
+@pytest.mark.slow
+def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_path):
+    from contextforcing.world.results_world2 import memory_score, world2_headline
+
+    folder = tmp_path / "eval2"
+    folder.mkdir()
+    student = _world2_run_folder(tmp_path / "s", "cdmd")
+    rows = [
+        Row(name="teacher", run=str(_world2_run_folder(tmp_path / "t", "context-teacher")), memory=None,
+            description="random"),
+        Row(name="context-forcing", run=str(student), memory=memory_preset("context"), fit_share=0.25,
+            description="random, fitted"),
+        Row(name="no-bounded-positions", run=str(student), memory=memory_preset("context", positions="absolute"),
+            description="random, tau 0.95"),
+    ]  # fmt: skip
+    for row in rows:
+        record = evaluate_row(row, seeds=[0], episodes=1, videos=1, seconds=6.0)
+        free = record["seeds"][0]["free"]
+        assert {r["answer"] for r in record["seeds"][0]["probe"]} == {"early", "late"}
+        assert len(free["videos"]) == 1 and "dynamics_check" in free["summary"]
+        (folder / f"{row.name}.json").write_text(json.dumps(record))
+    fitted = json.loads((folder / "context-forcing.json").read_text())
+    tau = fitted["fitted_threshold"]["tau"]
+    assert fitted["memory"]["similarity_threshold"] == tau != 0.95
+    loaded = load_rows(folder, world=2)
+    assert [r["row"] for r in loaded] == ["teacher", "context-forcing", "no-bounded-positions"]
+    assert all(memory_score(r) is not None for r in loaded)
+    page = write_results_page(
+        [], tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results", world2_rows=loaded
+    )
+    text = page.read_text()
+    assert "## The second world" in text and "## The first world" not in text
+    assert f"{tau:.4f} (fitted, 25%)" in text and "| no-bounded-positions |" in text
+    assert "in Table 3's order: context-forcing" in text
+    assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
+    headline = world2_headline(loaded)
+    assert len(headline) == 2 + len(loaded) and headline[2].startswith("| teacher |")

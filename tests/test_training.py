@@ -44,6 +44,7 @@ def test_two_step_smoke_run_of_every_stage(stage, codec_folder, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / stage / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2]
     assert all(torch.isfinite(torch.tensor(v)) for line in lines for v in line.values())
+    assert all(line["seconds"] > 0 and 0.01 < line["peak_memory_gib"] < 64 for line in lines)
     model = load_model(model_folder)
     assert model.config.in_channels == 8
     saved = json.loads((tmp_path / stage / "config.json").read_text())

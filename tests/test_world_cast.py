@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,6 +13,7 @@ from contextforcing.world.cast import centre_column, sample_return_episode
 from contextforcing.world.episodes import episode_from_metadata, episode_metadata, sample_episode
 from contextforcing.world.render import (
     background_frame,
+    charge_levels,
     gate_frames,
     gate_mask,
     render_episode_uint8,
@@ -69,6 +71,38 @@ def test_nothing_in_the_sink_entries_on_chunks_and_a_cue_before_each():
             assert (
                 cue[:, rows, x0 : x0 + WORLD.door_width] != plain[:, rows, x0 : x0 + WORLD.door_width]
             ).all()
+
+
+def _door_brightness(frames, visit):
+    x0 = 0 if visit.door_in == "left" else WORLD.width - WORLD.door_width
+    return frames[:, :, visit.y_in : visit.y_in + WORLD.sprite_size, x0 : x0 + WORLD.door_width].mean(
+        dim=(1, 2, 3)
+    )
+
+
+def test_the_next_visitors_door_charges_from_the_last_exit_to_its_cue():
+    for seed in range(6):
+        episode = _episode(seed)
+        frames, levels = _frames(episode), charge_levels(episode)
+        visits = sorted(episode.visits, key=lambda v: v.enter_frame)
+        starts = [0] + [v.exit_frame for v in visits[:-1]]
+        for start, visit in zip(starts, visits, strict=True):
+            if visit.enter_frame >= episode.num_frames:
+                continue
+            charging = range(start, visit.enter_frame)
+            assert [levels[f][0] for f in charging] == [visit] * len(charging)
+            assert levels[visit.enter_frame - 1][1] == 1.0
+            brightness = _door_brightness(frames, visit)[start : visit.enter_frame]
+            assert (brightness.diff() >= 0).all() and brightness[-1] > brightness[0]
+            # while a subject is in view no door charges
+            assert not set(range(visit.enter_frame, visit.exit_frame)) & set(levels)
+    # without door_charge only the frame before an entry lights up
+    instant = dataclasses.replace(WORLD, door_charge=False)
+    episode = sample_episode(240, torch.Generator().manual_seed(0), instant)
+    frames = render_episode_uint8(episode, instant).permute(0, 3, 1, 2).float()
+    visit = episode.visits[1]
+    brightness = _door_brightness(frames, visit)
+    assert brightness[visit.enter_frame - 1] > brightness[visit.enter_frame - 2] == brightness[0]
 
 
 def test_identities_change_only_at_the_lit_gate_and_stay_distinct():

@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from contextforcing.arguments import positive_int
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
@@ -18,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("prompts", help="text file, one prompt a line")
     parser.add_argument("--wan", required=True, help="Wan2.1 folder with text_encoder/ and tokenizer/")
     parser.add_argument("--out", help="cache folder (default: FILE.cache beside the file)")
-    parser.add_argument("--max-length", type=int, default=512, help="tokens per prompt (Wan: 512)")
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts per encoder call")
-    parser.add_argument("--shard-size", type=int, default=1024, help="prompts per safetensors file")
+    parser.add_argument("--max-length", type=positive_int, default=512, help="tokens per prompt (Wan: 512)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="prompts per encoder call")
+    parser.add_argument("--shard-size", type=positive_int, default=1024, help="prompts per safetensors file")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype")
     parser.add_argument("--device", default="auto", help="where UMT5 runs: auto, cpu, cuda, cuda:N")
     parser.set_defaults(run=_run)

@@ -7,6 +7,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from contextforcing.arguments import non_negative_int, positive_int
+
 __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
@@ -19,19 +21,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("source", help="folder of NAME.mp4 + NAME.txt, or a JSONL of {video, caption}")
     parser.add_argument("--wan", required=True, help="Wan2.1 folder with vae/, text_encoder/, tokenizer/")
     parser.add_argument("--out", help="cache folder (default: SOURCE.cache beside the source)")
-    parser.add_argument("--clip-frames", type=int, default=102,
+    parser.add_argument("--clip-frames", type=positive_int, default=102,
                         help="latent frames per clip (102: the longest clip of wan-context-teacher)")  # fmt: skip
     parser.add_argument(
-        "--stride", type=int, default=0, help="pixel frames between clip starts (0: back to back)"
+        "--stride",
+        type=non_negative_int,
+        default=0,
+        help="pixel frames between clip starts (0: back to back)",
     )
-    parser.add_argument("--max-clips-per-video", type=int, default=0, help="0: as many as fit")
-    parser.add_argument("--height", type=int, default=480, help="pixel height after resize and crop")
-    parser.add_argument("--width", type=int, default=832, help="pixel width after resize and crop")
+    parser.add_argument("--max-clips-per-video", type=non_negative_int, default=0, help="0: as many as fit")
+    parser.add_argument("--height", type=positive_int, default=480, help="pixel height after resize and crop")
+    parser.add_argument("--width", type=positive_int, default=832, help="pixel width after resize and crop")
     parser.add_argument(
         "--fps", type=float, default=16.0, help="resample to this rate (0 keeps each video's)"
     )
-    parser.add_argument("--max-length", type=int, default=512, help="caption tokens (Wan: 512)")
-    parser.add_argument("--videos-per-shard", type=int, default=16, help="videos per safetensors file")
+    parser.add_argument("--max-length", type=positive_int, default=512, help="caption tokens (Wan: 512)")
+    parser.add_argument(
+        "--videos-per-shard", type=positive_int, default=16, help="videos per safetensors file"
+    )
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype")
     parser.add_argument("--device", default="auto", help="where the VAE and UMT5 run")
     parser.set_defaults(run=_run)

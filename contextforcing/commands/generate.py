@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from contextforcing.config import override
+from contextforcing.arguments import memory_from_flags, non_negative_int, seed
 from contextforcing.files import check_output_folder
 from contextforcing.inference.generate import (
     GenerateSettings,
@@ -26,7 +26,7 @@ from contextforcing.inference.generate import (
     prepare,
     random_model,
 )
-from contextforcing.memory.config import MEMORY_POLICIES, MemoryConfig, memory_preset
+from contextforcing.memory.config import MEMORY_POLICIES, MemoryConfig
 from contextforcing.model.weights import load_model
 from contextforcing.pipeline import ContextForcingPipeline, parse_dtype
 from contextforcing.runtime import resolve_device
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override a field of the memory policy, e.g. similarity_threshold=0.995, "
                         "num_sink_frames=1, decide_on=first-pass, per_layer_decisions=false (repeatable)")  # fmt: skip
     parser.add_argument("--refresh-sink", action="store_true", help="re-encode the sink at prompt switches")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--compile", action="store_true",
                         help="run each chunk step as one compiled graph (torch.compile, fullgraph)")  # fmt: skip
     parser.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune"),
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--text-encoder-device", help="where the text encoder runs (default: --device); freed after encoding"
     )
-    parser.add_argument("--gif", type=int, default=0, metavar="SCALE",
+    parser.add_argument("--gif", type=non_negative_int, default=0, metavar="SCALE",
                         help="also write video.gif, each pixel SCALE pixels wide")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("runs/generate"), help="output folder")
     parser.set_defaults(run=run)
@@ -135,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
     dtype = parse_dtype(
         args.dtype or ("bfloat16" if args.wan is not None and device.type != "cpu" else "float32")
     )
-    memory = _memory(args.memory, args.set_memory)
+    memory = memory_from_flags(args.memory, args.set_memory)
     settings = _settings(args)
     if args.compile_mode is not None and not args.compile:
         raise ValueError("--compile-mode needs --compile")
@@ -146,21 +146,6 @@ def _run(args: argparse.Namespace) -> int:
     pipeline.release_text_encoder()
     generate(pipeline, plan, settings, components=components)
     return 0
-
-
-def _memory(name: str, assignments: list[str]) -> MemoryConfig:
-    """The memory preset with `--set-memory key=value` overrides, coerced by the field types."""
-    updates = {}
-    for item in assignments:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--set-memory expects KEY=VALUE, got {item!r}")
-        updates[key.strip()] = value.strip()
-    base = memory_preset(name)
-    try:
-        return override(base, updates)
-    except ValueError as error:
-        raise ValueError(f"--set-memory: {error}") from None
 
 
 def _settings(args: argparse.Namespace) -> GenerateSettings:

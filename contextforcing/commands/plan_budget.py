@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from contextforcing.arguments import positive_int
+
 __all__ = ["register"]
 
 
@@ -12,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "plan-budget", help="print memory per GPU and FLOPs per step of training stages, on paper"
     )
-    parser.add_argument("--gpus", type=int, default=8, help="processes the stage is sharded over")
+    parser.add_argument("--gpus", type=positive_int, default=8, help="processes the stage is sharded over")
     parser.add_argument("--preset", action="append", help="a preset (repeatable; default: every wan-*)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field of every preset")  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from contextforcing.arguments import positive_int
 from contextforcing.config import override, parse_assignments
 from contextforcing.presets import preset, preset_names
 
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--videos", help="video folder or JSONL (or its cache) of encode-videos: data.latent_cache"
     )
-    parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--steps", type=positive_int, help="override train.steps")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set optim.lr=1e-4 (repeatable)")  # fmt: skip
     parser.add_argument("--out", help="run folder (default: runs/<preset>)")

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import math
-import resource
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from contextforcing.memory.trace import plot_trace
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.pipeline import LATENT_FRAMES_PER_SECOND, ContextForcingPipeline, Plan
+from contextforcing.runtime import peak_memory
 from contextforcing.video_io import GifWriter, VideoWriter, partial_path
 
 __all__ = [
@@ -209,15 +209,3 @@ def _report(pipeline: ContextForcingPipeline, plan: Plan, settings: GenerateSett
         "chunk_seconds": record.streamer.stats.chunk_seconds, "decode_seconds": record.decode_seconds,
         **peaks, "store_bytes": memory.store.nbytes, "trace": memory.trace.to_dict(),
     }  # fmt: skip
-
-
-def peak_memory(device: torch.device) -> dict[str, int | None]:
-    """Peak resident memory of the process, peak accelerator memory (None on the CPU), and
-    `peak_memory_bytes`: the accelerator's where there is one, else the resident peak."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    accelerator = None if device.type == "cpu" else int(torch.accelerator.max_memory_allocated(device))
-    return {
-        "peak_memory_bytes": rss if accelerator is None else accelerator,
-        "peak_rss_bytes": rss,
-        "peak_accelerator_bytes": accelerator,
-    }

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from contextforcing.config import to_dict
 from contextforcing.files import check_output_folder, write_text_atomically
 from contextforcing.model.weights import save_model
-from contextforcing.runtime import autocast, resolve_device, step_generator
+from contextforcing.runtime import autocast, peak_memory, resolve_device, step_generator
 from contextforcing.training.checkpoint import (
     find_checkpoint,
     flatten_optimizer,
@@ -350,8 +350,12 @@ def _train(run: Run, resume: bool, allow_config_change: bool) -> Path:
     with _metric_sinks(run) as (jsonl, writer):
         while run.step < cfg.steps:
             started = time.perf_counter()
+            if run.device.type != "cpu":
+                torch.accelerator.reset_peak_memory_stats(run.device)
             metrics = mean_over_processes(step_function(run, run.step), run.world_size)
+            # This process's wall time and peak memory of the step (accelerator), or of the process (CPU).
             metrics["seconds"] = time.perf_counter() - started
+            metrics["peak_memory_gib"] = peak_memory(run.device)["peak_memory_bytes"] / 2**30
             run.step += 1
             if run.rank == 0 and (run.step % cfg.log_every == 0 or run.step == cfg.steps):
                 jsonl.write(json.dumps({"step": run.step, **metrics}) + "\n")

@@ -1,18 +1,32 @@
 """One row of the miniature comparison, measured on the world.
 
-For every seed: identity recall against gap with a true history (`recall_probe`), and one-minute
-rollouts from a true prefix (`world_rollout`; the teacher, which does not stream, only the short horizon
-of `TEACHER_SECONDS`). The results page reads the effective context length off the seed-averaged probe
-curve (`recall.effective_context_length`).
+For every seed: identity recall against gap with a true history (`recall_probe`), and
+
+* on the first world, one-minute rollouts from a true prefix (`world_rollout`; the teacher, which does
+  not stream, only the short horizon of `TEACHER_SECONDS`);
+* on the second, minutes from the prompt alone (`free_run`: dynamics against the world's, free-running
+  recall, coherence and the memory's promotions; the teacher `TEACHER_FREE_VIDEOS` of them a seed).
+  A row with `fit_share` first fits its surprisal threshold on free runs of `CALIBRATION_SEED`.
+
+The results page reads the effective context length off the seed-averaged probe curve
+(`recall.effective_context_length`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from contextforcing.training.run_folder import load_run
 from contextforcing.world.components import world_codec, world_text_encoder
 from contextforcing.world.config import WorldExperimentConfig
+from contextforcing.world.free_run import (
+    FreeRunConfig,
+    calibrate_threshold,
+    free_runs,
+    student_free_generator,
+    teacher_free_generator,
+)
 from contextforcing.world.recall_probe import (
     ProbeConfig,
     probe_recall,
@@ -23,15 +37,24 @@ from contextforcing.world.recall_probe import (
 from contextforcing.world.rollout import RolloutConfig, teacher_continuer, world_rollouts
 from contextforcing.world.rows import Row, row_folder
 
-__all__ = ["TEACHER_SECONDS", "evaluate_row"]
+__all__ = ["CALIBRATION_SEED", "TEACHER_FREE_VIDEOS", "TEACHER_SECONDS", "evaluate_row"]
 
 TEACHER_SECONDS = 8.0
 """Length of the teacher's rollouts (a 3 s prefix and the 5 s short horizon)."""
+TEACHER_FREE_VIDEOS = 2
+"""Free-running minutes of the teacher per seed (each costs it some 40 sampled targets of 20 Euler
+steps with guidance, about a hundred times a student's)."""
+CALIBRATION_SEED = 1000
+"""Seed of the free runs a fitted threshold is fitted on (none of the measured seeds)."""
+CALIBRATION_VIDEOS = 2
 GAPS_SECONDS = (1.5, 3.0, 6.0, 12.0, 18.0, 24.0)
 
 
-def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> dict[str, Any]:
-    """Probe and rollouts of one row for each seed; see the module docstring."""
+def evaluate_row(
+    row: Row, *, seeds: list[int], episodes: int, videos: int, seconds: float = 60.0
+) -> dict[str, Any]:
+    """Probe and rollouts (free runs on the second world) of one row for each seed, videos of `seconds`;
+    see the module docstring."""
     run = load_run(row_folder(row), WorldExperimentConfig)
     config, model = run.config, run.model
     codec, world = world_codec(config.data.codec), config.data.world
@@ -43,6 +66,16 @@ def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> d
         "step": run.step,
         "memory": None if teacher else row.memory.to_dict(), "chance": chance, "seeds": [],
     }  # fmt: skip
+    if row.fit_share is not None:
+        if teacher:
+            raise ValueError(f"row {row.name}: a teacher has no memory threshold to fit")
+        calibration = FreeRunConfig(seconds=seconds, videos=CALIBRATION_VIDEOS, seed=CALIBRATION_SEED)
+        tau = calibrate_threshold(student_free_generator(model, row.memory, text_encoder, run.few_step),
+                                  codec, world, calibration, row.fit_share)  # fmt: skip
+        row = replace(row, memory=replace(row.memory, similarity_threshold=tau))
+        out["memory"] = row.memory.to_dict()
+        out["fitted_threshold"] = {"share": row.fit_share, "seed": CALIBRATION_SEED,
+                                   "videos": CALIBRATION_VIDEOS, "tau": tau}  # fmt: skip
     for seed in seeds:
         frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
         probe = ProbeConfig(gaps_seconds=GAPS_SECONDS, episodes_per_gap=episodes, seed=seed,
@@ -53,10 +86,17 @@ def evaluate_row(row: Row, *, seeds: list[int], episodes: int, videos: int) -> d
         else:
             sampler = student_sampler(model, row.memory, text_encoder, probe, run.few_step)
             continuer = student_continuer(model, row.memory, text_encoder, run.few_step)
-        recall = probe_recall(sampler, codec, world, probe)
-        rollout = RolloutConfig(seconds=TEACHER_SECONDS if teacher else 60.0, episodes=videos, seed=seed)
-        out["seeds"].append({
-            "seed": seed, "probe": recall,
-            "rollout": world_rollouts(continuer, codec, world, rollout),
-        })  # fmt: skip
+        record = {"seed": seed, "probe": probe_recall(sampler, codec, world, probe)}
+        if world.version == 1:
+            rollout = RolloutConfig(
+                seconds=TEACHER_SECONDS if teacher else seconds, episodes=videos, seed=seed
+            )
+            record["rollout"] = world_rollouts(continuer, codec, world, rollout)
+        else:
+            generate = (teacher_free_generator(continuer, codec.latent_channels) if teacher
+                        else student_free_generator(model, row.memory, text_encoder, run.few_step))  # fmt: skip
+            count = min(videos, TEACHER_FREE_VIDEOS) if teacher else videos
+            free = FreeRunConfig(seconds=seconds, videos=count, seed=seed)
+            record["free"] = free_runs(generate, codec, world, free)
+        out["seeds"].append(record)
     return out

@@ -10,7 +10,13 @@ import dataclasses
 from typing import Any
 
 from contextforcing.world.assets import SCENE_CLASSES, SubjectIdentity
-from contextforcing.world.render import cue_frames, gate_frames, subject_boxes, subject_identities
+from contextforcing.world.render import (
+    charge_levels,
+    cue_frames,
+    gate_frames,
+    subject_boxes,
+    subject_identities,
+)
 from contextforcing.world.timeline import EARLY_SECONDS, returns, visit_identities, world_events
 from contextforcing.world.types import Episode, Visit, WorldConfig
 
@@ -30,8 +36,10 @@ def _identity_dict(identity: SubjectIdentity) -> dict[str, Any]:
 
 
 def _frame_records(episode: Episode, config: WorldConfig) -> list[dict[str, Any]]:
-    """Per-frame ground truth: time, cue, gate, and every subject's visibility, box and identity."""
+    """Per-frame ground truth: time, cue, gate, door charge (with `door_charge`: the charging subject
+    and its level, else null) and every subject's visibility, box and identity."""
     cues, gates = cue_frames(episode), set(gate_frames(episode))
+    charges = charge_levels(episode) if config.version == 2 and config.door_charge else {}
     who = [None] * episode.num_frames
     for visit in episode.visits:
         for frame in range(visit.enter_frame, min(visit.exit_frame, episode.num_frames)):
@@ -44,8 +52,11 @@ def _frame_records(episode: Episode, config: WorldConfig) -> list[dict[str, Any]
              "identity": shown[frame] if who[frame] == k else None}
             for k in range(episode.num_subjects)
         ]  # fmt: skip
+        charge = charges.get(frame)
         records.append({"index": frame, "time": frame / config.fps, "cue": frame in cues,
-                        "gate": frame in gates, "subjects": subjects})  # fmt: skip
+                        "gate": frame in gates, "subjects": subjects,
+                        "charge": None if charge is None else {"subject": charge[0].subject,
+                                                               "level": charge[1]}})  # fmt: skip
     return records
 
 

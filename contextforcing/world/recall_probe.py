@@ -50,6 +50,7 @@ __all__ = [
     "probe_recall",
     "student_continuer",
     "student_sampler",
+    "teacher_context",
     "teacher_sampler",
     "wilson_interval",
 ]
@@ -57,7 +58,8 @@ __all__ = [
 Sampler = Callable[[Tensor, str, torch.Generator], Tensor]
 """(history latents [1, C, r, H, W], prompt, generator) -> continuation latents [1, C, F, H, W]."""
 Continuer = Callable[[Tensor, str, int, torch.Generator], Tensor]
-"""(prefix latents [1, C, P, H, W], prompt, frames to add, generator) -> the added latents [1, C, F, H, W]."""
+"""(prefix latents [1, C, P, H, W], prompt, frames to add, generator) -> the added latents [1, C, F, H, W];
+P may be 0 (from the prompt alone)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,7 +85,7 @@ def teacher_sampler(
     uncond = text_encoder.encode([""])
 
     def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
-        context = history[:, :, context_teacher_indices(layout, history.shape[2])]
+        context = teacher_context(layout, history)
         noise = torch.randn(
             (1, history.shape[1], probe.num_target_frames, *history.shape[3:]), generator=generator
         )
@@ -93,6 +95,18 @@ def teacher_sampler(
         )
 
     return sample
+
+
+def teacher_context(layout: ContextTeacherConfig, history: Tensor) -> Tensor | None:
+    """The history [1, C, r, H, W] laid out as the teacher was trained; a history too short for that
+    layout (the first frames of a video made from the prompt alone) is given whole, and an empty one not
+    at all (the teacher's training steps without context)."""
+    frames = history.shape[2]
+    if frames == 0:
+        return None
+    if frames < layout.num_recent_frames + (0 if layout.recent_only else layout.num_sink_frames):
+        return history
+    return history[:, :, context_teacher_indices(layout, frames)]
 
 
 def student_continuer(
@@ -108,7 +122,7 @@ def student_continuer(
         streamer = StreamingGenerator(model, memory, latent_size=tuple(prefix.shape[3:]), sampler=sampler)
         num_chunks = -(-num_frames // memory.frames_per_chunk)
         chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator,
-                                 prefix=prefix)  # fmt: skip
+                                 prefix=prefix if prefix.shape[2] else None)  # fmt: skip
         return torch.cat(list(chunks), dim=2)[:, :, :num_frames]
 
     return go_on

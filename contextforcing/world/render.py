@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Box",
     "background_frame",
+    "charge_levels",
     "composite_sprite",
     "cue_frames",
     "door_mask",
@@ -103,6 +104,18 @@ def cue_frames(episode: Episode) -> dict[int, Visit]:
     return {v.enter_frame - 1: v for v in episode.visits if 0 <= v.enter_frame - 1 < episode.num_frames}
 
 
+def charge_levels(episode: Episode) -> dict[int, tuple[Visit, float]]:
+    """With `door_charge`: every frame from the last exit (or frame 0) up to a cue, mapped to the visit
+    whose doorway charges and its level in (0, 1], 1 on the cue frame (the frame before the entry)."""
+    levels, start = {}, 0
+    for visit in sorted(episode.visits, key=lambda v: v.enter_frame):
+        span = visit.enter_frame - start
+        for frame in range(start, min(visit.enter_frame, episode.num_frames)):
+            levels[frame] = (visit, (frame - start + 1) / span)
+        start = visit.exit_frame
+    return levels
+
+
 def door_mask(config: WorldConfig) -> Tensor:
     """Boolean mask [H, W] of the two door strips."""
     mask = torch.zeros(config.height, config.width, dtype=torch.bool)
@@ -145,19 +158,26 @@ def composite_sprite(frame: Tensor, identity_index: int, box: Box, config: World
     return out
 
 
-def _light_cue(frame: Tensor, visit: Visit, config: WorldConfig) -> None:
-    """Light the door of `visit` on the rows where the sprite will appear (in place)."""
+def _light_cue(frame: Tensor, visit: Visit, config: WorldConfig, level: float = 1.0) -> None:
+    """Light the door of `visit` on the rows where the sprite will appear (in place), at `level` of the
+    way from the unlit door to the cue (rounded to whole values)."""
     x0 = 0 if visit.door_in == "left" else config.width - config.door_width
-    cue = torch.tensor(CUE_COLOUR, dtype=torch.float32).view(3, 1, 1)
-    frame[:, visit.y_in : visit.y_in + config.sprite_size, x0 : x0 + config.door_width] = cue
+    door, cue = (torch.tensor(c, dtype=torch.float32).view(3, 1, 1) for c in (DOOR_COLOUR, CUE_COLOUR))
+    frame[:, visit.y_in : visit.y_in + config.sprite_size, x0 : x0 + config.door_width] = torch.round(
+        door + level * (cue - door)
+    )
 
 
 def _render_float(episode: Episode, config: WorldConfig) -> Tensor:
     """Frames [T, 3, H, W] float in [0, 255] (integer valued)."""
     static = background_frame(episode, config)
     frames = static.unsqueeze(0).repeat(episode.num_frames, 1, 1, 1)
-    for frame, visit in cue_frames(episode).items():
-        _light_cue(frames[frame], visit, config)
+    if config.version == 2 and config.door_charge:
+        for frame, (visit, level) in charge_levels(episode).items():
+            _light_cue(frames[frame], visit, config, level)
+    else:
+        for frame, visit in cue_frames(episode).items():
+            _light_cue(frames[frame], visit, config)
     lit = torch.tensor(GATE_LIT_COLOUR, dtype=torch.float32).view(3, 1, 1)
     for frame in gate_frames(episode):
         frames[frame] = torch.where(gate_mask(config).unsqueeze(0), lit, frames[frame])

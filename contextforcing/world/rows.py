@@ -17,7 +17,7 @@ from pathlib import Path
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.world.shipped import SHIPPED_NAMES, shipped
 
-__all__ = ["ROWS", "TEACHER_ROW", "Row", "row_folder"]
+__all__ = ["ROWS", "TEACHER_ROW", "WORLD2_ROWS", "WORLD2_TEACHER_ROW", "Row", "comparison", "row_folder"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -30,6 +30,9 @@ class Row:
     memory: MemoryConfig | None
     """Memory at inference; None for a teacher, which sees its training layout."""
     description: str
+    fit_share: float | None = None
+    """If set, the memory's surprisal threshold is fitted before the row is measured: the quantile of the
+    row's own similarities (free runs of a calibration seed) under which this share of the tests falls."""
 
 
 _STAGE1 = "self-forcing"
@@ -62,6 +65,47 @@ ROWS: tuple[Row, ...] = (
 
 TEACHER_ROW = Row(name="teacher", run="teacher", memory=None,
                   description="the context teacher (bidirectional, 20 Euler steps, CFG 3)")  # fmt: skip
+
+
+# The second world: the same rows on its own trained models (`make pipeline-world2`, shipped as world2-*).
+_W2_STAGE1, _W2_STAGE2 = "world2-self-forcing", "world2-context-forcing"
+_EVENT_SHARE = 0.2
+"""The share of promotion tests that fire with a fitted threshold: about the share of the world's chunks
+in which a subject enters, leaves or changes (some 15 events a minute over 80 chunks)."""
+
+WORLD2_ROWS: tuple[Row, ...] = (
+    Row(name="self-forcing", run=_W2_STAGE1, memory=memory_preset("window"),
+        description="Stage-1 (DMD) student, rolling window of 21 frames"),
+    Row(name="longlive", run="world2-longlive", memory=memory_preset("sink"),
+        description="long tuning with a short teacher, sink + window"),
+    Row(name="infinity-rope", run=_W2_STAGE1, memory=memory_preset("infinity-rope"),
+        description="Stage-1 student, training-free sink + short window, block-relative positions"),
+    Row(name="context-forcing", run=_W2_STAGE2, memory=memory_preset("context"), fit_share=_EVENT_SHARE,
+        description=f"Stage-2 (Contextual DMD) student, sink + slow + fast memory, tau fitted so that "
+                    f"{_EVENT_SHARE:.0%} of the tests promote"),
+    Row(name="context-forcing-tau-0.95", run=_W2_STAGE2, memory=memory_preset("context"),
+        description="Stage-2 student with the paper's threshold, tau = 0.95"),
+    Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
+        description="ablation: slow memory promoted every chunk (inference only)"),
+    Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
+        description="ablation: slow memory promoted every 2 chunks (inference only)"),
+    Row(name="no-contextual-distillation", run=_W2_STAGE1, memory=memory_preset("context"),
+        fit_share=_EVENT_SHARE, description="ablation: Stage-1 student with the context memory (tau fitted)"),
+    Row(name="no-bounded-positions", run=_W2_STAGE2, memory=memory_preset("context", positions="absolute"),
+        fit_share=_EVENT_SHARE, description="ablation: Stage-2 student, absolute positions at inference (tau fitted)"),
+)  # fmt: skip
+
+WORLD2_TEACHER_ROW = Row(name="teacher", run="world2-teacher", memory=None,
+                         description="the context teacher after ERFT (bidirectional, 20 Euler steps, CFG 3)")  # fmt: skip
+
+
+def comparison(world: int) -> tuple[Row, ...]:
+    """The rows of the comparison on world `world` (1 or 2), the teacher first."""
+    if world == 1:
+        return (TEACHER_ROW, *ROWS)
+    if world == 2:
+        return (WORLD2_TEACHER_ROW, *WORLD2_ROWS)
+    raise ValueError(f"no comparison for world {world}: choose 1 or 2")
 
 
 def row_folder(row: Row) -> Path:

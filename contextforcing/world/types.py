@@ -75,6 +75,10 @@ class WorldConfig:
     """Version 2: probability that a visit walks to the gate, where the subject changes identity."""
     gate_width: int = 2
     """Version 2: width in pixels of the gate, a vertical bar in the middle of the room."""
+    door_charge: bool = False
+    """Version 2: the doorway of the next visitor brightens steadily from the last exit (or the first
+    frame) up to its cue, so that when the next subject enters is visible from the moment the last one
+    left; without it the cue lights up on the frame before the entry only."""
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "chunk_frames", "sprite_size", "num_colours", "num_shapes"):
@@ -146,11 +150,14 @@ class WorldConfig:
 def world_version(version: int) -> WorldConfig:
     """The settings of a world version: 1 is `WorldConfig()`; 2 is the cast world, whose visits last
     3-5 s (so that at least 6 frames follow a change at the gate, half a visit in) and whose gaps
-    between visits are 1-20 s (each subject's own absences are then about 5-40 s)."""
+    between visits are 1-20 s (each subject's own absences are then about 5-40 s), and whose doors charge
+    (`door_charge`) from one exit to the next entry."""
     if version == 1:
         return WorldConfig()
     if version == 2:
-        return WorldConfig(version=2, min_visit_seconds=3.0, max_visit_seconds=5.0, max_gap_seconds=20.0)
+        return WorldConfig(
+            version=2, min_visit_seconds=3.0, max_visit_seconds=5.0, max_gap_seconds=20.0, door_charge=True
+        )
     raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {version}")
 
 

@@ -1,5 +1,6 @@
-"""`contextforcing compare`: evaluate the rows of the miniature comparison on the world and write one
-JSON per row (recall against gap with a true history, and one-minute rollouts), per seed."""
+"""`contextforcing compare`: evaluate the rows of the miniature comparison on a world and write one JSON
+per row, per seed: recall against gap with a true history, and one-minute rollouts from a true prefix
+(first world) or minutes from the prompt alone (second world)."""
 
 from __future__ import annotations
 
@@ -15,31 +16,45 @@ __all__ = ["register"]
 
 logger = logging.getLogger(__name__)
 
+_DEFAULTS = {1: {"episodes": 12, "videos": 3, "out": "docs/results/eval"},
+             2: {"episodes": 24, "videos": 8, "out": "docs/results/world2/eval"}}  # fmt: skip
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from contextforcing.world.rows import ROWS, TEACHER_ROW
-
-    names = [row.name for row in (TEACHER_ROW, *ROWS)]
     parser = subparsers.add_parser("compare", help="evaluate the comparison rows on the world")
-    parser.add_argument("--rows", nargs="+", choices=names, default=names, metavar="ROW",
-                        help=f"rows to evaluate (default: all of {', '.join(names)})")  # fmt: skip
+    parser.add_argument("--world", type=int, choices=sorted(_DEFAULTS), default=1,
+                        help="which world's comparison (its rows, models and defaults)")  # fmt: skip
+    parser.add_argument(
+        "--rows", nargs="+", metavar="ROW", help="rows to evaluate (default: all of the world's)"
+    )
     parser.add_argument("--seeds", type=seed, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--episodes", type=positive_int, default=12, help="probe returns per gap and seed")
-    parser.add_argument("--videos", type=positive_int, default=3, help="one-minute rollouts per seed")
-    parser.add_argument("--out", type=Path, default=Path("docs/results/eval"), help="folder of the row JSONs")
+    parser.add_argument("--episodes", type=positive_int,
+                        help="probe returns per gap and seed (default: 12 on world 1, 24 on world 2)")  # fmt: skip
+    parser.add_argument("--videos", type=positive_int,
+                        help="one-minute videos per seed (default: 3 on world 1, 8 on world 2)")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="folder of the row JSONs (default: docs/results/eval, "
+                        "or docs/results/world2/eval)")  # fmt: skip
     parser.set_defaults(run=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.world.compare import evaluate_row
-    from contextforcing.world.rows import ROWS, TEACHER_ROW
+    from contextforcing.world.rows import comparison
 
-    with output_folder(args.out):
-        for row in (TEACHER_ROW, *ROWS):
-            if row.name not in args.rows:
+    rows, defaults = comparison(args.world), _DEFAULTS[args.world]
+    names = [row.name for row in rows]
+    unknown = sorted(set(args.rows or ()) - set(names))
+    if unknown:
+        raise ValueError(f"--rows: unknown row(s) {', '.join(unknown)} on world {args.world}; choose from "
+                         f"{', '.join(names)}")  # fmt: skip
+    out = args.out or Path(defaults["out"])
+    episodes, videos = args.episodes or defaults["episodes"], args.videos or defaults["videos"]
+    with output_folder(out):
+        for row in rows:
+            if args.rows and row.name not in args.rows:
                 continue
-            record = evaluate_row(row, seeds=args.seeds, episodes=args.episodes, videos=args.videos)
-            path = args.out / f"{row.name}.json"
+            record = evaluate_row(row, seeds=args.seeds, episodes=episodes, videos=videos)
+            path = out / f"{row.name}.json"
             write_text_atomically(path, json.dumps(record, indent=1))
             logger.info("%s: wrote %s", row.name, path)
     return 0

@@ -16,6 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval", type=Path, default=Path("docs/results/eval"), help="folder of row JSONs")
     parser.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="the page")
     parser.add_argument("--figures", type=Path, default=Path("docs/results"), help="folder of the plots")
+    parser.add_argument("--world2-eval", type=Path, default=Path("docs/results/world2/eval"),
+                        help="folder of the second world's row JSONs (`compare --world 2`; its section is "
+                        "skipped if there are none)")  # fmt: skip
     parser.add_argument("--learnability", type=Path, default=Path("docs/results/learnability"),
                         help="folder of the learnability check's probe-recall JSONs (if any)")  # fmt: skip
     parser.add_argument("--readme", type=Path, default=Path("README.md"),
@@ -28,21 +31,25 @@ def _run(args: argparse.Namespace) -> int:
 
     from contextforcing.files import check_output_file, check_output_folder
     from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
+    from contextforcing.world.results_world2 import world2_headline
 
     check_output_file(args.out)
     check_output_folder(args.figures, "--figures")
-    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")):
+    world2 = sorted(args.world2_eval.glob("*.json"))
+    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")) + world2:
         try:
             json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"{path} is not JSON ({error}): expected JSON written by `contextforcing compare` or `probe-recall`"
             ) from None
-    rows = load_rows(args.eval)
+    rows = load_rows(args.eval) if sorted(args.eval.glob("*.json")) or not world2 else []
     probes = [json.loads(p.read_text()) for p in sorted(args.learnability.glob("*.json"))]
-    page = write_results_page(rows, args.out, args.figures, probes)
+    world2_rows = load_rows(args.world2_eval, world=2) if world2 else None
+    page = write_results_page(rows, args.out, args.figures, probes, world2_rows)
     logger.info("wrote %s", page)
     if args.readme.is_file():
-        args.readme.write_text(update_block(args.readme.read_text(), headline_table(rows)))
+        headline = world2_headline(world2_rows) if world2_rows else headline_table(rows)
+        args.readme.write_text(update_block(args.readme.read_text(), headline))
         logger.info("updated the results block of %s", args.readme)
     return 0

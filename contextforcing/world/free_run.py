@@ -1,0 +1,245 @@
+"""A minute from the prompt alone: does the world live in what a model makes on its own?
+
+Each video starts from a world prompt and nothing else: a student streams it chunk by chunk with its
+memory, a teacher continues target after target, each after the history laid out as it was trained
+(`recall_probe.teacher_context`). Nothing is compared with an episode; the pixels alone are judged
+(`dynamics`):
+
+* dynamics: presence, visits per minute and dwell times, averaged over the videos and checked against
+  the world's own (`dynamics.world_dynamics`, within 25 %);
+* free-running recall: on the returns the videos make, the share that come back as they left;
+* temporal coherence: transitions the world cannot make, per minute;
+* the memory (students with a slow tier): the frames promoted per minute (a frame counts once whichever
+  layers promote it), their precision and recall against the video's own events (entries, exits and
+  identity changes found in its pixels, within one chunk), and the similarity of every promotion test,
+  from which a threshold can be fitted (`fit_threshold`).
+
+Shape legend: B batch (1 here), C latent channels, F frames, H x W latent size.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from contextforcing.codec.base import Codec
+from contextforcing.inference.streaming import SamplerConfig, StreamingGenerator
+from contextforcing.memory.config import MemoryConfig
+from contextforcing.memory.trace import MemoryTrace
+from contextforcing.model.dit import CausalDiT
+from contextforcing.runtime import step_generator
+from contextforcing.world.dynamics import (
+    coherence,
+    detect_subjects,
+    dynamics,
+    dynamics_check,
+    event_scores,
+    free_recall,
+    video_events,
+    world_dynamics,
+)
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.recall_probe import Continuer
+from contextforcing.world.types import WorldConfig
+
+__all__ = [
+    "FreeRunConfig",
+    "FreeVideo",
+    "calibrate_threshold",
+    "fit_threshold",
+    "free_runs",
+    "similarity_quantiles",
+    "student_free_generator",
+    "teacher_free_generator",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FreeRunConfig:
+    """How many videos, how long, and from which seed."""
+
+    seconds: float = 60.0
+    videos: int = 4
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FreeVideo:
+    """What a model made from a prompt: its latents and, for a memory with a slow tier, what it kept."""
+
+    latents: Tensor
+    """[1, C, F, H, W]."""
+    promoted: tuple[int, ...] | None = None
+    """Latent frames promoted into the slow tier by any layer; None without promotion tests."""
+    similarities: tuple[float, ...] = ()
+    """The similarity of every promotion test (every layer's, when layers decide on their own)."""
+
+
+FreeGenerator = Callable[[str, int, tuple[int, int], torch.Generator], FreeVideo]
+"""(prompt, latent frames, latent size (h, w), generator) -> the video it makes from the prompt alone."""
+
+
+def student_free_generator(
+    model: CausalDiT, memory: MemoryConfig, text_encoder, sampler: SamplerConfig | None = None
+) -> FreeGenerator:
+    """A causal student streaming from the prompt alone; its memory trace gives the promotions."""
+
+    def make(
+        prompt: str, num_frames: int, latent_size: tuple[int, int], generator: torch.Generator
+    ) -> FreeVideo:
+        streamer = StreamingGenerator(model, memory, latent_size=latent_size, sampler=sampler)
+        num_chunks = -(-num_frames // memory.frames_per_chunk)
+        chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator)
+        latents = torch.cat(list(chunks), dim=2)[:, :, :num_frames]
+        assert streamer.memory is not None
+        return _with_trace(latents, streamer.memory.trace)
+
+    return make
+
+
+def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
+    if trace.config.promotion == "none":
+        return FreeVideo(latents)
+    promoted = sorted({f for record in trace.records for layer in record.layers for f in layer.promoted})
+    similarities = tuple(
+        layer.similarity
+        for record in trace.records
+        for layer in record.layers
+        if layer.similarity is not None
+    )
+    return FreeVideo(latents, tuple(promoted), similarities)
+
+
+def teacher_free_generator(continuer: Continuer, latent_channels: int) -> FreeGenerator:
+    """A teacher (`rollout.teacher_continuer`) continuing an empty history."""
+
+    def make(
+        prompt: str, num_frames: int, latent_size: tuple[int, int], generator: torch.Generator
+    ) -> FreeVideo:
+        empty = torch.zeros(1, latent_channels, 0, *latent_size)
+        return FreeVideo(continuer(empty, prompt, num_frames, generator))
+
+    return make
+
+
+def free_video_metrics(
+    frames: Tensor, world: WorldConfig, promoted: tuple[int, ...] | None
+) -> dict[str, Any]:
+    """Metrics of one video, frames float [T, 3, H, W] (0-255) at one frame per latent frame."""
+    sightings = detect_subjects(frames, world)
+    out = {
+        "dynamics": dynamics(sightings, world.fps),
+        "free_recall": free_recall(sightings, world),
+        "coherence": coherence(sightings, world),
+    }
+    if promoted is not None:
+        events = video_events(sightings)
+        out["promotions"] = {
+            **event_scores(list(promoted), events, world.chunk_frames, len(frames), world.fps),
+            "events_per_minute": len(events) / (len(frames) / world.fps / 60.0),
+        }
+    return out
+
+
+@torch.no_grad()
+def free_runs(
+    generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig
+) -> dict[str, Any]:
+    """`config.videos` videos from world prompts alone, each measured, and their summary.
+
+    Video i takes the prompt of the episode seeded by (seed, i) and its noise from another generator, so
+    every model gets the same prompts and seeds.
+    """
+    if codec.temporal_factor != 1:
+        raise ValueError(
+            f"free runs need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
+        )
+    num_frames = round(config.seconds * world.fps)
+    latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
+    videos, similarities, seconds = [], [], 0.0
+    for i in range(config.videos):
+        episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
+        start = time.perf_counter()
+        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
+        seconds += time.perf_counter() - start
+        pixels = ((codec.decode(made.latents)[0].clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)
+        videos.append({"video": i, "prompt": episode.prompt,
+                       **free_video_metrics(pixels, world, made.promoted)})  # fmt: skip
+        similarities += made.similarities
+    return {
+        "videos": videos,
+        "frames_per_second": config.videos * num_frames / seconds if seconds else None,
+        "summary": _summary(videos, world, config.seconds, similarities),
+    }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
+             similarities: list[float]) -> dict[str, Any]:  # fmt: skip
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+    mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
+    reference = world_dynamics(world, seconds=seconds)
+    returns = [r for v in videos for r in v["free_recall"]["returns"]]
+    out = {
+        "dynamics": mean,
+        "world_dynamics": reference,
+        "dynamics_check": dynamics_check(mean, reference),
+        "free_returns": len(returns),
+        "free_recall": sum(r["recalled"] for r in returns) / len(returns) if returns else None,
+        "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
+    }
+    if "promotions" in videos[0]:
+        out["promotions"] = {
+            key: _mean([v["promotions"][key] for v in videos])
+            for key in ("per_minute", "precision", "recall", "events_per_minute")
+        }
+        out["similarity_quantiles"] = similarity_quantiles(similarities)
+    return out
+
+
+_QUANTILES = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 1.0)
+
+
+def similarity_quantiles(similarities: list[float]) -> dict[str, float] | None:
+    """Quantiles of the promotion tests' similarities ({"q0.05": value, ...}); None without a test."""
+    if not similarities:
+        return None
+    values = torch.tensor(similarities, dtype=torch.float64)
+    return {f"q{q:g}": float(torch.quantile(values, q)) for q in _QUANTILES}
+
+
+def fit_threshold(similarities: list[float], share: float) -> float:
+    """The threshold tau under which a share `share` of these similarities falls: with it, surprisal
+    promotion fires on about that share of the tests (rounded up to a multiple of 1e-4)."""
+    if not similarities:
+        raise ValueError("fit_threshold needs at least one similarity")
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must lie in (0, 1), got {share}")
+    tau = float(torch.quantile(torch.tensor(similarities, dtype=torch.float64), share))
+    return min(1.0, math.ceil(tau * 1e4) / 1e4)
+
+
+@torch.no_grad()
+def calibrate_threshold(
+    generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig, share: float
+) -> float:
+    """`fit_threshold` on the similarities of `config.videos` free runs (prompts and noise as in
+    `free_runs`, from `config.seed`; nothing is decoded)."""
+    num_frames = round(config.seconds * world.fps)
+    latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
+    similarities: list[float] = []
+    for i in range(config.videos):
+        episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
+        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
+        similarities += made.similarities
+    return fit_threshold(similarities, share)

@@ -1,0 +1,149 @@
+"""Videos from the prompt alone: what the free-running evaluation reads, and models that run end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from contextforcing.diffusion.sampling import EulerConfig
+from contextforcing.memory.config import memory_preset
+from contextforcing.model.config import model_preset
+from contextforcing.model.dit import CausalDiT
+from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.training.plan import context_teacher_indices
+from contextforcing.world.codec import WorldCodec, WorldCodecConfig
+from contextforcing.world.dynamics import detect_subjects, video_events
+from contextforcing.world.episodes import sample_episode
+from contextforcing.world.free_run import (
+    FreeRunConfig,
+    FreeVideo,
+    fit_threshold,
+    free_runs,
+    similarity_quantiles,
+    student_free_generator,
+    teacher_free_generator,
+)
+from contextforcing.world.recall_probe import ProbeConfig, teacher_context, teacher_sampler
+from contextforcing.world.render import background_frame, render_episode, render_episode_uint8
+from contextforcing.world.rollout import teacher_continuer
+from contextforcing.world.text import WorldTextEncoder
+from contextforcing.world.types import world_version
+
+WORLD = world_version(2)
+
+
+@dataclasses.dataclass
+class PixelCodec:
+    """Latents are the frames themselves: what a generator returns is what is judged."""
+
+    latent_channels: int = 3
+    spatial_factor: int = 1
+    temporal_factor: int = 1
+
+    def encode(self, frames):
+        return frames
+
+    def decode(self, latents):
+        return latents
+
+
+def _world_generator(promote_events: bool = False):
+    """Renders a world episode of its own (the model of a perfect student)."""
+
+    def make(prompt, num_frames, latent_size, generator):
+        assert latent_size == (WORLD.height, WORLD.width)
+        episode = sample_episode(num_frames, generator, WORLD)
+        promoted = None
+        if promote_events:
+            events = video_events(detect_subjects(render_episode_uint8(episode, WORLD), WORLD))
+            promoted = tuple(events)
+        return FreeVideo(render_episode(episode, WORLD)[None], promoted, (0.5, 0.9))
+
+    return make
+
+
+def _still_generator(prompt, num_frames, latent_size, generator):
+    episode = sample_episode(num_frames, generator, WORLD)
+    still = background_frame(episode, WORLD) / 127.5 - 1.0
+    return FreeVideo(still[:, None].expand(-1, num_frames, -1, -1)[None], (), (0.99,))
+
+
+def test_the_world_lives_and_a_still_hall_does_not():
+    config = FreeRunConfig(seconds=60.0, videos=4, seed=0)
+    living = free_runs(_world_generator(promote_events=True), PixelCodec(), WORLD, config)["summary"]
+    still = free_runs(_still_generator, PixelCodec(), WORLD, config)["summary"]
+    assert living["dynamics"]["presence"] > 0.25 and living["dynamics"]["visits_per_minute"] > 3
+    assert living["free_returns"] > 0 and living["free_recall"] > 0.9
+    assert living["incoherent_per_minute"] < 0.5
+    assert living["promotions"]["precision"] == 1.0 and living["promotions"]["recall"] == 1.0
+    assert still["dynamics"]["presence"] == 0 and not still["dynamics_check"]["passes"]
+    assert still["free_returns"] == 0 and still["free_recall"] is None
+    assert still["promotions"]["per_minute"] == 0 and still["promotions"]["precision"] is None
+    assert still["similarity_quantiles"]["q0.5"] == pytest.approx(0.99)
+
+
+def test_every_model_gets_the_same_prompts_and_noise():
+    seen = []
+
+    def recorder(prompt, num_frames, latent_size, generator):
+        seen.append((prompt, torch.randn(3, generator=generator)))
+        return _still_generator(prompt, num_frames, latent_size, generator)
+
+    config = FreeRunConfig(seconds=3.0, videos=3, seed=5)
+    free_runs(recorder, PixelCodec(), WORLD, config)
+    free_runs(recorder, PixelCodec(), WORLD, config)
+    assert [p for p, _ in seen[:3]] == [p for p, _ in seen[3:]]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(seen[:3], seen[3:], strict=True))
+    assert not torch.equal(seen[0][1], seen[1][1])
+
+
+def test_a_fitted_threshold_promotes_the_share_asked_for():
+    similarities = torch.linspace(0.9, 1.0, 101).tolist()
+    tau = fit_threshold(similarities, 0.2)
+    assert tau == pytest.approx(0.92, abs=2e-4)
+    assert sum(s < tau for s in similarities) == pytest.approx(20, abs=1)
+    assert similarity_quantiles([]) is None
+    with pytest.raises(ValueError, match="share"):
+        fit_threshold(similarities, 1.0)
+
+
+def test_a_short_history_is_given_whole_to_the_teacher():
+    layout = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
+    history = torch.arange(30.0).view(1, 1, 30, 1, 1)
+    assert teacher_context(layout, history[:, :, :0]) is None
+    assert torch.equal(teacher_context(layout, history[:, :, :7]), history[:, :, :7])
+    laid_out = teacher_context(layout, history).flatten().tolist()
+    assert laid_out == [float(i) for i in context_teacher_indices(layout, 30)]
+    assert laid_out[:3] == [0, 1, 2] and laid_out[-6:] == list(range(24, 30))
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_models_run_free_from_the_prompt(role):
+    torch.manual_seed(0)
+    config = dataclasses.replace(model_preset("world"), num_layers=2)
+    model = CausalDiT(config).eval()
+    text_encoder = WorldTextEncoder(config.text_dim, config.text_len)
+    codec = WorldCodec(WorldCodecConfig(latent_channels=8)).eval()
+    if role == "teacher":
+        probe = ProbeConfig(teacher=EulerConfig(num_steps=2), num_target_frames=6)
+        layout = ContextTeacherConfig(num_slow_frames=2)
+        generate = teacher_free_generator(
+            teacher_continuer(teacher_sampler(model, layout, text_encoder, probe)), 8
+        )
+    else:
+        # tau = 1: every test promotes
+        memory = memory_preset("context", similarity_threshold=1.0)
+        generate = student_free_generator(model, memory, text_encoder)
+    run = FreeRunConfig(seconds=6.0, videos=1, seed=1)
+    result = free_runs(generate, codec, WORLD, run)
+    assert result["frames_per_second"] > 0 and len(result["videos"]) == 1
+    assert ("promotions" in result["summary"]) == (role == "student")
+    if role == "student":
+        # 8 chunks, tested from chunk 2 on: 6 promoted frames in 6 s
+        assert result["summary"]["promotions"]["per_minute"] == pytest.approx(60.0)
+        quantiles = result["summary"]["similarity_quantiles"]
+        assert quantiles is not None and -1.0 <= quantiles["q0"] <= quantiles["q1"] <= 1.0
+    again = free_runs(generate, codec, WORLD, run)
+    assert again["videos"] == result["videos"]
