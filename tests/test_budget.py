@@ -9,6 +9,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from contextforcing.cli import main
+from contextforcing.config import override
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.presets import preset
@@ -80,11 +81,17 @@ def test_the_13b_budget():
     assert budget.parameters / 4 * 8 / 3 == pytest.approx(1.419e9, rel=5e-3)
     # Student and critic are trained: AdamW holds two moments of each.
     assert budget.optimizer == pytest.approx(4 * budget.parameters / 3)
-    # 8 samples per GPU, 18 cached frames of 1560 tokens, K and V, 30 layers, bf16.
-    assert budget.kv_cache == 8 * 2 * 30 * 18 * 1560 * 1536 * 2
+    # 1 sample per GPU at once (64 = 8 GPUs x 8 micro-batches), 18 cached frames of 1560 tokens, K and V,
+    # 30 layers, bf16.
+    assert budget.samples_per_gpu == 1
+    assert budget.kv_cache == 1 * 2 * 30 * 18 * 1560 * 1536 * 2
     assert budget.activations_checkpointed < budget.activations / 5
     twice = stage_budget("wan-dmd", config, 16, (60, 104))
     assert twice.parameters == budget.parameters / 2 and twice.flops == budget.flops
+    # Without accumulation each GPU holds its 8 samples at once; a step's FLOPs stay those of the batch.
+    whole = stage_budget("wan-dmd", override(config, {"train.grad_accumulation": 1}), 8, (60, 104))
+    assert whole.kv_cache == 8 * budget.kv_cache and whole.activations == 8 * budget.activations
+    assert whole.flops == budget.flops
 
 
 def test_plan_budget_prints_every_wan_stage(capsys):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from contextforcing.config import override
+from contextforcing.model.dit import CausalDiT
 from contextforcing.model.weights import load_model, save_model
 from contextforcing.presets import preset
 from contextforcing.training.trainer import TrainingDiverged
@@ -58,6 +59,42 @@ def test_training_changes_the_weights_and_lowers_a_repeated_loss(codec_folder, t
     train(config, tmp_path)
     lines = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(lines[-5:]) / 5 < sum(lines[:5]) / 5
+
+
+@pytest.mark.parametrize("stage", ["teacher", "ode-init", "dmd"])
+def test_gradient_accumulation_follows_the_whole_batch(stage, codec_folder, tmp_path, monkeypatch):
+    """Two micro-batches of 2 give the gradient of one batch of 4 (up to float summation), unlike a batch
+    of 2: the gradients every optimiser step sees are recorded and compared."""
+    recorded, step = [], torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        recorded.append(torch.cat([p.grad.flatten() for g in self.param_groups for p in g["params"]
+                                   if p.grad is not None]))  # fmt: skip
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    shape = preset(f"tiny-{stage}").model
+    for seed, role in ((1, "student"), (2, "teacher")):  # random heads: no gradient vanishes
+        save_model(randomize(CausalDiT(shape), seed=seed), tmp_path / role)
+    init = {"init.model": str(tmp_path / "student"), "init.teacher": str(tmp_path / "teacher")}
+    grads = {}
+    for name, extra in (("whole", {}), ("accumulated", {"train.grad_accumulation": 2}),
+                        ("half", {"train.batch_size": 2})):  # fmt: skip
+        recorded.clear()
+        # no clipping, which would hide a gradient of the wrong scale
+        unclipped = {"optim.grad_clip": 0.0, "critic_optim.grad_clip": 0.0}
+        config = _config(stage, codec_folder, **{"train.steps": 2, "train.batch_size": 4, **init, **unclipped,
+                                                 **extra})  # fmt: skip
+        train(config, tmp_path / name)
+        grads[name] = list(recorded)
+    assert len(grads["whole"]) == len(grads["accumulated"]) >= 2
+    for whole, accumulated, half in zip(grads["whole"], grads["accumulated"], grads["half"], strict=True):
+        scale = float(whole.abs().max())
+        assert scale > 0
+        assert float((whole - accumulated).abs().max()) < 1e-5 * scale
+        assert float((whole - half).abs().max()) > 1e-3 * scale
+    with pytest.raises(ValueError, match="grad_accumulation"):
+        _config(stage, codec_folder, **{"train.batch_size": 3, "train.grad_accumulation": 2})
 
 
 @pytest.mark.parametrize("stage", ["context-teacher", "dmd"])

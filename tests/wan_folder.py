@@ -41,7 +41,8 @@ WORDS = (
 SIZE = (32, 48)
 
 TINY_OVERRIDES = {
-    "data.latent_size": "4,4", "train.batch_size": "2", "train.steps": "2", "train.checkpoint_every": "2",
+    "data.latent_size": "4,4", "train.batch_size": "2", "train.grad_accumulation": "2", "train.steps": "2",
+    "train.checkpoint_every": "2",
     "train.precision": "fp32", "train.activation_checkpointing": "false", "train.ema_start": "0",
     "teacher.num_target_frames": "6", "teacher.num_slow_frames": "2", "teacher.bank_capacity": "4",
     "teacher.bank_warmup_steps": "1", "teacher.lora_rank": "4", "teacher.lora_alpha": "4",

@@ -99,6 +99,7 @@ class StageBudget:
     name: str
     gpus: int
     samples_per_gpu: float
+    """Samples one GPU holds at once: its share of the batch over the micro-batches."""
     parameters: float
     gradients: float
     optimizer: float
@@ -126,7 +127,7 @@ def stage_budget(name: str, config: ExperimentConfig, gpus: int, latent_size: tu
     trained = lora_unit * config.teacher.lora_rank if lora else numel
     trainable = trained + (numel if spec.is_distillation else 0)
     stored = numel * len(spec.roles) + (trained if lora else 0)
-    samples = config.train.batch_size / gpus
+    samples = config.train.batch_size / gpus / config.train.grad_accumulation  # held at once
     precision = config.train.precision
     chunk = config.memory.frames_per_chunk
 
@@ -195,7 +196,7 @@ def _rollout_flops(
 
 def format_budgets(budgets: list[StageBudget]) -> str:
     """A Markdown table of the budgets, in GiB per GPU and PFLOP per step."""
-    head = ("| stage | samples / GPU | parameters | gradients | optimizer | EMA | KV cache | activations "
+    head = ("| stage | samples / GPU at once | parameters | gradients | optimizer | EMA | KV cache | activations "
             "| activations (checkpointed) | total | total (checkpointed) | PFLOP / step |")  # fmt: skip
     rows = [head, "|" + "---|" * 12]
     for b in budgets:

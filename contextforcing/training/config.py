@@ -251,6 +251,9 @@ class TrainConfig:
     """Trainer steps."""
     batch_size: int = 8
     """Samples per step, over all processes."""
+    grad_accumulation: int = 1
+    """Micro-batches per step: each process runs its share of the batch in this many equal pieces, one
+    forward and backward each, and the optimiser steps once on their summed gradients."""
     seed: int = 0
     """Seed of every random draw (derived per step, so resumed runs replay exactly)."""
     precision: Precision = "fp32"
@@ -271,9 +274,14 @@ class TrainConfig:
     """Also write TensorBoard scalars (needs the tensorboard package)."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+        for name in ("steps", "batch_size", "grad_accumulation", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accumulation:
+            raise ValueError(
+                f"TrainConfig.batch_size {self.batch_size} does not split into grad_accumulation="
+                f"{self.grad_accumulation} micro-batches"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must lie in [0, 1), got {self.ema_decay}")
         check_seed(self.seed, "train.seed")

@@ -60,17 +60,19 @@ def _drop_text(text: Tensor, uncond: Tensor, p: float, generators: list[torch.Ge
 def teacher_step(run: Run, step: int) -> dict[str, float]:
     """Flow matching of the bidirectional teacher on clips of num_target_frames (stage `teacher`)."""
     cfg_t = run.config.teacher
-    gens = run.sample_generators(step, "data")
-    batch = run.source.sample(cfg_t.num_target_frames, gens, target_frames=cfg_t.num_target_frames)
-    text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
-    t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
-    noise = _per_sample_noise(tuple(batch.latents.shape[1:]), gens, run.device)
-    with run.autocast():
-        v = run.roles.teacher(add_noise(batch.latents, noise, t), t, text)
-    weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
-    loss = flow_matching_loss(v, velocity(batch.latents, noise), weight=weight)
-    run.update("teacher", loss)
-    return {"loss": loss.item()}
+
+    def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
+        batch = run.source.sample(cfg_t.num_target_frames, gens, target_frames=cfg_t.num_target_frames)
+        text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
+        t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
+        noise = _per_sample_noise(tuple(batch.latents.shape[1:]), gens, run.device)
+        with run.autocast():
+            v = run.roles.teacher(add_noise(batch.latents, noise, t), t, text)
+        weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
+        loss = flow_matching_loss(v, velocity(batch.latents, noise), weight=weight)
+        return loss, {"loss": loss.item()}
+
+    return run.accumulate("teacher", run.sample_generators(step, "data"), micro)
 
 
 def context_teacher_step(run: Run, step: int) -> dict[str, float]:
@@ -82,74 +84,80 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     indices = context_teacher_indices(cfg_t, num_frames - cfg_t.num_target_frames)
     if float(torch.rand((), generator=shared)) < cfg_t.no_context_prob:
         indices, num_frames = [], cfg_t.num_target_frames
-    gens = run.sample_generators(step, "data")
-    batch = run.source.sample(num_frames, gens, target_frames=cfg_t.num_target_frames)
-    context = batch.latents[:, :, torch.tensor(indices, dtype=torch.long, device=run.device)]
-    target = batch.latents[:, :, -cfg_t.num_target_frames :]
-    text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
-    t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
-    noise = _per_sample_noise(tuple(target.shape[1:]), gens, run.device)
-    injected = inject_errors(run.banks, cfg_t, context, target, noise, t, shared) if cfg_t.erft else None
-    if injected is not None:
-        context, noisy_source, noise = injected
-    else:
-        noisy_source = target
-    frames_t = frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
-    with run.autocast():
-        v = run.roles.teacher(torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text)
-    v_target = v[:, :, -target.shape[2] :]
-    v_true = velocity(target, noise)  # the self-corrected velocity points at the clean target
-    weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
-    loss = flow_matching_loss(v_target, v_true, weight=weight)
-    run.update("teacher", loss)
-    if cfg_t.erft:
-        record_step_errors(
-            run.banks, cfg_t, step, v_target.detach(), v_true, t,
-            clean=injected is None, generator=shared, gather=run.gather,
-        )  # fmt: skip
-    return {
-        "loss": loss.item(),
-        "context_frames": float(len(indices)),
-        "errors_injected": float(injected is not None),
-    }
+    injected_any = False
+
+    def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
+        nonlocal injected_any
+        batch = run.source.sample(num_frames, gens, target_frames=cfg_t.num_target_frames)
+        context = batch.latents[:, :, torch.tensor(indices, dtype=torch.long, device=run.device)]
+        target = batch.latents[:, :, -cfg_t.num_target_frames :]
+        text = _drop_text(batch.text, run.source.unconditional(len(gens)), cfg_t.cfg_dropout, gens)
+        t = _per_sample_timesteps(gens, cfg_t.timestep_shift, run.device)
+        noise = _per_sample_noise(tuple(target.shape[1:]), gens, run.device)
+        injected = inject_errors(run.banks, cfg_t, context, target, noise, t, shared) if cfg_t.erft else None
+        if injected is not None:
+            context, noisy_source, noise = injected
+            injected_any = True
+        else:
+            noisy_source = target
+        frames_t = frame_timesteps(t, context.shape[2], target.shape[2], cfg_t.context_timestep)
+        with run.autocast():
+            v = run.roles.teacher(
+                torch.cat([context, add_noise(noisy_source, noise, t)], dim=2), frames_t, text
+            )
+        v_target = v[:, :, -target.shape[2] :]
+        v_true = velocity(target, noise)  # the self-corrected velocity points at the clean target
+        weight = training_weight(t) if cfg_t.loss_weighting == "wan" else None
+        loss = flow_matching_loss(v_target, v_true, weight=weight)
+        if cfg_t.erft:
+            record_step_errors(
+                run.banks, cfg_t, step, v_target.detach(), v_true, t,
+                clean=injected is None, generator=shared, gather=run.gather,
+            )  # fmt: skip
+        return loss, {"loss": loss.item()}
+
+    metrics = run.accumulate("teacher", run.sample_generators(step, "data"), micro)
+    return {**metrics, "context_frames": float(len(indices)), "errors_injected": float(injected_any)}
 
 
 def ode_init_step(run: Run, step: int) -> dict[str, float]:
     """Regress the causal student onto the teacher's ODE at the few-step timesteps (CausVid init)."""
     dist = run.config.distill
-    gens = run.sample_generators(step, "data")
-    batch = run.source.sample_prompts(gens)
-    uncond = run.source.unconditional(len(gens))
-    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
-    noise = _per_sample_noise(shape, gens, run.device)
     steps, ode = dist.sampler.timesteps, dist.ode
     grid = sorted(set(ode.timesteps.tolist()) | set(steps.tolist()), reverse=True)
-    states, recorded = {}, set(steps.tolist())
 
-    def predict(x: Tensor, t: Tensor) -> Tensor:
-        return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
+    def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
+        batch = run.source.sample_prompts(gens)
+        uncond = run.source.unconditional(len(gens))
+        shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
+        noise = _per_sample_noise(shape, gens, run.device)
+        states, recorded = {}, set(steps.tolist())
 
-    def record(t_now: float, x: Tensor) -> None:
-        if t_now in recorded:
-            states[t_now] = x
+        def predict(x: Tensor, t: Tensor) -> Tensor:
+            return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
 
-    with torch.no_grad(), run.autocast():
-        clean = euler_sample(predict, noise, grid, on_step=record)
-    chunk = run.config.memory.frames_per_chunk
-    num_chunks = dist.num_frames // chunk
-    # Each chunk of each sample starts from the ODE state at one of the student's timesteps.
-    choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
-    choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
-    stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
-    batch_index = torch.arange(len(gens), device=run.device)[:, None]
-    frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
-    inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
-    t_frames = steps.float().to(run.device)[choice]
-    with run.autocast():
-        v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
-    loss = ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
-    run.update("student", loss)
-    return {"loss": loss.item()}
+        def record(t_now: float, x: Tensor) -> None:
+            if t_now in recorded:
+                states[t_now] = x
+
+        with torch.no_grad(), run.autocast():
+            clean = euler_sample(predict, noise, grid, on_step=record)
+        chunk = run.config.memory.frames_per_chunk
+        num_chunks = dist.num_frames // chunk
+        # Each chunk of each sample starts from the ODE state at one of the student's timesteps.
+        choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
+        choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
+        stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
+        batch_index = torch.arange(len(gens), device=run.device)[:, None]
+        frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
+        inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
+        t_frames = steps.float().to(run.device)[choice]
+        with run.autocast():
+            v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
+        loss = ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
+        return loss, {"loss": loss.item()}
+
+    return run.accumulate("student", run.sample_generators(step, "data"), micro)
 
 
 def _rollout(run: Run, plan: DistillPlan, text: Tensor, gens: list[torch.Generator], prefix: Tensor | None):
@@ -199,9 +207,8 @@ class _Judged:
     noise: Tensor
 
 
-def _judged_rollout(run: Run, plan: DistillPlan, step: int, stream: str) -> _Judged:
+def _judged_rollout(run: Run, plan: DistillPlan, gens: list[torch.Generator]) -> _Judged:
     dist = run.config.distill
-    gens = run.sample_generators(step, stream)
     with_prefix = dist.prefix_frames > 0 and run.stage.prefix
     batch = run.source.sample(dist.prefix_frames, gens) if with_prefix else run.source.sample_prompts(gens)
     with torch.set_grad_enabled(any(plan.grad_chunks)):
@@ -215,39 +222,46 @@ def _judged_rollout(run: Run, plan: DistillPlan, step: int, stream: str) -> _Jud
 
 def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     """DMD: move the student's sample along (critic - teacher) x0 predictions (DMD eq. 7-8)."""
-    judged = _judged_rollout(run, plan, step, "student")
-    x, t = judged.x, judged.t
-    with torch.no_grad(), run.autocast():
-        x_t = add_noise(x.detach(), judged.noise, t)
-        uncond = run.source.unconditional(x.shape[0])
-        mode = run.config.teacher.context_timestep
-        real_v = guided_velocity(
-            run.roles.teacher,
-            x_t,
-            t,
-            judged.text,
-            uncond,
-            run.config.distill.guidance_scale,
-            judged.context,
-            mode,
-        )
-        fake_v = context_velocity(run.roles.critic, x_t, t, judged.text, judged.context, mode)
-    grad = dmd_gradient(x, x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t))
-    loss = dmd_generator_loss(x, grad)
-    run.update("student", loss)
-    return {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
+
+    def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
+        judged = _judged_rollout(run, plan, gens)
+        x, t = judged.x, judged.t
+        with torch.no_grad(), run.autocast():
+            x_t = add_noise(x.detach(), judged.noise, t)
+            uncond = run.source.unconditional(x.shape[0])
+            mode = run.config.teacher.context_timestep
+            real_v = guided_velocity(
+                run.roles.teacher, x_t, t, judged.text, uncond, run.config.distill.guidance_scale,
+                judged.context, mode,
+            )  # fmt: skip
+            fake_v = context_velocity(run.roles.critic, x_t, t, judged.text, judged.context, mode)
+        real, fake = x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t)
+        grad = dmd_gradient(x, real, fake)
+        loss = dmd_generator_loss(x, grad)
+        return loss, {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
+
+    return run.accumulate("student", run.sample_generators(step, "student"), micro)
 
 
 def _critic_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
     """The critic learns the flow of the student's current samples (no gradient into the student)."""
-    judged = _judged_rollout(run, plan.without_gradient(), step, "critic")
-    with run.autocast():
-        x_t = add_noise(judged.x, judged.noise, judged.t)
-        v_fake = context_velocity(
-            run.roles.critic, x_t, judged.t, judged.text, judged.context, run.config.teacher.context_timestep
-        )
-    # The context critic of Stage 2 weights its loss by timestep (released code); Stage 1's does not.
-    weight = training_weight(judged.t) if plan.teacher_sees_context else None
-    loss = critic_loss(v_fake, judged.noise, judged.x, weight=weight)
-    run.update("critic", loss)
-    return {"critic_loss": loss.item()}
+    plan = plan.without_gradient()
+
+    def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
+        judged = _judged_rollout(run, plan, gens)
+        with run.autocast():
+            x_t = add_noise(judged.x, judged.noise, judged.t)
+            v_fake = context_velocity(
+                run.roles.critic,
+                x_t,
+                judged.t,
+                judged.text,
+                judged.context,
+                run.config.teacher.context_timestep,
+            )
+        # The context critic of Stage 2 weights its loss by timestep (released code); Stage 1's does not.
+        weight = training_weight(judged.t) if plan.teacher_sees_context else None
+        loss = critic_loss(v_fake, judged.noise, judged.x, weight=weight)
+        return loss, {"critic_loss": loss.item()}
+
+    return run.accumulate("critic", run.sample_generators(step, "critic"), micro)

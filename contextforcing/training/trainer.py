@@ -27,7 +27,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -78,6 +78,10 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
 
 
+MicroLoss = Callable[[list[torch.Generator]], tuple[Tensor, dict[str, float]]]
+"""(the generators of a micro-batch, one per sample) -> (its mean loss, float metrics)."""
+
+
 class Run:
     """Everything a step function needs: roles, data, derived generators and `update`."""
 
@@ -85,9 +89,11 @@ class Run:
         self.config, self.folder = config, folder
         self.device = resolve_device(config.train.device)
         self.rank, self.world_size = init_distributed(self.device)
-        if config.train.batch_size % self.world_size:
+        pieces = self.world_size * config.train.grad_accumulation
+        if config.train.batch_size % pieces:
             raise ValueError(
-                f"batch_size {config.train.batch_size} does not split over {self.world_size} processes"
+                f"batch_size {config.train.batch_size} does not split over {self.world_size} processes x "
+                f"{config.train.grad_accumulation} micro-batches"
             )
         self.stage: StageSpec = stage_spec(config.stage)
         self.roles: Roles = build_roles(config, self.stage, self.device)
@@ -144,17 +150,32 @@ class Run:
         """`value` [N, ...] of every process, concatenated in rank order (collective)."""
         return gather_rows(value, self.world_size)
 
-    def update(self, role: str, loss: Tensor) -> None:
-        """Backward, clip, warm-up, optimiser step (and EMA for the trained model)."""
-        if not all_finite(loss.detach(), self.world_size):
-            raise TrainingDiverged(
-                f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept in "
-                f"{self.folder / 'checkpoint'}"
-            )
+    def accumulate(
+        self, role: str, generators: list[torch.Generator], micro_loss: MicroLoss
+    ) -> dict[str, float]:
+        """One optimiser step of `role` on this process's share of the batch (`generators`, one per sample).
+
+        The share is split into `train.grad_accumulation` equal micro-batches; `micro_loss` computes the
+        mean loss (and metrics) of one, whose gradient is added in with weight 1 / micro-batches, so that
+        the step follows the gradient of the whole share's mean loss. Then: clip, warm-up, step (and EMA
+        for the trained model). Returns the metrics averaged over the micro-batches.
+        """
         optim_config = self.config.optim if role == self.roles.trained else self.config.critic_optim
         module, optimizer = self.roles.trainable()[role], self.optimizers[role]
+        pieces = self.config.train.grad_accumulation
+        size = len(generators) // pieces
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        totals: dict[str, float] = {}
+        for index in range(pieces):
+            loss, metrics = micro_loss(generators[index * size : (index + 1) * size])
+            if not all_finite(loss.detach(), self.world_size):
+                raise TrainingDiverged(
+                    f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept "
+                    f"in {self.folder / 'checkpoint'}"
+                )
+            (loss / pieces if pieces > 1 else loss).backward()
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + value / pieces
         if optim_config.grad_clip:
             torch.nn.utils.clip_grad_norm_(
                 [p for p in module.parameters() if p.grad is not None], optim_config.grad_clip
@@ -166,6 +187,7 @@ class Run:
         optimizer.step()
         if role == self.roles.trained and self.ema is not None:
             self.ema.update(module, self.step)
+        return totals
 
     def state(self) -> tuple[dict, dict[str, dict[str, Tensor]]]:
         """The full training state (gathered on rank 0 when sharded)."""

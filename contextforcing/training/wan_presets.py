@@ -58,7 +58,7 @@ _CONTEXT_DMD: dict[str, Any] = {
     "distill.min_timestep": 20.0, "distill.max_timestep": 980.0, "distill.student_every": 5,
     "optim.lr": 2e-6, "optim.betas": (0.9, 0.999), "optim.weight_decay": 0.01, "optim.grad_clip": 2.0,
     "critic_optim.lr": 4e-7, "critic_optim.betas": (0.5, 0.95), "critic_optim.grad_clip": 2.0,
-    "train.batch_size": 64, "train.ema_decay": 0.99, "train.ema_start": 200,
+    "train.batch_size": 64, "train.grad_accumulation": 8, "train.ema_decay": 0.99, "train.ema_start": 200,
 }  # fmt: skip
 
 _DMD: dict[str, Any] = {
@@ -83,7 +83,8 @@ _LONG_TUNING: dict[str, Any] = {
     "distill.student_every": 5,
     "optim.lr": 1e-5, "optim.betas": (0.0, 0.999), "optim.grad_clip": 10.0,
     "critic_optim.lr": 2e-6, "critic_optim.betas": (0.0, 0.999), "critic_optim.grad_clip": 10.0,
-    "train.steps": 3000, "train.batch_size": 64, "train.ema_decay": 0.99, "train.ema_start": 200,
+    "train.steps": 3000, "train.batch_size": 64, "train.grad_accumulation": 8, "train.ema_decay": 0.99,
+    "train.ema_start": 200,
 }  # fmt: skip
 
 
