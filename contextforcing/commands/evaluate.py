@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 
 from contextforcing.arguments import positive_seconds
-from contextforcing.eval.backbones import load_backbone
-from contextforcing.eval.evaluate import EvalConfig, evaluate_videos
 from contextforcing.files import check_output_folder, output_folder
 
 __all__ = ["register", "run"]
@@ -44,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; returns the exit code."""
+    from contextforcing.eval.backbones import load_backbone
+    from contextforcing.eval.evaluate import EvalConfig, evaluate_videos
+
     check_output_folder(args.out)
     config = EvalConfig(window_seconds=args.window_seconds, dynamic_degree=not args.no_dynamic_degree)
     backbones = [load_backbone(name) for name in (args.backbone or ["efficientnet-lite0"])]
