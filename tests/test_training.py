@@ -52,6 +52,18 @@ def test_two_step_smoke_run_of_every_stage(stage, codec_folder, tmp_path):
     assert saved["stage"] == stage
 
 
+def test_tensorboard_gets_every_logged_metric(codec_folder, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_config("dmd", codec_folder, **{"train.tensorboard": True}), tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert set(events.Tags()["scalars"]) == set(logged) - {"step"}
+    assert [e.step for e in events.Scalars("critic_loss")] == [1, 2]
+    assert events.Scalars("critic_loss")[-1].value == pytest.approx(logged["critic_loss"], rel=1e-6)
+
+
 def test_training_changes_the_weights_and_lowers_a_repeated_loss(codec_folder, tmp_path):
     config = _config(
         "teacher", codec_folder, **{"train.steps": 30, "optim.lr": 3e-3, "train.checkpoint_every": 30}
