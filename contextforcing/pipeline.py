@@ -209,6 +209,8 @@ class ContextForcingPipeline:
         """Run each chunk step as one compiled graph (`torch.compile(fullgraph=True)`)."""
         self.compile_mode: str | None = None
         """`torch.compile` mode of the chunk step; "reduce-overhead" captures CUDA graphs on a GPU."""
+        self._streamers: dict[tuple, StreamingGenerator] = {}
+        """One streamer per latent size and settings, kept across videos (with its compiled graphs)."""
         cfg = model.config
         if codec is not None and not codec.latent_channels == cfg.in_channels == cfg.out_channels:
             raise ValueError(
@@ -419,10 +421,7 @@ class ContextForcingPipeline:
             refresh_sink: at a prompt switch, also re-encode the sink.
         """
         plan = prompt if isinstance(prompt, Plan) else self.prepare(prompt, **request)
-        streamer = StreamingGenerator(
-            self.model, self.memory, latent_size=plan.latent_size, sampler=self.sampler,
-            compile=self.compile, compile_mode=self.compile_mode,
-        )  # fmt: skip
+        streamer = self._streamer(plan.latent_size)
         record = self.record = StreamRecord(streamer)
         generator = torch.Generator(device=self.device).manual_seed(plan.seed)
         decode = self._decoder()
@@ -443,6 +442,18 @@ class ContextForcingPipeline:
             record.num_frames += len(frames)
             record.num_generated_frames += len(frames)
             yield VideoChunk(index, frames, latents)
+
+    def _streamer(self, latent_size: tuple[int, int]) -> StreamingGenerator:
+        """The streamer of this latent size and the current memory, sampler and compile settings: made once
+        and kept, so that a compiled chunk step compiles once for every video of that size. A pipeline
+        streams one video at a time."""
+        key = (tuple(latent_size), self.memory, self.sampler, self.compile, self.compile_mode)
+        if key not in self._streamers:
+            self._streamers[key] = StreamingGenerator(
+                self.model, self.memory, latent_size=tuple(latent_size), sampler=self.sampler,
+                compile=self.compile, compile_mode=self.compile_mode,
+            )  # fmt: skip
+        return self._streamers[key]
 
     def __call__(self, prompt: str | Sequence[str] | Plan, **request: Any) -> PipelineOutput:
         """The whole video at once (`stream`'s arguments); for long videos, stream to a file instead."""

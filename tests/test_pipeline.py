@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from contextforcing.cli import main
+from contextforcing.memory.config import memory_preset
 from contextforcing.pipeline import ContextForcingPipeline
 from contextforcing.video_io import read_video, write_video
 
@@ -88,6 +89,22 @@ def test_prompts_and_seeds(pipe, reference):
     # another seed a lot; a prompt that is ignored would move it by exactly nothing.
     assert (other_prompt.float() - reference[:21].float()).abs().mean() > 0.1
     assert (other_seed.float() - reference[:21].float()).abs().mean() > 5
+
+
+def test_one_streamer_serves_every_video_of_a_size(pipe, reference):
+    pipe(PROMPT, **_request(seconds=1.5))
+    first = pipe.record.streamer
+    again = pipe(PROMPT, **_request())
+    assert pipe.record.streamer is first and torch.equal(again.frames, reference)
+    pipe(PROMPT, **_request(seconds=1.5, height=SIZE[0] * 2))
+    assert pipe.record.streamer is not first  # another latent size
+    memory = pipe.memory
+    try:
+        pipe.memory = memory_preset("window")
+        pipe(PROMPT, **_request(seconds=1.5))
+        assert pipe.record.streamer is not first and pipe.record.streamer.memory_config == pipe.memory
+    finally:
+        pipe.memory = memory
 
 
 def test_prompt_switching_encodes_each_prompt_once(pipe, reference, monkeypatch):
