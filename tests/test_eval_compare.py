@@ -122,3 +122,27 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)
     assert len(headline) == 2 + len(loaded) and headline[2].startswith("| teacher |")
+
+
+def test_the_second_worlds_learnability_checks_head_its_section(tmp_path):
+    from contextforcing.world.results_world2 import world2_learnability
+
+    results = [{"gap_seconds": g, "answer": a, "recall": r, "count": 24}
+               for g, a, r in [(1.5, "early", 0.5), (1.5, "late", 0.25), (24.0, "early", 0.0), (24.0, "late", 1.0)]]  # fmt: skip
+    probe = {"run": "runs/ctx", "step": 9, "results": results}
+    check = {"presence": {"measured": 0.4, "world": 0.44, "passes": True},
+             "visits_per_minute": {"measured": 2.0, "world": 6.3, "passes": False}, "passes": False}  # fmt: skip
+    free = {"run": "runs/ctx", "step": 9, "free_run": {"videos": 4, "seconds": 60.0},
+            "summary": {"dynamics_check": check, "dynamics": {"mean_dwell_seconds": 3.2}, "free_returns": 5,
+                        "free_recall": 0.6, "incoherent_per_minute": 0.25}}  # fmt: skip
+    lines = world2_learnability([probe], [free])
+    text = "\n".join(lines)
+    assert (
+        "| `runs/ctx` | 9 | early | 24 | 0.50 [" in text and "| `runs/ctx` | 9 | late | 24 | 0.25 [" in text
+    )
+    assert "presence 0.40 against the world's 0.44" in text and "check (both within 25 %) fails" in text
+    page = write_results_page(
+        [], tmp_path / "RESULTS.md", tmp_path / "figures", world2_checks=([probe], [free])
+    )
+    assert "## The second world" in page.read_text() and "### The comparison" not in page.read_text()
+    assert world2_learnability([], []) == []

@@ -17,7 +17,14 @@ from matplotlib.figure import Figure
 
 from contextforcing.world.recall_probe import wilson_interval
 
-__all__ = ["ABLATION_ORDER", "MEMORY_SCORE_GAPS", "memory_score", "world2_headline", "world2_section"]
+__all__ = [
+    "ABLATION_ORDER",
+    "MEMORY_SCORE_GAPS",
+    "memory_score",
+    "world2_headline",
+    "world2_learnability",
+    "world2_section",
+]
 
 MEMORY_SCORE_GAPS = (6.0, 12.0, 18.0, 24.0)
 """The composite of the ablation order: forced recall pooled over these gaps, both answers and all seeds
@@ -170,14 +177,26 @@ def world2_headline(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def world2_section(rows: list[dict[str, Any]], page: Path, figures: Path) -> list[str]:
-    """The section's lines; its plot goes to `figures` (linked relative to `page`)."""
+def world2_section(
+    rows: list[dict[str, Any]],
+    page: Path,
+    figures: Path,
+    probes: list[dict[str, Any]] | None = None,
+    free: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """The section's lines: the learnability checks (`world2_learnability`), then the comparison of the
+    row JSONs `rows` (if any), whose plot goes to `figures` (linked relative to `page`)."""
+    lines = ["## The second world: a cast whose memory must stay current", ""]
+    lines += world2_learnability(probes or [], free or [])
+    if not rows:
+        return lines
     plot = _plot(rows, figures / "world2_recall_vs_gap.png")
     link = plot.relative_to(page.parent) if plot.is_relative_to(page.parent) else plot
     seeds = sorted({s["seed"] for r in rows for s in r["seeds"]})
     videos = rows[-1]["seeds"][0]["free"]["videos"]
     return [
-        "## The second world: a cast whose memory must stay current",
+        *lines,
+        "### The comparison",
         "",
         "Generated from the row JSONs of `contextforcing compare --world 2` (`make results-world2`); models "
         "trained by `make pipeline-world2`: "
@@ -185,7 +204,7 @@ def world2_section(rows: list[dict[str, Any]], page: Path, figures: Path) -> lis
         + f". Seeds {seeds}; mean ± standard deviation over seeds, or a share pooled over seeds with its "
         f"95 % Wilson interval. Chance recall is {rows[0]['chance']:.3f}.",
         "",
-        "### Minutes from the prompt alone",
+        "#### Minutes from the prompt alone",
         "",
         f"{len(videos)} one-minute videos per seed and student (the teacher: fewer, see each JSON), from a "
         "world prompt and nothing else, measured from the pixels (`contextforcing free-run`). The world's "
@@ -195,7 +214,7 @@ def world2_section(rows: list[dict[str, Any]], page: Path, figures: Path) -> lis
         "",
         *_free_table(rows),
         "",
-        "### Forced returns: recall against gap with a true history",
+        "#### Forced returns: recall against gap with a true history",
         "",
         "Answer in the first 10 s (the subject was last seen early; first-frame memory holds it):",
         "",
@@ -210,3 +229,47 @@ def world2_section(rows: list[dict[str, Any]], page: Path, figures: Path) -> lis
         f"![recall against gap, second world]({link})",
         "",
     ]
+
+
+def world2_learnability(probes: list[dict[str, Any]], free: list[dict[str, Any]]) -> list[str]:
+    """The two learnability checks of the second world: recall against gap of the context teacher and its
+    window control, by where the answer lies (probe-recall JSONs), and the teachers' own minutes from the
+    prompt against the world's dynamics (free-run JSONs)."""
+    if not probes and not free:
+        return []
+    lines = ["### Learnability: the context teacher against its window control", ""]
+    if probes:
+        gaps = sorted({r["gap_seconds"] for r in probes[0]["results"]})
+        lines += [
+            "(a) Recall against gap with a true history (`contextforcing probe-recall RUN`, 20 Euler steps, "
+            "CFG 3; n returns per gap and answer; 95 % Wilson interval):",
+            "",
+            "| teacher | step | answer | n | " + " | ".join(f"{g:g} s" for g in gaps) + " |",
+            "|---|---|---|---|" + "---|" * len(gaps),
+        ]
+        for probe in probes:
+            for answer in ("early", "late"):
+                results = {r["gap_seconds"]: r for r in probe["results"] if r["answer"] == answer}
+                cells = " | ".join(
+                    _cell(round(results[g]["recall"] * results[g]["count"]), results[g]["count"])
+                    for g in gaps
+                )
+                count = results[gaps[0]]["count"]
+                lines.append(f"| `{probe['run']}` | {probe['step']} | {answer} | {count} | {cells} |")
+        lines.append("")
+    for record in free:
+        summary = record["summary"]
+        check = summary["dynamics_check"]
+        summary_line = (
+            f"(b) `{record['run']}` (step {record['step']}) free-running from the prompt alone "
+            f"(`contextforcing free-run`, {record['free_run']['videos']} videos of {record['free_run']['seconds']:g} s): "
+            f"presence {check['presence']['measured']:.2f} against the world's {check['presence']['world']:.2f}, "
+            f"{check['visits_per_minute']['measured']:.1f} visits a minute against "
+            f"{check['visits_per_minute']['world']:.1f}, mean dwell {summary['dynamics']['mean_dwell_seconds']:.1f} s; "
+            f"{summary['free_returns']} returns made on its own, "
+            + ("none" if summary["free_recall"] is None else f"{summary['free_recall']:.2f}")
+            + f" of them as they left; {summary['incoherent_per_minute']:.1f} incoherent transitions a minute. "
+            f"The dynamics check (both within 25 %) {'passes' if check['passes'] else 'fails'}."
+        )
+        lines += [summary_line, ""]
+    return lines

@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--world2-eval", type=Path, default=Path("docs/results/world2/eval"),
                         help="folder of the second world's row JSONs (`compare --world 2`; its section is "
                         "skipped if there are none)")  # fmt: skip
+    parser.add_argument("--world2-learnability", type=Path, default=Path("docs/results/world2/learnability"),
+                        help="folder of the second world's learnability JSONs (probe-recall and free-run)")  # fmt: skip
     parser.add_argument("--learnability", type=Path, default=Path("docs/results/learnability"),
                         help="folder of the learnability check's probe-recall JSONs (if any)")  # fmt: skip
     parser.add_argument("--readme", type=Path, default=Path("README.md"),
@@ -36,17 +38,20 @@ def _run(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     check_output_folder(args.figures, "--figures")
     world2 = sorted(args.world2_eval.glob("*.json"))
-    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")) + world2:
+    checks = sorted(args.world2_learnability.glob("*.json"))
+    for path in sorted(args.eval.glob("*.json")) + sorted(args.learnability.glob("*.json")) + world2 + checks:
         try:
             json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"{path} is not JSON ({error}): expected JSON written by `contextforcing compare` or `probe-recall`"
             ) from None
-    rows = load_rows(args.eval) if sorted(args.eval.glob("*.json")) or not world2 else []
+    rows = load_rows(args.eval) if sorted(args.eval.glob("*.json")) or not (world2 or checks) else []
     probes = [json.loads(p.read_text()) for p in sorted(args.learnability.glob("*.json"))]
     world2_rows = load_rows(args.world2_eval, world=2) if world2 else None
-    page = write_results_page(rows, args.out, args.figures, probes, world2_rows)
+    records = [json.loads(p.read_text()) for p in checks]
+    world2_checks = ([r for r in records if "results" in r], [r for r in records if "free_run" in r])
+    page = write_results_page(rows, args.out, args.figures, probes, world2_rows, world2_checks)
     logger.info("wrote %s", page)
     if args.readme.is_file():
         headline = world2_headline(world2_rows) if world2_rows else headline_table(rows)
