@@ -21,7 +21,17 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["SeededTextEncoder", "TextEncoder", "UMT5TextEncoder"]
+__all__ = ["WAN_NEGATIVE_PROMPT", "SeededTextEncoder", "TextEncoder", "UMT5TextEncoder"]
+
+# fmt: off
+WAN_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+# fmt: on
+"""Wan2.1's default negative prompt: the unconditional branch of the teacher's guidance in the released
+Self-Forcing and Context Forcing code (Chinese, as Wan's own)."""
 
 
 @runtime_checkable

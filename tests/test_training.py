@@ -52,6 +52,33 @@ def test_two_step_smoke_run_of_every_stage(stage, codec_folder, tmp_path):
     assert saved["stage"] == stage
 
 
+@pytest.mark.parametrize("stage", ["ode-init", "dmd"])
+def test_the_teachers_guidance_runs_against_the_negative_prompt(stage, codec_folder, tmp_path, monkeypatch):
+    """Dropout trains on the empty prompt; the teacher's guidance (ODE pairs, the real score) reads the
+    source's negative prompt."""
+    import contextforcing.training.steps as steps
+    from contextforcing.world.clips import WorldClipSource
+
+    marked, seen, guided = 7.0, [], steps.guided_velocity
+
+    def negative(self, batch):
+        return torch.full_like(self.unconditional(batch), marked)
+
+    def recording(model, x_t, t, text, uncond, *args, **kwargs):
+        seen.append(bool((uncond == marked).all()))
+        return guided(model, x_t, t, text, uncond, *args, **kwargs)
+
+    monkeypatch.setattr(WorldClipSource, "negative", negative)
+    monkeypatch.setattr(steps, "guided_velocity", recording)
+    train(_config(stage, codec_folder), tmp_path)
+    assert seen and all(seen)
+
+
+def test_a_world_run_refuses_a_negative_prompt(codec_folder):
+    with pytest.raises(ValueError, match="negative_prompt"):
+        _config("dmd", codec_folder, **{"data.negative_prompt": "blurry"})
+
+
 def test_tensorboard_gets_every_logged_metric(codec_folder, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -8,6 +8,7 @@ import torch
 from contextforcing.cli import main
 from contextforcing.config import override
 from contextforcing.presets import preset
+from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT
 from contextforcing.training.caches import LatentCache, PromptCache, find_cache
 from contextforcing.training.data import CachedSource, cache_source
 
@@ -54,6 +55,13 @@ def test_prompt_cache_holds_the_umt5_features_and_resumes(tiny_wan, tmp_path, ca
     assert set(batch.prompts) <= {"a cat runs", "a dog runs on the beach", "a red ball"}
     assert torch.equal(batch.text, encoder.encode(list(batch.prompts)))
     assert torch.equal(source.unconditional(2), encoder.encode(["", ""]))
+    # Guidance runs against Wan's negative prompt, stored beside the prompts; a run that asks for another
+    # is refused.
+    assert PromptCache(cache).negative_prompt == WAN_NEGATIVE_PROMPT
+    assert torch.equal(source.negative(2), encoder.encode([WAN_NEGATIVE_PROMPT] * 2))
+    assert not torch.equal(source.negative(1), source.unconditional(1))
+    with pytest.raises(ValueError, match="negative prompt"):
+        _source({"data.prompt_cache": str(cache), "data.negative_prompt": ""})
     # Stored trimmed: "a cat runs" + </s> is 4 tokens, not 512.
     assert PromptCache(cache).features(0).shape == (4, 16)
     # An interrupted run (last shard and manifest missing) finishes without redoing the first shard.

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--videos-per-shard", type=positive_int, default=16, help="videos per safetensors file"
     )
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype")
+    parser.add_argument("--negative-prompt", default=None,
+                        help="the unconditional branch of guidance to encode beside the prompts (default: Wan's "
+                        "own negative prompt, as the wan-* presets expect; '' for the empty prompt)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="where the VAE and UMT5 run")
     parser.set_defaults(run=_run)
 
@@ -47,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.codec.loading import load_codec
     from contextforcing.runtime import resolve_device
-    from contextforcing.text_encoder import UMT5TextEncoder
+    from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT, UMT5TextEncoder
     from contextforcing.training.caches import (
         VideoClips,
         cache_folder,
@@ -76,7 +79,8 @@ def _run(args: argparse.Namespace) -> int:
 
     codec.vae.to(device)
     report = encode_videos(videos, out, codec, text_encoder, clips, identity=identity, skipped=skipped,
-                           videos_per_shard=args.videos_per_shard, dtype=args.dtype)  # fmt: skip
+                           videos_per_shard=args.videos_per_shard, dtype=args.dtype,
+                           negative_prompt=WAN_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt)  # fmt: skip
     for item in report.skipped:
         logger.info("skipped %s: %s", item.get("video", f"line {item.get('line')}"), item["reason"])
     logger.info(

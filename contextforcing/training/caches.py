@@ -11,7 +11,9 @@ Prompt cache (folder):
     prompts.jsonl              {"index", "line", "prompt"} per kept prompt
     features-NNNNN.safetensors prompt i -> [n_i, D], the features up to the prompt's last non-zero
                                token (UMT5 features are exactly zero after it; readers pad with zeros)
-    empty.safetensors          the empty prompt's features (the unconditional branch of guidance)
+    empty.safetensors          the empty prompt's features (the prompt of classifier-free dropout)
+    negative.safetensors       the negative prompt's features (the unconditional branch of guidance; the
+                               manifest names the prompt, "" when it is the empty one)
 
 Latent cache (folder):
     manifest.json              format, latent shape, clip length, codec, shards, skipped videos
@@ -156,6 +158,7 @@ def encode_prompts(
     shard_size: int = 1024,
     batch_size: int = 16,
     dtype: str = "bfloat16",
+    negative_prompt: str = "",
 ) -> CacheReport:
     """Encode (line, prompt) pairs into the prompt cache `out`; resumes an interrupted run.
 
@@ -168,6 +171,7 @@ def encode_prompts(
         skipped: inputs left out before encoding, recorded in the manifest.
         shard_size, batch_size: prompts per file, prompts per encoder call.
         dtype: "bfloat16" or "float32" features on disk.
+        negative_prompt: the unconditional branch of guidance, encoded beside the empty prompt.
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -175,12 +179,14 @@ def encode_prompts(
         raise ValueError("shard_size and batch_size must be >= 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    identity = {**identity, "dtype": dtype, "shard_size": shard_size, "num_prompts": len(prompts)}
+    identity = {**identity, "dtype": dtype, "shard_size": shard_size, "num_prompts": len(prompts),
+                "negative_prompt": negative_prompt}  # fmt: skip
     _claim(out, PROMPT_FORMAT, identity)
     report = CacheReport(out, skipped=list(skipped))
     store = _DTYPES[dtype]
-    if not (out / "empty.safetensors").is_file():
-        _atomic_save({"empty": _trim(encoder.encode([""])[0]).to(store)}, out / "empty.safetensors")
+    for name, text in (("empty", ""), ("negative", negative_prompt)):
+        if not (out / f"{name}.safetensors").is_file():
+            _atomic_save({name: _trim(encoder.encode([text])[0]).to(store)}, out / f"{name}.safetensors")
     shards = []
     for first in range(0, len(prompts), shard_size):
         name = f"features-{first // shard_size:05d}.safetensors"
@@ -236,7 +242,8 @@ def _read_manifest(folder: Path, kind: str, what: str) -> dict[str, Any]:
 
 
 class PromptCache:
-    """Reads a prompt cache: `prompt(i)`, `features(i)` [n_i, D] float32, `empty()` [n, D]."""
+    """Reads a prompt cache: `prompt(i)`, `features(i)` [n_i, D] float32, `empty()` and `negative()`
+    [n, D], and `negative_prompt` (a cache written before negative prompts has the empty one)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
@@ -248,6 +255,12 @@ class PromptCache:
         lines = (self.folder / "prompts.jsonl").read_text().splitlines()
         self._prompts = [json.loads(line)["prompt"] for line in lines]
         self._empty = self._read("empty.safetensors", "empty")
+        self.negative_prompt: str = manifest.get("negative_prompt", "")
+        self._negative = (
+            self._read("negative.safetensors", "negative")
+            if (self.folder / "negative.safetensors").is_file()
+            else self._empty
+        )
         self.dim = self._empty.shape[-1]
 
     def __len__(self) -> int:
@@ -265,6 +278,9 @@ class PromptCache:
 
     def empty(self) -> Tensor:
         return self._empty
+
+    def negative(self) -> Tensor:
+        return self._negative
 
 
 # ------------------------------------------------------------------------------------------ videos
@@ -352,11 +368,13 @@ def encode_videos(
     skipped: Sequence[dict[str, Any]] = (),
     videos_per_shard: int = 16,
     dtype: str = "bfloat16",
+    negative_prompt: str = "",
 ) -> CacheReport:
     """Encode (video, caption) pairs into the latent cache `out`; resumes an interrupted run.
 
-    The captions are encoded first (`out/prompts`) with the encoder `text_encoder()` builds, which is
-    dropped before the videos are encoded (and never built when the captions are cached already).
+    The captions (and `negative_prompt`) are encoded first (`out/prompts`) with the encoder
+    `text_encoder()` builds, which is dropped before the videos are encoded (and never built when the
+    captions are cached already).
     """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
@@ -365,14 +383,14 @@ def encode_videos(
     settings = {"clip_frames": clips.clip_frames, "stride": clips.stride, "latent_size": list(clips.latent_size),
                 "fps": clips.fps, "max_clips_per_video": clips.max_clips_per_video}  # fmt: skip
     identity = {**identity, **settings, "dtype": dtype, "videos_per_shard": videos_per_shard,
-                "num_videos": len(videos)}  # fmt: skip
+                "num_videos": len(videos), "negative_prompt": negative_prompt}  # fmt: skip
     _claim(out, LATENT_FORMAT, identity)
     captions = sorted({caption for _, caption in videos})
     caption_index = {caption: i for i, caption in enumerate(captions)}
     if not _is_cache(out / "prompts", PROMPT_FORMAT):
         encode_prompts(list(enumerate(captions)), out / "prompts", text_encoder(),
                        identity={"captions_sha256": hashlib.sha256("\n".join(captions).encode()).hexdigest()},
-                       dtype=dtype)  # fmt: skip
+                       dtype=dtype, negative_prompt=negative_prompt)  # fmt: skip
     report = CacheReport(out, skipped=list(skipped))
     size = (clips.latent_size[0] * codec.spatial_factor, clips.latent_size[1] * codec.spatial_factor)
     needed = num_pixel_frames(codec, clips.clip_frames)

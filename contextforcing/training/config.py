@@ -71,6 +71,10 @@ class DataConfig:
     wan: str = ""
     """A Wan2.1 diffusers folder (model_index.json, transformer/, vae/, text_encoder/, tokenizer/): the
     model's shape comes from it, and an `init` path "{wan}" names its transformer."""
+    negative_prompt: str = ""
+    """The unconditional branch of the teacher's guidance ("" the empty prompt; the wan presets use Wan's
+    default, `text_encoder.WAN_NEGATIVE_PROMPT`, as the released code does). Classifier-free dropout
+    in training always drops to the empty prompt."""
     prompt_cache: str = ""
     """source = "cache": a prompt cache written by `contextforcing encode-prompts` (prompt-only stages)."""
     latent_cache: str = ""

@@ -64,7 +64,12 @@ class ClipSource(Protocol):
         ...
 
     def unconditional(self, batch: int) -> Tensor:
-        """The empty prompt's features [B, S, D], the unconditional branch of guidance."""
+        """The empty prompt's features [B, S, D], what classifier-free dropout replaces a prompt with."""
+        ...
+
+    def negative(self, batch: int) -> Tensor:
+        """The negative prompt's features [B, S, D] (`data.negative_prompt`), the unconditional branch of
+        the teacher's guidance."""
         ...
 
 
@@ -84,6 +89,7 @@ class VideoFolderSource:
         if not data.video_folder:
             raise ValueError("data.video_folder must name a folder of .mp4 files when data.source='videos'")
         self.codec, self.text_encoder, self.device = codec, text_encoder, device
+        self.negative_prompt = data.negative_prompt
         self._videos = sorted(Path(data.video_folder).glob("*.mp4"))
         if not self._videos:
             raise ValueError(f"no .mp4 files in {data.video_folder}")
@@ -105,6 +111,9 @@ class VideoFolderSource:
 
     def unconditional(self, batch: int) -> Tensor:
         return self.text_encoder.encode([""] * batch).to(self.device)
+
+    def negative(self, batch: int) -> Tensor:
+        return self.text_encoder.encode([self.negative_prompt] * batch).to(self.device)
 
     def _pick(self, generator: torch.Generator) -> Path:
         return self._videos[int(torch.randint(len(self._videos), (1,), generator=generator))]
@@ -188,6 +197,12 @@ class CachedSource:
             )
         self.latents = LatentCache(data.latent_cache) if data.latent_cache else None
         self.prompts = PromptCache(data.prompt_cache) if data.prompt_cache else self.latents.prompts
+        if self.prompts.negative_prompt != data.negative_prompt:
+            raise ValueError(
+                f"the prompt cache {self.prompts.folder} holds the negative prompt "
+                f"{_short(self.prompts.negative_prompt)}, data.negative_prompt is {_short(data.negative_prompt)}: "
+                "encode the prompts again with --negative-prompt, or set data.negative_prompt to the cache's"
+            )
         self.text_len, self.device = text_len, device
         self._size = tuple(data.latent_size)
         if self.latents is not None and self.latents.latent_size != self._size:
@@ -234,6 +249,13 @@ class CachedSource:
 
     def unconditional(self, batch: int) -> Tensor:
         return self._text([self.prompts.empty()] * batch, self.prompts)
+
+    def negative(self, batch: int) -> Tensor:
+        return self._text([self.prompts.negative()] * batch, self.prompts)
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 24 else text[:24] + "...")
 
 
 def cache_source(config: ExperimentConfig, device: torch.device) -> ClipSource:

@@ -128,7 +128,7 @@ def ode_init_step(run: Run, step: int) -> dict[str, float]:
 
     def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
         batch = run.source.sample_prompts(gens)
-        uncond = run.source.unconditional(len(gens))
+        uncond = run.source.negative(len(gens))
         shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
         noise = _per_sample_noise(shape, gens, run.device)
         states, recorded = {}, set(steps.tolist())
@@ -228,7 +228,7 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
         x, t = judged.x, judged.t
         with torch.no_grad(), run.autocast():
             x_t = add_noise(x.detach(), judged.noise, t)
-            uncond = run.source.unconditional(x.shape[0])
+            uncond = run.source.negative(x.shape[0])
             mode = run.config.teacher.context_timestep
             real_v = guided_velocity(
                 run.roles.teacher, x_t, t, judged.text, uncond, run.config.distill.guidance_scale,

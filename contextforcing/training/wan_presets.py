@@ -16,6 +16,7 @@ from typing import Any
 from contextforcing.config import override
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
+from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT
 from contextforcing.training.config import DataConfig, ExperimentConfig
 
 __all__ = ["WAN", "WAN_PRESETS", "apply_wan_folder", "resolve_wan_paths"]
@@ -27,7 +28,7 @@ CONTEXT_TEACHER = f"{RUNS}/wan-context-teacher/model"
 
 _COMMON: dict[str, Any] = {
     "train.precision": "bf16", "train.activation_checkpointing": True, "train.log_every": 1,
-    "train.checkpoint_every": 50,
+    "train.checkpoint_every": 50, "data.negative_prompt": WAN_NEGATIVE_PROMPT,
 }  # fmt: skip
 
 _CONTEXT_TEACHER: dict[str, Any] = {

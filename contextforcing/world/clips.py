@@ -83,6 +83,10 @@ class WorldClipSource:
     def unconditional(self, batch: int) -> Tensor:
         return self.text_encoder.encode([""] * batch).to(self.device)
 
+    def negative(self, batch: int) -> Tensor:
+        """The world's guidance has no negative prompt: the empty one."""
+        return self.unconditional(batch)
+
     def _clip(self, num_frames: int, generator: torch.Generator, target_frames: int) -> tuple[Tensor, str]:
         episode = self.episode(num_frames, generator, target_frames)
         return render_episode(episode, self.data.world), episode.prompt

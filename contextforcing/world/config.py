@@ -33,6 +33,9 @@ class WorldDataConfig(DataConfig):
     def __post_init__(self) -> None:
         if self.source != "world":
             raise ValueError(f"WorldDataConfig.source must be 'world', got {self.source!r}")
+        if self.negative_prompt:
+            raise ValueError("data.negative_prompt: the world's prompts are a closed set; its guidance is "
+                             "against the empty prompt, so leave it empty")  # fmt: skip
         if not 0.0 <= self.return_prob <= 1.0:
             raise ValueError(f"data.return_prob must lie in [0, 1], got {self.return_prob}")
 
