@@ -66,7 +66,8 @@ pipeline-world2: setup
 
 # The second world's models into the package (what `compare --world 2` reads).
 ship-world2:
-	for pair in world2-teacher:world2-context-teacher-erft world2-window-teacher:world2-window-teacher \
+	for pair in world2-teacher:world2-context-teacher-erft world2-context-teacher:world2-context-teacher \
+	            world2-window-teacher:world2-window-teacher \
 	            world2-self-forcing:world2-dmd world2-longlive:world2-long-tuning world2-context-forcing:world2-cdmd; do \
 	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; \
 	  cp $$run/config.json $(SHIPPED)/$$name/ && cp -r $$run/model $(SHIPPED)/$$name/ || exit 1; \

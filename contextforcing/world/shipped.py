@@ -23,10 +23,12 @@ SHIPPED_NAMES = (
     "longlive-prefix",
     "world2-context-teacher",
     "world2-window-teacher",
+    "world2-teacher",
 )
 """The codecs of the first and second world, the run folders (config.json + model/) of the
-comparison's trained models, and the second world's learnability pair (its context teacher and the
-window control, 3000 steps each)."""
+comparison's trained models, the second world's learnability pair (its context teacher and the
+window control, 3000 steps each) and its teacher after ERFT (1000 steps more: the distillation
+stages' teacher)."""
 
 
 def shipped(name: str) -> Path:
