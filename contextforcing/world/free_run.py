@@ -147,6 +147,18 @@ def free_video_metrics(
     return out
 
 
+def _made(generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig):
+    """(index, prompt, video, generation seconds) of each of `config.videos` videos: video i takes the
+    prompt of the episode seeded by (seed, i) and its noise from another generator."""
+    num_frames = round(config.seconds * world.fps)
+    latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
+    for i in range(config.videos):
+        episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
+        start = time.perf_counter()
+        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
+        yield i, episode.prompt, made, time.perf_counter() - start
+
+
 @torch.no_grad()
 def free_runs(
     generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig
@@ -160,18 +172,13 @@ def free_runs(
         raise ValueError(
             f"free runs need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
         )
-    num_frames = round(config.seconds * world.fps)
-    latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
     videos, similarities, seconds = [], [], 0.0
-    for i in range(config.videos):
-        episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
-        start = time.perf_counter()
-        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
-        seconds += time.perf_counter() - start
+    for i, prompt, made, took in _made(generate, codec, world, config):
+        seconds += took
         pixels = ((codec.decode(made.latents)[0].clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)
-        videos.append({"video": i, "prompt": episode.prompt,
-                       **free_video_metrics(pixels, world, made.promoted)})  # fmt: skip
+        videos.append({"video": i, "prompt": prompt, **free_video_metrics(pixels, world, made.promoted)})
         similarities += made.similarities
+    num_frames = round(config.seconds * world.fps)
     return {
         "videos": videos,
         "frames_per_second": config.videos * num_frames / seconds if seconds else None,
@@ -235,11 +242,5 @@ def calibrate_threshold(
 ) -> float:
     """`fit_threshold` on the similarities of `config.videos` free runs (prompts and noise as in
     `free_runs`, from `config.seed`; nothing is decoded)."""
-    num_frames = round(config.seconds * world.fps)
-    latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
-    similarities: list[float] = []
-    for i in range(config.videos):
-        episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
-        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
-        similarities += made.similarities
+    similarities = [s for _, _, made, _ in _made(generate, codec, world, config) for s in made.similarities]
     return fit_threshold(similarities, share)
