@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from contextforcing.arguments import positive_int
+from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT
 
 __all__ = ["register"]
 
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="prompts per encoder call")
     parser.add_argument("--shard-size", type=positive_int, default=1024, help="prompts per safetensors file")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype")
-    parser.add_argument("--negative-prompt", default=None,
+    parser.add_argument("--negative-prompt", default=WAN_NEGATIVE_PROMPT,
                         help="the unconditional branch of guidance to encode beside the prompts (default: Wan's "
                         "own negative prompt, as the wan-* presets expect; '' for the empty prompt)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="where UMT5 runs: auto, cpu, cuda, cuda:N")
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.runtime import resolve_device
-    from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT, UMT5TextEncoder
+    from contextforcing.text_encoder import UMT5TextEncoder
     from contextforcing.training.caches import cache_folder, encode_prompts, read_prompt_file, source_hash
 
     source = Path(args.prompts)
@@ -47,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     report = encode_prompts(prompts, args.out or cache_folder(source), encoder, identity=identity,
                             skipped=skipped, shard_size=args.shard_size, batch_size=args.batch_size,
                             dtype=args.dtype,
-                            negative_prompt=WAN_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt)  # fmt: skip
+                            negative_prompt=args.negative_prompt)  # fmt: skip
     logger.info(
         "%s: %d prompts encoded now, %d from an earlier run, %d lines skipped",
         report.folder,

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from contextforcing.arguments import non_negative_int, positive_int
+from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT
 
 __all__ = ["register"]
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--videos-per-shard", type=positive_int, default=16, help="videos per safetensors file"
     )
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="stored dtype")
-    parser.add_argument("--negative-prompt", default=None,
+    parser.add_argument("--negative-prompt", default=WAN_NEGATIVE_PROMPT,
                         help="the unconditional branch of guidance to encode beside the prompts (default: Wan's "
                         "own negative prompt, as the wan-* presets expect; '' for the empty prompt)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="where the VAE and UMT5 run")
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.codec.loading import load_codec
     from contextforcing.runtime import resolve_device
-    from contextforcing.text_encoder import WAN_NEGATIVE_PROMPT, UMT5TextEncoder
+    from contextforcing.text_encoder import UMT5TextEncoder
     from contextforcing.training.caches import (
         VideoClips,
         cache_folder,
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     codec.vae.to(device)
     report = encode_videos(videos, out, codec, text_encoder, clips, identity=identity, skipped=skipped,
                            videos_per_shard=args.videos_per_shard, dtype=args.dtype,
-                           negative_prompt=WAN_NEGATIVE_PROMPT if args.negative_prompt is None else args.negative_prompt)  # fmt: skip
+                           negative_prompt=args.negative_prompt)  # fmt: skip
     for item in report.skipped:
         logger.info("skipped %s: %s", item.get("video", f"line {item.get('line')}"), item["reason"])
     logger.info(
