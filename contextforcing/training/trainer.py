@@ -173,7 +173,7 @@ class Run:
                     f"step {self.step}: {role} loss is {loss.item()}; stopping, the last good checkpoint is kept "
                     f"in {self.folder / 'checkpoint'}"
                 )
-            (loss / pieces if pieces > 1 else loss).backward()
+            (loss / pieces).backward()
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value / pieces
         if optim_config.grad_clip:
