@@ -306,6 +306,27 @@ def test_forced_returns_can_land_on_the_first_target_frame(codec_folder):
     assert share("anywhere") < 0.5 and share("first") > 0.97
 
 
+def test_novelty_redraws_put_a_new_identity_in_the_target(codec_folder):
+    from contextforcing.world.clips import WorldClipSource
+    from contextforcing.world.components import world_codec
+    from contextforcing.world.config import WorldDataConfig
+    from contextforcing.world.text import WorldTextEncoder
+    from contextforcing.world.timeline import novel_frames
+    from contextforcing.world.types import world_version
+
+    def share(novelty_prob, frames=27, target=6):
+        data = WorldDataConfig(world=world_version(2), novelty_prob=novelty_prob)
+        source = WorldClipSource(data, world_codec(codec_folder), WorldTextEncoder(8, 4), "cpu")
+        episodes = [source.episode(frames, torch.Generator().manual_seed(i), target) for i in range(100)]
+        return sum(any(f >= frames - target for f in novel_frames(e)) for e in episodes) / len(episodes)
+
+    assert share(0.0) < 0.6 and share(1.0) > 0.97
+    # A clip without context: its target is the episode's start, where the first entry must land.
+    assert share(0.0, 6) < 0.7 and share(1.0, 6) > 0.97
+    with pytest.raises(ValueError, match=r"data\.novelty_prob"):
+        WorldDataConfig(return_prob=0.6, novelty_prob=0.5)
+
+
 def test_every_stage_is_declared_once_with_a_tiny_preset():
     from contextforcing.presets import PRESETS
     from contextforcing.training.stages import STAGES as SPECS

@@ -21,7 +21,7 @@ from contextforcing.world.render import (
     subject_identities,
 )
 from contextforcing.world.shipped import shipped
-from contextforcing.world.timeline import EARLY_SECONDS, returns, visit_identities
+from contextforcing.world.timeline import EARLY_SECONDS, novel_frames, returns, visit_identities
 from contextforcing.world.types import WorldConfig, world_version
 
 WORLD = world_version(2)
@@ -135,6 +135,27 @@ def test_a_change_is_followed_by_at_least_six_visible_frames():
         for visit in _episode(seed).visits:
             if visit.change_frame is not None:
                 assert visit.exit_frame - visit.change_frame >= 6
+
+
+def test_novel_frames_are_first_entries_and_changes():
+    episode = sample_episode(400, torch.Generator().manual_seed(5), WORLD)
+    firsts = {}
+    for visit in episode.visits:
+        firsts.setdefault(visit.subject, visit.enter_frame)
+    changes = [v.change_frame for v in episode.visits if v.change_frame is not None]
+    assert changes and len(firsts) >= 2
+    assert novel_frames(episode) == sorted(f for f in [*firsts.values(), *changes] if f < 400)
+
+
+def test_scene_palettes_tie_the_background_to_the_prompt_and_nothing_else():
+    free, mismatched = dataclasses.replace(WORLD, scene_palettes=False), False
+    for seed in range(20):
+        tied = sample_episode(120, torch.Generator().manual_seed(seed), WORLD)
+        loose = sample_episode(120, torch.Generator().manual_seed(seed), free)
+        assert tied.palette == tied.scene
+        assert dataclasses.replace(loose, palette=tied.palette) == tied
+        mismatched = mismatched or loose.palette != loose.scene
+    assert mismatched  # without it the palette is drawn on its own
 
 
 def test_returns_come_back_as_they_left():

@@ -145,14 +145,16 @@ def _ceil_to(frame: int, step: int) -> int:
 
 
 def _cast(generator: torch.Generator, config: WorldConfig, scene: int | None):
-    """Scene, palette, the subjects' identities and doorways, drawn in a fixed order."""
+    """Scene, palette, the subjects' identities and doorways, drawn in a fixed order (the palette is drawn
+    even when the scene fixes it, so that the rest of the episode does not depend on `scene_palettes`)."""
     drawn_scene = _randint(generator, 0, len(SCENE_CLASSES) - 1)
     palette = _randint(generator, 0, len(BACKGROUND_PALETTES) - 1)
     count = _randint(generator, config.min_subjects, config.max_subjects)
     identities = torch.randperm(len(config.identities), generator=generator)[:count].tolist()
     doorways = _doorways(config)
     order = torch.randperm(len(doorways), generator=generator)[:count].tolist()
-    return (drawn_scene if scene is None else scene), palette, identities, tuple(doorways[i] for i in order)
+    scene = drawn_scene if scene is None else scene
+    return scene, (scene if config.scene_palettes else palette), identities, tuple(doorways[i] for i in order)
 
 
 def _episode(

@@ -17,7 +17,7 @@ from contextforcing.world.assets import SCENE_CLASSES
 from contextforcing.world.config import WorldDataConfig
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.render import render_episode
-from contextforcing.world.timeline import returns
+from contextforcing.world.timeline import novel_frames, returns
 from contextforcing.world.types import Episode
 
 __all__ = ["WorldClipSource"]
@@ -93,12 +93,19 @@ class WorldClipSource:
 
     def episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
         """A world episode, redrawn (with probability `return_prob`) until a subject returns in the
-        last `target_frames` frames (on the first of them if `return_at` is "first")."""
-        world = self.data.world
-        want_return = target_frames > 0 and float(torch.rand((), generator=generator)) < self.data.return_prob
+        last `target_frames` frames (on the first of them if `return_at` is "first"), or (with probability
+        `novelty_prob`) until a subject shows a new identity in them."""
+        world, start = self.data.world, num_frames - target_frames
+        draw = float(torch.rand((), generator=generator)) if target_frames > 0 else 1.0
+        if draw < self.data.return_prob:
+            wanted = lambda e: _returns_within(e, start, exactly=self.data.return_at == "first")  # noqa: E731
+        elif draw < self.data.return_prob + self.data.novelty_prob:
+            wanted = lambda e: any(start <= frame for frame in novel_frames(e))  # noqa: E731
+        else:
+            return sample_episode(num_frames, generator, world)
         episode = sample_episode(num_frames, generator, world)
-        for _ in range(_MAX_REDRAWS if want_return else 0):
-            if _returns_within(episode, num_frames - target_frames, exactly=self.data.return_at == "first"):
+        for _ in range(_MAX_REDRAWS):
+            if wanted(episode):
                 break
             episode = sample_episode(num_frames, generator, world)
         return episode

@@ -26,6 +26,10 @@ class WorldDataConfig(DataConfig):
     """The synthetic world."""
     return_prob: float = 0.0
     """Teacher stages: probability that a clip is redrawn until the subject returns in its target."""
+    novelty_prob: float = 0.0
+    """Teacher stages: probability that a clip (not redrawn for a return) is redrawn until a subject
+    shows an identity nothing before tells (a first entry or a change at the gate, `timeline.novel_frames`)
+    in its target: the moments where a model must commit to one identity of many rather than recall one."""
     return_at: Literal["anywhere", "first"] = "anywhere"
     """Where a forced return lands: anywhere in the target, or on its first frame (the door's cue then
     lies on the last context frame, as when a model continues a history up to a return)."""
@@ -38,6 +42,9 @@ class WorldDataConfig(DataConfig):
                              "against the empty prompt, so leave it empty")  # fmt: skip
         if not 0.0 <= self.return_prob <= 1.0:
             raise ValueError(f"data.return_prob must lie in [0, 1], got {self.return_prob}")
+        if not 0.0 <= self.novelty_prob <= 1.0 - self.return_prob:
+            raise ValueError(f"data.novelty_prob must lie in [0, 1 - data.return_prob = "
+                             f"{1.0 - self.return_prob:g}], got {self.novelty_prob}")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

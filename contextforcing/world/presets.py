@@ -39,6 +39,8 @@ _CONTEXT_TEACHER = {
     "teacher.loss_weighting": "none", "teacher.no_context_prob": 0.2, "teacher.num_target_frames": 6,
     "data.return_prob": 0.5, "data.return_at": "first", "optim.lr": 3e-4,
 }  # fmt: skip
+_ERFT = {"teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}
+_NOVEL = {"data.novelty_prob": 0.3, "optim.lr": 1e-4}
 
 # The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
 _WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
@@ -107,8 +109,7 @@ _WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # short teacher of Stage 1 and of the LongLive baseline (as Context Forcing's Stage 1 does).
     "world-context-teacher": lambda: _world("context-teacher", 3000, **_CONTEXT_TEACHER),
     "world-context-teacher-erft": lambda: _world(
-        "context-teacher", 1000, **{**_CONTEXT_TEACHER, "init.model": f"{RUNS}/world-context-teacher/model",
-                                    "teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}),
+        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_ERFT, "init.model": f"{RUNS}/world-context-teacher/model"}),
     # Learnability control: the same clips and targets, with only the 12 most recent frames as context.
     "world-window-teacher": lambda: _world(
         "context-teacher", 3000, **{**_CONTEXT_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12}),
@@ -140,4 +141,13 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         for name, make in _WORLD_PRESETS.items()
         if name.startswith("world-")
     },
-}
+    # The second world's teacher has a phase between the context teacher and ERFT: clips are redrawn so
+    # that 30 % of the targets show an identity nothing before tells (a first entry, a change at the
+    # gate). Without it the teacher drew the identities' average, a faint blob that the next chunk lets
+    # fade, wherever its context did not tell the identity, and its videos from the prompt alone stayed empty.
+    "world2-context-teacher-novel": lambda: _in_world2(_world(
+        "context-teacher", 1500, **{**_CONTEXT_TEACHER, **_NOVEL, "init.model": f"{RUNS}/world-context-teacher/model"})),
+    "world2-context-teacher-erft": lambda: _in_world2(_world(
+        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, **_ERFT,
+                                    "init.model": f"{RUNS}/world-context-teacher-novel/model"})),
+}  # fmt: skip

@@ -18,6 +18,7 @@ __all__ = [
     "Return",
     "WorldEvent",
     "identity_at",
+    "novel_frames",
     "returns",
     "visit_identities",
     "world_events",
@@ -101,6 +102,20 @@ def returns(episode: Episode) -> list[Return]:
         first.setdefault(visit.subject, identities[index][0])
         last[visit.subject] = index
     return out
+
+
+def novel_frames(episode: Episode) -> list[int]:
+    """Frames inside the episode on which a subject shows an identity that nothing before tells: its
+    first entry, and its change at the gate. A model must draw these identities, not recall them."""
+    seen: set[int] = set()
+    frames = []
+    for visit in episode.visits:
+        if visit.subject not in seen:
+            frames.append(visit.enter_frame)
+            seen.add(visit.subject)
+        if visit.change_frame is not None:
+            frames.append(visit.change_frame)
+    return sorted(frame for frame in frames if frame < episode.num_frames)
 
 
 def world_events(episode: Episode) -> list[WorldEvent]:
