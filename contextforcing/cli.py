@@ -20,31 +20,35 @@ import traceback
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = (
-    "contextforcing.commands.convert",
-    "contextforcing.commands.generate",
-    "contextforcing.world.commands.world",
-    "contextforcing.world.commands.train_codec",
-    "contextforcing.commands.evaluate",
-    "contextforcing.commands.train",
-    "contextforcing.commands.encode_prompts",
-    "contextforcing.commands.encode_videos",
-    "contextforcing.commands.plan_budget",
-    "contextforcing.world.commands.probe_recall",
-    "contextforcing.world.commands.free_run",
-    "contextforcing.world.commands.compare",
-    "contextforcing.world.commands.results",
-)
-"""The modules of the subcommands: the library's, then the miniature's."""
+_COMMANDS: dict[str, str] = {
+    "convert": "contextforcing.commands.convert",
+    "generate": "contextforcing.commands.generate",
+    "world": "contextforcing.world.commands.world",
+    "train-codec": "contextforcing.world.commands.train_codec",
+    "evaluate": "contextforcing.commands.evaluate",
+    "train": "contextforcing.commands.train",
+    "presets": "contextforcing.commands.train",
+    "encode-prompts": "contextforcing.commands.encode_prompts",
+    "encode-videos": "contextforcing.commands.encode_videos",
+    "plan-budget": "contextforcing.commands.plan_budget",
+    "probe-recall": "contextforcing.world.commands.probe_recall",
+    "free-run": "contextforcing.world.commands.free_run",
+    "compare": "contextforcing.world.commands.compare",
+    "results": "contextforcing.world.commands.results",
+}
+"""Each subcommand and the module that registers it: the library's, then the miniature's."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `command` alone (a known name): a run imports only the
+    module of the command it runs, not what the others need to build their parsers."""
     parser = argparse.ArgumentParser(prog="contextforcing", description=__doc__.splitlines()[0])
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at DEBUG level, tracebacks on errors"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in _COMMANDS:
+    modules = [_COMMANDS[command]] if command in _COMMANDS else list(dict.fromkeys(_COMMANDS.values()))
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     for subparser in subparsers.choices.values():
         # Also accepted after the subcommand; SUPPRESS keeps the top-level value when it is absent.
@@ -54,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -68,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         return _report(args, f"{where}{error.strerror or error}", 1)
     except KeyboardInterrupt:
         return _report(args, "interrupted", 130)
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand a command line names: its first argument that is not a top-level flag."""
+    words = [word for word in argv if word not in ("-v", "--verbose")]
+    return words[0] if words else None
 
 
 def _report(args: argparse.Namespace, message: str, code: int) -> int:

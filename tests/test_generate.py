@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,3 +223,20 @@ def test_compile_mode_needs_compile_and_is_checked_before_any_work(main, tmp_pat
     )
     assert "--compile-mode needs --compile" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_world_generation_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """`generate` with the shipped student registers only its own parser (no other command's modules) and builds the model on the meta
+    device without arithmetic there: no training presets, no torch compiler stack (dynamo, sympy), no
+    diffusers, transformers or OpenCV, no pyplot."""
+    code = (
+        "import sys\n"
+        "from contextforcing import cli\n"
+        f"assert cli.main(['generate', '--seconds', '3', '--out', {str(tmp_path / 'g')!r}]) == 0\n"
+        "heavy = {'torch._dynamo', 'sympy', 'diffusers', 'transformers', 'cv2', 'matplotlib.pyplot',\n"
+        "         'contextforcing.presets', 'contextforcing.training.stages', 'contextforcing.world.recall_probe'}\n"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "g" / "video.mp4").is_file()

@@ -8,7 +8,6 @@ import logging
 
 from contextforcing.arguments import positive_int
 from contextforcing.config import override, parse_assignments
-from contextforcing.presets import preset, preset_names
 
 __all__ = ["register"]
 
@@ -41,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from contextforcing.files import check_output_folder
+    from contextforcing.presets import preset
     from contextforcing.training.data import library_source
     from contextforcing.training.parallel import shutdown_distributed
     from contextforcing.training.resume import exported_step
@@ -85,6 +85,8 @@ def _data_flags(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _list(_: argparse.Namespace) -> int:
+    from contextforcing.presets import preset, preset_names
+
     for name in preset_names():
         config = preset(name)
         print(f"{name:24s} stage={config.stage:16s} steps={config.train.steps}")

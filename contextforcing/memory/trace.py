@@ -1,6 +1,6 @@
 """MemoryTrace: for every chunk, which frame ids the chunk read from the sink, slow and fast tiers, at
 which RoPE positions, and the similarity that decided each promotion. Saved as JSON next to a video
-and drawable with matplotlib (Agg backend, imported lazily).
+and drawable with matplotlib (a figure on the Agg canvas, imported lazily).
 
 A trace is enough to rebuild a streamed run as one forward pass (see `tests/test_streaming.py`):
 a policy only decides what each chunk sees, and where.
@@ -111,12 +111,10 @@ def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int = 0) -> Path:
         path: output image path.
         layer: the layer to draw when decisions are per layer.
     """
-    import matplotlib
+    from matplotlib.figure import Figure  # a figure on the Agg canvas: no pyplot state, no GUI backend
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True, height_ratios=(3, 1))
+    fig = Figure(figsize=(10, 7))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     colors = {"sink": "tab:red", "slow": "tab:blue", "fast": "tab:green"}
     for tier, color in colors.items():
         xs, ys = [], []
@@ -142,5 +140,4 @@ def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int = 0) -> Path:
     bottom.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return Path(path)

@@ -17,7 +17,7 @@ from contextforcing.model.attention import AttentionPlan, CrossAttention, SelfAt
 from contextforcing.model.embeddings import modulate
 from contextforcing.model.layout import LayerContext
 
-__all__ = ["DiTBlock", "FP32LayerNorm", "gated_residual"]
+__all__ = ["DiTBlock", "FP32LayerNorm", "gated_residual", "modulation_parameter"]
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -36,6 +36,14 @@ def gated_residual(x: Tensor, y: Tensor, gate: Tensor) -> Tensor:
     return (x.float() + update.flatten(1, 2)).type_as(x)
 
 
+def modulation_parameter(count: int, dim: int) -> nn.Parameter:
+    """[1, count, dim] learned modulation offsets, N(0, 1/dim); left unfilled on the meta device, where a
+    model is built only to receive its weights (arithmetic there would import torch's compiler stack)."""
+    if torch.empty(0).is_meta:
+        return nn.Parameter(torch.empty(1, count, dim))
+    return nn.Parameter(torch.randn(1, count, dim) / dim**0.5)
+
+
 class DiTBlock(nn.Module):
     def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
@@ -48,7 +56,7 @@ class DiTBlock(nn.Module):
             nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim)
         )
         # Learned offsets of the six modulation vectors (shift, scale, gate for attention and FFN).
-        self.modulation = nn.Parameter(torch.randn(1, 6, dim) / dim**0.5)
+        self.modulation = modulation_parameter(6, dim)
 
     def text_kv(self, text: Tensor) -> tuple[Tensor, Tensor]:
         """The cross-attention keys and values of embedded text (a method of the block, so that a

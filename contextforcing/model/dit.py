@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from contextforcing.model.attention import AttentionPlan, TokenGroup
-from contextforcing.model.block import DiTBlock, FP32LayerNorm
+from contextforcing.model.block import DiTBlock, FP32LayerNorm, modulation_parameter
 from contextforcing.model.config import DiTConfig
 from contextforcing.model.embeddings import modulate, sinusoidal_embedding
 from contextforcing.model.layout import FrameAttention, LayerContext, bidirectional, query_groups
@@ -76,7 +76,7 @@ class Head(nn.Module):
         super().__init__()
         self.norm = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.head = nn.Linear(dim, out_dim)
-        self.modulation = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        self.modulation = modulation_parameter(2, dim)
 
     def forward(self, x: Tensor, e: Tensor) -> Tensor:
         shift, scale = (self.modulation[None] + e.float()[:, :, None]).unbind(2)
@@ -101,7 +101,8 @@ class CausalDiT(nn.Module):
         self.head = Head(dim, config.out_channels * patch_volume, config.eps)
         self.activation_checkpointing = False
         """Recompute each block in the backward pass instead of storing its activations."""
-        self.reset_parameters()
+        if not self.head.head.weight.is_meta:  # a meta model only receives weights
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Wan2.1's initialisation: Xavier linears, small embedding MLPs, a zero output projection."""
