@@ -8,7 +8,7 @@ from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.training.config import ContextTeacherConfig
-from contextforcing.training.plan import context_teacher_indices
+from contextforcing.training.plan import context_teacher_indices, history_indices
 from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.recall_probe import (
     ProbeConfig,
@@ -35,6 +35,17 @@ def test_history_matches_the_training_layout():
     assert context_teacher_indices(recent_only, 12) == list(range(12))  # no sink to make room for
     with pytest.raises(ValueError, match="no room"):
         context_teacher_indices(layout, 5)
+
+
+def test_a_short_history_is_given_whole_and_a_long_one_laid_out():
+    layout = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
+    assert history_indices(layout, 6) == list(range(6)) and history_indices(layout, 8) == list(range(8))
+    assert history_indices(layout, 9) == list(range(9))  # the layout with no slow frame is the whole history
+    assert history_indices(layout, 12) == [0, 1, 2, *range(6, 12)]
+    assert history_indices(layout, 200) == context_teacher_indices(layout, 200)
+    recent_only = ContextTeacherConfig(num_slow_frames=12, num_recent_frames=12, recent_only=True)
+    assert history_indices(recent_only, 5) == list(range(5))
+    assert history_indices(recent_only, 30) == list(range(18, 30))
 
 
 @pytest.mark.parametrize("role", ["teacher", "student"])

@@ -274,6 +274,26 @@ def test_context_teacher_without_context_and_with_forced_returns(codec_folder, t
     assert all(line["context_frames"] == 0 for line in lines)
 
 
+def test_context_teacher_histories_of_any_whole_number_of_chunks(codec_folder, tmp_path):
+    """With teacher.history="chunks" the histories are every whole number of chunks up to the longest
+    layout, short ones given whole; with "layout", only the layout's lengths."""
+    from contextforcing.training.steps import _context_history
+    from contextforcing.world.config import WorldExperimentConfig
+
+    def lengths(history):
+        config = override(WorldExperimentConfig(stage="context-teacher"),
+                          {"teacher.history": history, "teacher.num_target_frames": 6})  # fmt: skip
+        return {_context_history(config, torch.Generator().manual_seed(i)) for i in range(400)}
+
+    assert lengths("layout") == {9 + 6 * k for k in range(13)}
+    assert lengths("chunks") == set(range(3, 82, 3))
+    config = _config("context-teacher", codec_folder, **{"teacher.history": "chunks", "train.steps": 4,
+                                                         "teacher.num_slow_frames": 2})  # fmt: skip
+    train(config, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and all(0 <= line["context_frames"] <= 3 + 2 + 6 for line in lines)
+
+
 def test_forced_returns_land_in_the_target_window(codec_folder):
     from contextforcing.world.clips import WorldClipSource, _returns_within
     from contextforcing.world.components import world_codec

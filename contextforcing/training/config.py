@@ -117,6 +117,12 @@ class ContextTeacherConfig:
     recent_only: bool = False
     """Learnability control: clips are laid out as with the sink and slow frames (the same targets, deep
     in the episode), but only the `num_recent_frames` most recent frames are given as context."""
+    history: Literal["layout", "chunks"] = "layout"
+    """context-teacher: the histories a training clip has before its target. "layout": a whole number of
+    slow groups (sink + k slow groups + recent frames, k uniform in 0..num_slow_frames), the layout
+    exactly. "chunks": any whole number of chunks (`memory.frames_per_chunk`) up to the longest layout,
+    uniform, laid out as a sampler lays out any history (`plan.history_indices`): the short histories of a
+    video's first chunks and the targets between layouts are then trained too."""
     no_context_prob: float = 0.0
     """context-teacher: probability of a step without any context, so one model also serves as a short
     teacher (Context Forcing's Stage 1 uses its context teacher without context)."""

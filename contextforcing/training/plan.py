@@ -19,6 +19,7 @@ __all__ = [
     "context_teacher_clip_frames",
     "context_teacher_indices",
     "distill_plan",
+    "history_indices",
     "rollout_frames",
 ]
 
@@ -51,6 +52,15 @@ def context_teacher_indices(config: ContextTeacherConfig, target_start: int) -> 
     num_slow = min(config.num_slow_frames, room)
     slow = [recent_start - config.slow_interval * (num_slow - k) for k in range(num_slow)]
     return [*range(config.num_sink_frames), *slow, *range(recent_start, target_start)]
+
+
+def history_indices(config: ContextTeacherConfig, frames: int) -> list[int]:
+    """The frames a context teacher sees of a history of `frames` frames before its target: the layout of
+    `context_teacher_indices`, or the whole history when it is too short for that layout (the first
+    chunks of a video). Training with `history="chunks"` and every sampler use this one function."""
+    if frames < config.num_recent_frames + (0 if config.recent_only else config.num_sink_frames):
+        return list(range(frames))
+    return context_teacher_indices(config, frames)
 
 
 def rollout_frames(config: ExperimentConfig, spec: StageSpec, step: int, generator: torch.Generator) -> int:

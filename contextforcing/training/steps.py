@@ -30,8 +30,8 @@ from contextforcing.training.erft import inject_errors, record_step_errors
 from contextforcing.training.plan import (
     DistillPlan,
     context_teacher_clip_frames,
-    context_teacher_indices,
     distill_plan,
+    history_indices,
 )
 from contextforcing.training.rollout import self_rollout
 
@@ -75,13 +75,24 @@ def teacher_step(run: Run, step: int) -> dict[str, float]:
     return run.accumulate("teacher", run.sample_generators(step, "data"), micro)
 
 
+def _context_history(config, shared: torch.Generator) -> int:
+    """Frames of history before a context-teacher target (see `ContextTeacherConfig.history`)."""
+    cfg_t = config.teacher
+    if cfg_t.history == "layout":
+        num_slow = int(torch.randint(cfg_t.num_slow_frames + 1, (1,), generator=shared))
+        return context_teacher_clip_frames(cfg_t, num_slow) - cfg_t.num_target_frames
+    chunk = config.memory.frames_per_chunk
+    longest = context_teacher_clip_frames(cfg_t, cfg_t.num_slow_frames) - cfg_t.num_target_frames
+    return chunk * (1 + int(torch.randint(longest // chunk, (1,), generator=shared)))
+
+
 def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     """[sink | slow | recent | noisy target] -> velocity of the target, with optional ERFT."""
     cfg_t = run.config.teacher
     shared = run.generator(step, "layout")
-    num_slow = int(torch.randint(cfg_t.num_slow_frames + 1, (1,), generator=shared))
-    num_frames = context_teacher_clip_frames(cfg_t, num_slow)
-    indices = context_teacher_indices(cfg_t, num_frames - cfg_t.num_target_frames)
+    history = _context_history(run.config, shared)
+    num_frames = history + cfg_t.num_target_frames
+    indices = history_indices(cfg_t, history)
     if float(torch.rand((), generator=shared)) < cfg_t.no_context_prob:
         indices, num_frames = [], cfg_t.num_target_frames
     injected_any = False

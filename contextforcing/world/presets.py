@@ -40,7 +40,7 @@ _CONTEXT_TEACHER = {
     "data.return_prob": 0.5, "data.return_at": "first", "optim.lr": 3e-4,
 }  # fmt: skip
 _ERFT = {"teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}
-_NOVEL = {"data.novelty_prob": 0.3, "optim.lr": 1e-4}
+_NOVEL = {"data.novelty_prob": 0.5, "data.return_prob": 0.4, "optim.lr": 1e-4}
 
 # The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
 _WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
@@ -141,13 +141,18 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         for name, make in _WORLD_PRESETS.items()
         if name.startswith("world-")
     },
-    # The second world's teacher has a phase between the context teacher and ERFT: clips are redrawn so
-    # that 30 % of the targets show an identity nothing before tells (a first entry, a change at the
-    # gate). Without it the teacher drew the identities' average, a faint blob that the next chunk lets
-    # fade, wherever its context did not tell the identity, and its videos from the prompt alone stayed empty.
+    # The second world's teacher has two phases between the context teacher and ERFT. Novel identities:
+    # clips are redrawn so that half of the targets show an identity nothing before tells (a first entry,
+    # a change at the gate) and 40 % a return. Any history: every history length in whole chunks, laid out
+    # as a sampler lays it out (a video's first chunks see a short history given whole), where the
+    # layout alone trains targets at 9 + 6k frames only and never the 6- and 12-frame histories of a
+    # video made from the prompt. See docs/design.md, "The learnability checks of the charging world".
     "world2-context-teacher-novel": lambda: _in_world2(_world(
         "context-teacher", 1500, **{**_CONTEXT_TEACHER, **_NOVEL, "init.model": f"{RUNS}/world-context-teacher/model"})),
-    "world2-context-teacher-erft": lambda: _in_world2(_world(
-        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, **_ERFT,
+    "world2-context-teacher-chunks": lambda: _in_world2(_world(
+        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, "teacher.history": "chunks",
                                     "init.model": f"{RUNS}/world-context-teacher-novel/model"})),
+    "world2-context-teacher-erft": lambda: _in_world2(_world(
+        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, **_ERFT, "teacher.history": "chunks",
+                                    "init.model": f"{RUNS}/world-context-teacher-chunks/model"})),
 }  # fmt: skip

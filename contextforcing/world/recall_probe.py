@@ -36,7 +36,7 @@ from contextforcing.memory.config import MemoryConfig
 from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
-from contextforcing.training.plan import context_teacher_indices
+from contextforcing.training.plan import history_indices
 from contextforcing.world.cast import sample_return_episode
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import recall_events
@@ -98,15 +98,12 @@ def teacher_sampler(
 
 
 def teacher_context(layout: ContextTeacherConfig, history: Tensor) -> Tensor | None:
-    """The history [1, C, r, H, W] laid out as the teacher was trained; a history too short for that
-    layout (the first frames of a video made from the prompt alone) is given whole, and an empty one not
-    at all (the teacher's training steps without context)."""
-    frames = history.shape[2]
-    if frames == 0:
+    """The history [1, C, r, H, W] laid out as the teacher was trained (`plan.history_indices`: a history
+    too short for the layout is given whole), and an empty one not at all (the teacher's training steps
+    without context)."""
+    if history.shape[2] == 0:
         return None
-    if frames < layout.num_recent_frames + (0 if layout.recent_only else layout.num_sink_frames):
-        return history
-    return history[:, :, context_teacher_indices(layout, frames)]
+    return history[:, :, history_indices(layout, history.shape[2])]
 
 
 def student_continuer(
