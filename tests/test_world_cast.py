@@ -137,6 +137,24 @@ def test_a_change_is_followed_by_at_least_six_visible_frames():
                 assert visit.exit_frame - visit.change_frame >= 6
 
 
+def test_fixed_turns_and_one_visit_length_leave_only_the_change_to_draw():
+    """With `fixed_turns` a visit turns at the gate or just short of it, and with one visit length (up
+    to the chunk rounding of the next entry) it leaves when its first frames say."""
+    centre, chunk = centre_column(WORLD), WORLD.chunk_frames
+    length = round(WORLD.min_visit_seconds * WORLD.fps)
+    loose = dataclasses.replace(WORLD, fixed_turns=False)
+    turns, loose_turns = set(), set()
+    for seed in range(10):
+        for visit in _episode(seed).visits:
+            turns.add(abs(visit.x_turn - centre))
+            assert length <= visit.exit_frame - visit.enter_frame < length + chunk
+        loose_turns |= {
+            abs(v.x_turn - centre)
+            for v in sample_episode(240, torch.Generator().manual_seed(seed), loose).visits
+        }
+    assert turns == {0, 6} and len(loose_turns) > 2
+
+
 def test_novel_frames_are_first_entries_and_changes():
     episode = sample_episode(400, torch.Generator().manual_seed(5), WORLD)
     firsts = {}

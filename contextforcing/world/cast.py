@@ -64,12 +64,14 @@ def _home_column(door: str, config: WorldConfig) -> int:
 
 
 def _turn_column(generator: torch.Generator, door: str, to_gate: bool, config: WorldConfig) -> int:
-    """Where a visit turns back: at the gate, or somewhere short of it on its own side."""
+    """Where a visit turns back: at the gate, or short of it on its own side (at a drawn column, or with
+    `fixed_turns` just short of the gate)."""
     home, centre = _home_column(door, config), centre_column(config)
     if to_gate:
         return centre
     short = centre - _NEAR_GATE if door == "left" else centre + _NEAR_GATE
-    return _randint(generator, min(home, short), max(home, short))
+    drawn = _randint(generator, min(home, short), max(home, short))  # drawn either way: one random stream
+    return short if config.fixed_turns else drawn
 
 
 def _visit_length(generator: torch.Generator, config: WorldConfig) -> int:

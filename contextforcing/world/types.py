@@ -79,6 +79,11 @@ class WorldConfig:
     """Version 2: the doorway of the next visitor brightens steadily from the last exit (or the first
     frame) up to its cue, so that when the next subject enters is visible from the moment the last one
     left; without it the cue lights up on the frame before the entry only."""
+    fixed_turns: bool = False
+    """Version 2: a visit that does not reach the gate turns just short of it, not at a column drawn
+    between its door and there; with visits of one length (min_visit_seconds = max_visit_seconds), where
+    a visit turns and when it leaves then follow from its first two frames (a visit to the gate moves
+    faster), and the only things drawn during a visit are whether it changes and into what."""
     scene_palettes: bool = False
     """Version 2: each scene class has its own palette (scene i, palette i), so that the prompt fixes the
     whole background and a video made from the prompt alone has one background to draw, not four."""
@@ -152,15 +157,16 @@ class WorldConfig:
 
 def world_version(version: int) -> WorldConfig:
     """The settings of a world version: 1 is `WorldConfig()`; 2 is the cast world, whose visits last
-    3-5 s (so that at least 6 frames follow a change at the gate, half a visit in) and whose gaps
+    4 s (so that at least 6 frames follow a change at the gate, half a visit in) and turn at fixed
+    columns (`fixed_turns`), whose gaps
     between visits are 1-20 s (each subject's own absences are then about 5-40 s), whose doors charge
     (`door_charge`) from one exit to the next entry, and whose prompt fixes the palette (`scene_palettes`)."""
     if version == 1:
         return WorldConfig()
     if version == 2:
         return WorldConfig(
-            version=2, min_visit_seconds=3.0, max_visit_seconds=5.0, max_gap_seconds=20.0, door_charge=True,
-            scene_palettes=True,
+            version=2, min_visit_seconds=4.0, max_visit_seconds=4.0, max_gap_seconds=20.0, door_charge=True,
+            scene_palettes=True, fixed_turns=True,
         )  # fmt: skip
     raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {version}")
 
