@@ -83,7 +83,7 @@ def _door_brightness(frames, visit):
 def test_the_next_visitors_door_charges_from_the_last_exit_to_its_cue():
     for seed in range(6):
         episode = _episode(seed)
-        frames, levels = _frames(episode), charge_levels(episode)
+        frames, levels = _frames(episode), charge_levels(episode, WORLD.charge_floor)
         visits = sorted(episode.visits, key=lambda v: v.enter_frame)
         starts = [0] + [v.exit_frame for v in visits[:-1]]
         for start, visit in zip(starts, visits, strict=True):
@@ -92,6 +92,8 @@ def test_the_next_visitors_door_charges_from_the_last_exit_to_its_cue():
             charging = range(start, visit.enter_frame)
             assert [levels[f][0] for f in charging] == [visit] * len(charging)
             assert levels[visit.enter_frame - 1][1] == 1.0
+            # the charge starts at the floor: the next visitor's doorway shows from the first frame on
+            assert WORLD.charge_floor < levels[start][1] <= WORLD.charge_floor + 1.0 / len(charging)
             brightness = _door_brightness(frames, visit)[start : visit.enter_frame]
             assert (brightness.diff() >= 0).all() and brightness[-1] > brightness[0]
             # while a subject is in view no door charges

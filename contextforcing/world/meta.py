@@ -39,7 +39,9 @@ def _frame_records(episode: Episode, config: WorldConfig) -> list[dict[str, Any]
     """Per-frame ground truth: time, cue, gate, door charge (with `door_charge`: the charging subject
     and its level, else null) and every subject's visibility, box and identity."""
     cues, gates = cue_frames(episode), set(gate_frames(episode))
-    charges = charge_levels(episode) if config.version == 2 and config.door_charge else {}
+    charges = (
+        charge_levels(episode, config.charge_floor) if config.version == 2 and config.door_charge else {}
+    )
     who = [None] * episode.num_frames
     for visit in episode.visits:
         for frame in range(visit.enter_frame, min(visit.exit_frame, episode.num_frames)):

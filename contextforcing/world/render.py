@@ -104,14 +104,15 @@ def cue_frames(episode: Episode) -> dict[int, Visit]:
     return {v.enter_frame - 1: v for v in episode.visits if 0 <= v.enter_frame - 1 < episode.num_frames}
 
 
-def charge_levels(episode: Episode) -> dict[int, tuple[Visit, float]]:
+def charge_levels(episode: Episode, floor: float = 0.0) -> dict[int, tuple[Visit, float]]:
     """With `door_charge`: every frame from the last exit (or frame 0) up to a cue, mapped to the visit
-    whose doorway charges and its level in (0, 1], 1 on the cue frame (the frame before the entry)."""
+    whose doorway charges and its level in (floor, 1], rising steadily from `floor` (the level it jumps to
+    when the charge starts) to 1 on the cue frame (the frame before the entry)."""
     levels, start = {}, 0
     for visit in sorted(episode.visits, key=lambda v: v.enter_frame):
         span = visit.enter_frame - start
         for frame in range(start, min(visit.enter_frame, episode.num_frames)):
-            levels[frame] = (visit, (frame - start + 1) / span)
+            levels[frame] = (visit, floor + (1.0 - floor) * (frame - start + 1) / span)
         start = visit.exit_frame
     return levels
 
@@ -173,7 +174,7 @@ def _render_float(episode: Episode, config: WorldConfig) -> Tensor:
     static = background_frame(episode, config)
     frames = static.unsqueeze(0).repeat(episode.num_frames, 1, 1, 1)
     if config.version == 2 and config.door_charge:
-        for frame, (visit, level) in charge_levels(episode).items():
+        for frame, (visit, level) in charge_levels(episode, config.charge_floor).items():
             _light_cue(frames[frame], visit, config, level)
     else:
         for frame, visit in cue_frames(episode).items():

@@ -79,6 +79,11 @@ class WorldConfig:
     """Version 2: the doorway of the next visitor brightens steadily from the last exit (or the first
     frame) up to its cue, so that when the next subject enters is visible from the moment the last one
     left; without it the cue lights up on the frame before the entry only."""
+    charge_floor: float = 0.0
+    """Version 2, with `door_charge`: the level a doorway jumps to when it starts charging (at the last
+    exit, or the first frame), from which it rises to 1 on its cue. At 0 a long gap's first seconds of
+    charge are a few grey levels on a 4-pixel strip, which a coded frame loses: which doorway charges is
+    then invisible until late in the gap, and a model sees an empty room it never saw in the world."""
     fixed_turns: bool = False
     """Version 2: a visit that does not reach the gate turns just short of it, not at a column drawn
     between its door and there; with visits of one length (min_visit_seconds = max_visit_seconds), where
@@ -97,6 +102,8 @@ class WorldConfig:
         _check_range("num_textures", self.num_textures, 1, 2)
         if self.fps <= 0:
             raise ValueError(f"fps must be > 0, got {self.fps}")
+        if not 0.0 <= self.charge_floor < 1.0:
+            raise ValueError(f"charge_floor must lie in [0, 1), got {self.charge_floor}")
         if self.num_sink_frames < 0 or self.door_width < 0:
             raise ValueError("num_sink_frames and door_width must be >= 0")
         if self.sprite_size > self.height or self.sprite_size + 2 * self.door_width > self.width:
@@ -158,15 +165,16 @@ class WorldConfig:
 def world_version(version: int) -> WorldConfig:
     """The settings of a world version: 1 is `WorldConfig()`; 2 is the cast world, whose visits last
     4 s (so that at least 6 frames follow a change at the gate, half a visit in) and turn at fixed
-    columns (`fixed_turns`), whose gaps
-    between visits are 1-20 s (each subject's own absences are then about 5-40 s), whose doors charge
-    (`door_charge`) from one exit to the next entry, and whose prompt fixes the palette (`scene_palettes`)."""
+    columns (`fixed_turns`), whose gaps between visits are 1-20 s (each subject's own absences are then
+    about 5-40 s), whose doors charge
+    (`door_charge`, from 0.4 of the cue's level: `charge_floor`) from one exit to the next entry, and
+    whose prompt fixes the palette (`scene_palettes`)."""
     if version == 1:
         return WorldConfig()
     if version == 2:
         return WorldConfig(
             version=2, min_visit_seconds=4.0, max_visit_seconds=4.0, max_gap_seconds=20.0, door_charge=True,
-            scene_palettes=True, fixed_turns=True,
+            scene_palettes=True, fixed_turns=True, charge_floor=0.4,
         )  # fmt: skip
     raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {version}")
 
