@@ -187,10 +187,19 @@ def test_a_signal_ends_generation_with_one_line_and_nothing_left(
             os.kill(os.getpid(), sig)
 
     monkeypatch.setattr(VideoWriter, "write", signalled_write)
+    # The signal as a user's process receives it: deliverable, Python's own SIGINT handler (an earlier
+    # test in the same process, e.g. one that spawned distributed workers, may have blocked it).
+    blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "run"
     out.mkdir()
     (out / "report.json").write_text("{}")  # a stale report must not survive either
-    assert main([*TINY, "--gif", "2", "--out", str(out)]) == code
+    try:
+        got = main([*TINY, "--gif", "2", "--out", str(out)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    assert got == code
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and err.startswith("contextforcing generate: ")
     assert list(out.iterdir()) == []

@@ -1,11 +1,14 @@
 """World clips for the trainer: episodes made on the fly, rendered, coded with the world codec.
 
 Implements `contextforcing.training.data.ClipSource`. Teacher clips can be redrawn so that the subject
-comes back in the target (`WorldDataConfig.return_prob`): the moments where memory decides the frame
-are then a fixed share of the training signal.
+comes back in the target (`WorldDataConfig.return_prob`), or shows an identity nothing before tells
+(`novelty_prob`): the moments where memory decides the frame, and those where the model must commit to
+one identity of many, are then fixed shares of the training signal.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -30,6 +33,11 @@ def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> b
     exactly."""
     frames = [r.frame for r in returns(episode)]
     return start in frames if exactly else any(start <= frame for frame in frames)
+
+
+def _shows_a_new_identity(episode: Episode, start: int) -> bool:
+    """Whether a subject shows an identity nothing before tells at a frame >= start."""
+    return any(start <= frame for frame in novel_frames(episode))
 
 
 def _encode_distinct(codec: Codec, frames: Tensor) -> Tensor:
@@ -98,9 +106,9 @@ class WorldClipSource:
         world, start = self.data.world, num_frames - target_frames
         draw = float(torch.rand((), generator=generator)) if target_frames > 0 else 1.0
         if draw < self.data.return_prob:
-            wanted = lambda e: _returns_within(e, start, exactly=self.data.return_at == "first")  # noqa: E731
+            wanted = partial(_returns_within, start=start, exactly=self.data.return_at == "first")
         elif draw < self.data.return_prob + self.data.novelty_prob:
-            wanted = lambda e: any(start <= frame for frame in novel_frames(e))  # noqa: E731
+            wanted = partial(_shows_a_new_identity, start=start)
         else:
             return sample_episode(num_frames, generator, world)
         episode = sample_episode(num_frames, generator, world)
