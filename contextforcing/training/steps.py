@@ -36,6 +36,7 @@ from contextforcing.training.plan import (
 from contextforcing.training.rollout import self_rollout
 
 if TYPE_CHECKING:
+    from contextforcing.training.config import ExperimentConfig
     from contextforcing.training.trainer import Run
 
 __all__ = ["context_teacher_step", "distill_step", "ode_init_step", "teacher_step"]
@@ -75,7 +76,7 @@ def teacher_step(run: Run, step: int) -> dict[str, float]:
     return run.accumulate("teacher", run.sample_generators(step, "data"), micro)
 
 
-def _context_history(config, shared: torch.Generator) -> int:
+def _context_history(config: ExperimentConfig, shared: torch.Generator) -> int:
     """Frames of history before a context-teacher target (see `ContextTeacherConfig.history`)."""
     cfg_t = config.teacher
     if cfg_t.history == "layout":
