@@ -14,7 +14,14 @@ from contextforcing.config import override
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.runtime import MAX_SEED
 
-__all__ = ["memory_from_flags", "non_negative_int", "positive_int", "positive_seconds", "seed"]
+__all__ = [
+    "memory_from_flags",
+    "non_negative_float",
+    "non_negative_int",
+    "positive_int",
+    "positive_seconds",
+    "seed",
+]
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -45,6 +52,17 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 

@@ -205,6 +205,23 @@ def test_probe_recall_output_must_be_a_file(dmd_run, tmp_path, capsys):
     assert f"--out {tmp_path} is a folder" in line
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--guidance", "nan"], "argument --guidance: expected a finite number >= 0, got 'nan'"),
+        (["--guidance", "-1"], "argument --guidance: expected a finite number >= 0, got '-1'"),
+        (["--prefix-seconds", "strong"], "argument --prefix-seconds: expected a number, got 'strong'"),
+        (["--prefix-seconds", "0.5"], "--prefix-seconds: a prefix of 0.5 s must be whole chunks of 3 frames"),
+        (["--prefix-seconds", "60"], "shorter than the video's 60 s"),
+    ],
+)
+def test_bad_free_run_flags_are_named(flags, named, dmd_run, tmp_path, capsys):
+    out = tmp_path / "free.json"
+    line = _error(capsys, ["free-run", str(dmd_run), *flags, "--out", str(out)])
+    assert named in line
+    assert not out.exists()
+
+
 # Values that make no sense
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
+from contextforcing.cli import main
 from contextforcing.diffusion.sampling import EulerConfig
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
+from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.plan import context_teacher_indices
+from contextforcing.video_io import read_video
 from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.dynamics import detect_subjects, video_events
 from contextforcing.world.episodes import sample_episode
@@ -52,8 +56,8 @@ class PixelCodec:
 def _world_generator(promote_events: bool = False):
     """Renders a world episode of its own (the model of a perfect student)."""
 
-    def make(prompt, num_frames, latent_size, generator):
-        assert latent_size == (WORLD.height, WORLD.width)
+    def make(prompt, prefix, num_frames, generator):
+        assert prefix.shape[2:] == (0, WORLD.height, WORLD.width)
         episode = sample_episode(num_frames, generator, WORLD)
         promoted = None
         if promote_events:
@@ -64,7 +68,7 @@ def _world_generator(promote_events: bool = False):
     return make
 
 
-def _still_generator(prompt, num_frames, latent_size, generator):
+def _still_generator(prompt, prefix, num_frames, generator):
     episode = sample_episode(num_frames, generator, WORLD)
     still = background_frame(episode, WORLD) / 127.5 - 1.0
     return FreeVideo(still[:, None].expand(-1, num_frames, -1, -1)[None], (), (0.99,))
@@ -87,9 +91,9 @@ def test_the_world_lives_and_a_still_hall_does_not():
 def test_every_model_gets_the_same_prompts_and_noise():
     seen = []
 
-    def recorder(prompt, num_frames, latent_size, generator):
+    def recorder(prompt, prefix, num_frames, generator):
         seen.append((prompt, torch.randn(3, generator=generator)))
-        return _still_generator(prompt, num_frames, latent_size, generator)
+        return _still_generator(prompt, prefix, num_frames, generator)
 
     config = FreeRunConfig(seconds=3.0, videos=3, seed=5)
     free_runs(recorder, PixelCodec(), WORLD, config)
@@ -97,6 +101,26 @@ def test_every_model_gets_the_same_prompts_and_noise():
     assert [p for p, _ in seen[:3]] == [p for p, _ in seen[3:]]
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(seen[:3], seen[3:], strict=True))
     assert not torch.equal(seen[0][1], seen[1][1])
+
+
+def test_a_prefix_is_the_episodes_own_start_and_is_judged_with_the_video():
+    seen = []
+
+    def recorder(prompt, prefix, num_frames, generator):
+        seen.append((prefix, num_frames))
+        return _still_generator(prompt, prefix, num_frames, generator)
+
+    config = FreeRunConfig(seconds=30.0, videos=2, seed=3, prefix_seconds=12.0)
+    with_prefix = free_runs(recorder, PixelCodec(), WORLD, config)["summary"]["dynamics"]
+    for i, (prefix, num_frames) in enumerate(seen):
+        episode = sample_episode(120, step_generator(3, i, "free/episode"), WORLD)
+        assert torch.equal(prefix, render_episode(episode, WORLD)[None, :, :48]) and num_frames == 72
+    # the still generator draws no subject: what is present comes from the episode's first 12 s
+    alone = free_runs(_still_generator, PixelCodec(), WORLD, dataclasses.replace(config, prefix_seconds=0.0))
+    assert with_prefix["presence"] > 0 and alone["summary"]["dynamics"]["presence"] == 0
+    for bad in (0.5, 30.0):
+        with pytest.raises(ValueError, match="whole chunks of 3 frames"):
+            free_runs(recorder, PixelCodec(), WORLD, dataclasses.replace(config, prefix_seconds=bad))
 
 
 def test_a_fitted_threshold_promotes_the_share_asked_for():
@@ -130,7 +154,7 @@ def test_models_run_free_from_the_prompt(role):
         probe = ProbeConfig(teacher=EulerConfig(num_steps=2), num_target_frames=6)
         layout = ContextTeacherConfig(num_slow_frames=2)
         generate = teacher_free_generator(
-            teacher_continuer(teacher_sampler(model, layout, text_encoder, probe)), 8
+            teacher_continuer(teacher_sampler(model, layout, text_encoder, probe))
         )
     else:
         # tau = 1: every test promotes
@@ -147,3 +171,18 @@ def test_models_run_free_from_the_prompt(role):
         assert quantiles is not None and -1.0 <= quantiles["q0"] <= quantiles["q1"] <= 1.0
     again = free_runs(generate, codec, WORLD, run)
     assert again["videos"] == result["videos"]
+
+
+def test_the_free_run_command_writes_its_results_and_every_video_it_judged(tmp_path):
+    run = tmp_path / "teacher"
+    assert main(["train", "--preset", "tiny-context-teacher", "--out", str(run)]) == 0
+    out, videos = tmp_path / "free.json", tmp_path / "videos"
+    argv = ["free-run", str(run), "--seconds", "3", "--videos", "2", "--steps", "2", "--guidance", "0",
+            "--prefix-seconds", "0.75", "--out", str(out), "--save-videos", str(videos)]  # fmt: skip
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["free_run"] == {"videos": 2, "seconds": 3.0, "seed": 0, "prefix_seconds": 0.75,
+                                  "num_steps": 2, "guidance_scale": 0.0}  # fmt: skip
+    assert sorted(p.name for p in videos.iterdir()) == ["video0.mp4", "video1.mp4"]
+    frames, fps = read_video(videos / "video0.mp4")
+    assert frames.shape[0] == 12 and fps == pytest.approx(4.0)

@@ -93,7 +93,7 @@ def evaluate_row(
             )
             record["rollout"] = world_rollouts(continuer, codec, world, rollout)
         else:
-            generate = (teacher_free_generator(continuer, codec.latent_channels) if teacher
+            generate = (teacher_free_generator(continuer) if teacher
                         else student_free_generator(model, row.memory, text_encoder, run.few_step))  # fmt: skip
             count = min(videos, TEACHER_FREE_VIDEOS) if teacher else videos
             free = FreeRunConfig(seconds=seconds, videos=count, seed=seed)

@@ -2,7 +2,9 @@
 
 Each video starts from a world prompt and nothing else: a student streams it chunk by chunk with its
 memory, a teacher continues target after target, each after the history laid out as it was trained
-(`recall_probe.teacher_context`). Nothing is compared with an episode; the pixels alone are judged
+(`recall_probe.teacher_context`). (`FreeRunConfig.prefix_seconds` gives a model the episode's own first
+seconds instead, which tells a first target that fails from one that cannot be continued.) Nothing is
+compared with an episode; the pixels alone are judged
 (`dynamics`):
 
 * dynamics: presence, visits per minute and dwell times, averaged over the videos and checked against
@@ -46,6 +48,7 @@ from contextforcing.world.dynamics import (
 )
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall_probe import Continuer
+from contextforcing.world.render import render_episode
 from contextforcing.world.types import WorldConfig
 
 __all__ = [
@@ -67,6 +70,19 @@ class FreeRunConfig:
     seconds: float = 60.0
     videos: int = 4
     seed: int = 0
+    prefix_seconds: float = 0.0
+    """The episode's own first seconds, given before the model takes over (whole chunks; 0: the prompt
+    alone). The measures cover the whole video, prefix included."""
+
+    def prefix_frames(self, world: WorldConfig) -> int:
+        """The prefix in frames; raises ValueError unless it is whole chunks shorter than the video."""
+        frames = round(self.prefix_seconds * world.fps)
+        if frames % world.chunk_frames or not 0 <= frames < round(self.seconds * world.fps):
+            raise ValueError(
+                f"a prefix of {self.prefix_seconds:g} s must be whole chunks of {world.chunk_frames} frames "
+                f"at {world.fps:g} fps, shorter than the video's {self.seconds:g} s"
+            )
+        return frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +97,9 @@ class FreeVideo:
     """The similarity of every promotion test (every layer's, when layers decide on their own)."""
 
 
-FreeGenerator = Callable[[str, int, tuple[int, int], torch.Generator], FreeVideo]
-"""(prompt, latent frames, latent size (h, w), generator) -> the video it makes from the prompt alone."""
+FreeGenerator = Callable[[str, Tensor, int, torch.Generator], FreeVideo]
+"""(prompt, prefix [1, C, P, H, W] (P may be 0), frames to make, generator) -> the video it makes after
+the prefix (the prefix not included)."""
 
 
 def student_free_generator(
@@ -90,12 +107,11 @@ def student_free_generator(
 ) -> FreeGenerator:
     """A causal student streaming from the prompt alone; its memory trace gives the promotions."""
 
-    def make(
-        prompt: str, num_frames: int, latent_size: tuple[int, int], generator: torch.Generator
-    ) -> FreeVideo:
-        streamer = StreamingGenerator(model, memory, latent_size=latent_size, sampler=sampler)
+    def make(prompt: str, prefix: Tensor, num_frames: int, generator: torch.Generator) -> FreeVideo:
+        streamer = StreamingGenerator(model, memory, latent_size=tuple(prefix.shape[3:]), sampler=sampler)
         num_chunks = -(-num_frames // memory.frames_per_chunk)
-        chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator)
+        chunks = streamer.stream(text_encoder.encode([prompt]), num_chunks=num_chunks, generator=generator,
+                                 prefix=prefix if prefix.shape[2] else None)  # fmt: skip
         latents = torch.cat(list(chunks), dim=2)[:, :, :num_frames]
         assert streamer.memory is not None
         return _with_trace(latents, streamer.memory.trace)
@@ -116,16 +132,11 @@ def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
     return FreeVideo(latents, tuple(promoted), similarities)
 
 
-def teacher_free_generator(continuer: Continuer, latent_channels: int) -> FreeGenerator:
-    """A teacher (`rollout.teacher_continuer`) continuing an empty history."""
-
-    def make(
-        prompt: str, num_frames: int, latent_size: tuple[int, int], generator: torch.Generator
-    ) -> FreeVideo:
-        empty = torch.zeros(1, latent_channels, 0, *latent_size)
-        return FreeVideo(continuer(empty, prompt, num_frames, generator))
-
-    return make
+def teacher_free_generator(continuer: Continuer) -> FreeGenerator:
+    """A teacher (`rollout.teacher_continuer`) continuing the prefix, or an empty history."""
+    return lambda prompt, prefix, num_frames, generator: FreeVideo(
+        continuer(prefix, prompt, num_frames, generator)
+    )
 
 
 def free_video_metrics(
@@ -148,40 +159,53 @@ def free_video_metrics(
 
 
 def _made(generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig):
-    """(index, prompt, video, generation seconds) of each of `config.videos` videos: video i takes the
-    prompt of the episode seeded by (seed, i) and its noise from another generator."""
-    num_frames = round(config.seconds * world.fps)
+    """(index, prompt, prefix latents, video, generation seconds) of each of `config.videos` videos:
+    video i takes the prompt (and the prefix) of the episode seeded by (seed, i) and its noise from
+    another generator."""
+    num_frames, num_prefix = round(config.seconds * world.fps), config.prefix_frames(world)
     latent_size = (world.height // codec.spatial_factor, world.width // codec.spatial_factor)
     for i in range(config.videos):
         episode = sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), world)
+        prefix = torch.zeros(1, codec.latent_channels, 0, *latent_size)
+        if num_prefix:
+            prefix = codec.encode(render_episode(episode, world)[None, :, :num_prefix])
         start = time.perf_counter()
-        made = generate(episode.prompt, num_frames, latent_size, step_generator(config.seed, i, "free/noise"))
-        yield i, episode.prompt, made, time.perf_counter() - start
+        made = generate(episode.prompt, prefix, num_frames - num_prefix,
+                        step_generator(config.seed, i, "free/noise"))  # fmt: skip
+        yield i, episode.prompt, prefix, made, time.perf_counter() - start
 
 
 @torch.no_grad()
 def free_runs(
-    generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig
+    generate: FreeGenerator,
+    codec: Codec,
+    world: WorldConfig,
+    config: FreeRunConfig,
+    keep: Callable[[int, Tensor], None] | None = None,
 ) -> dict[str, Any]:
     """`config.videos` videos from world prompts alone, each measured, and their summary.
 
-    Video i takes the prompt of the episode seeded by (seed, i) and its noise from another generator, so
-    every model gets the same prompts and seeds.
+    Video i takes the prompt (and with `config.prefix_seconds` the first seconds) of the episode seeded
+    by (seed, i) and its noise from another generator, so every model gets the same prompts and seeds.
+    `keep(i, frames)`, if given, receives each video as it is judged: uint8 [T, H, W, 3], prefix included.
     """
     if codec.temporal_factor != 1:
         raise ValueError(
             f"free runs need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
         )
     videos, similarities, seconds = [], [], 0.0
-    for i, prompt, made, took in _made(generate, codec, world, config):
+    for i, prompt, prefix, made, took in _made(generate, codec, world, config):
         seconds += took
-        pixels = ((codec.decode(made.latents)[0].clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)
+        latents = torch.cat([prefix, made.latents], dim=2)
+        pixels = ((codec.decode(latents)[0].clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)
         videos.append({"video": i, "prompt": prompt, **free_video_metrics(pixels, world, made.promoted)})
+        if keep is not None:
+            keep(i, pixels.round().to(torch.uint8).permute(0, 2, 3, 1))
         similarities += made.similarities
-    num_frames = round(config.seconds * world.fps)
+    made_frames = round(config.seconds * world.fps) - config.prefix_frames(world)
     return {
         "videos": videos,
-        "frames_per_second": config.videos * num_frames / seconds if seconds else None,
+        "frames_per_second": config.videos * made_frames / seconds if seconds else None,
         "summary": _summary(videos, world, config.seconds, similarities),
     }
 
@@ -242,5 +266,5 @@ def calibrate_threshold(
 ) -> float:
     """`fit_threshold` on the similarities of `config.videos` free runs (prompts and noise as in
     `free_runs`, from `config.seed`; nothing is decoded)."""
-    similarities = [s for _, _, made, _ in _made(generate, codec, world, config) for s in made.similarities]
+    similarities = [s for *_, made, _ in _made(generate, codec, world, config) for s in made.similarities]
     return fit_threshold(similarities, share)

@@ -8,8 +8,14 @@ import argparse
 import json
 import logging
 
-from contextforcing.arguments import memory_from_flags, positive_int, positive_seconds, seed
-from contextforcing.files import check_output_file, write_text_atomically
+from contextforcing.arguments import (
+    memory_from_flags,
+    non_negative_float,
+    positive_int,
+    positive_seconds,
+    seed,
+)
+from contextforcing.files import check_output_file, check_output_folder, output_folder, write_text_atomically
 
 __all__ = ["register"]
 
@@ -17,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from contextforcing.diffusion.sampling import EulerConfig
     from contextforcing.world.free_run import FreeRunConfig
 
     defaults = FreeRunConfig()
@@ -27,9 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="students: override a field of the memory policy (repeatable)")  # fmt: skip
     parser.add_argument("--videos", type=positive_int, default=defaults.videos)
     parser.add_argument("--seconds", type=positive_seconds, default=defaults.seconds)
+    parser.add_argument("--prefix-seconds", type=non_negative_float, default=defaults.prefix_seconds,
+                        help="give the episode's own first seconds, whole chunks (default: the prompt alone)")  # fmt: skip
     parser.add_argument("--steps", type=positive_int, default=20, help="teachers: Euler steps")
+    parser.add_argument("--guidance", type=non_negative_float, default=EulerConfig().guidance_scale,
+                        help="teachers: CFG scale, cond + g (cond - uncond)")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=defaults.seed)
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument(
+        "--save-videos", metavar="FOLDER", help="write each video judged there (video<i>.mp4)"
+    )
     parser.set_defaults(run=_run)
 
 
@@ -41,7 +55,6 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.world.config import WorldExperimentConfig
     from contextforcing.world.free_run import (
         FreeRunConfig,
-        free_runs,
         student_free_generator,
         teacher_free_generator,
     )
@@ -50,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output_file(args.out)
+    if args.save_videos:
+        check_output_folder(args.save_videos, "--save-videos")
     run = load_run(args.folder, WorldExperimentConfig)
     config, model = run.config, run.model
     teacher = stage_spec(config.stage).trained == "teacher"
@@ -59,14 +74,19 @@ def _run(args: argparse.Namespace) -> int:
     text_encoder = world_text_encoder(config.model)
     codec = world_codec(config.data.codec)
     if teacher:
-        probe = ProbeConfig(teacher=EulerConfig(num_steps=args.steps),
+        probe = ProbeConfig(teacher=EulerConfig(num_steps=args.steps, guidance_scale=args.guidance),
                             num_target_frames=config.teacher.num_target_frames)  # fmt: skip
         sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
-        generate = teacher_free_generator(teacher_continuer(sampler), codec.latent_channels)
+        generate = teacher_free_generator(teacher_continuer(sampler))
     else:
         generate = student_free_generator(model, memory, text_encoder, run.few_step)
-    free = FreeRunConfig(seconds=args.seconds, videos=args.videos, seed=args.seed)
-    result = free_runs(generate, codec, config.data.world, free)
+    free = FreeRunConfig(seconds=args.seconds, videos=args.videos, seed=args.seed,
+                         prefix_seconds=args.prefix_seconds)  # fmt: skip
+    try:
+        free.prefix_frames(config.data.world)
+    except ValueError as error:
+        raise ValueError(f"--prefix-seconds: {error}") from None
+    result = _free_runs(generate, codec, config.data.world, free, args.save_videos)
     summary = result["summary"]
     check = summary["dynamics_check"]
     logger.info(
@@ -86,11 +106,27 @@ def _run(args: argparse.Namespace) -> int:
             "run": str(run.folder), "stage": config.stage, "step": run.step,
             "memory": None if teacher else memory.to_dict(),
             "free_run": {"videos": args.videos, "seconds": args.seconds, "seed": args.seed,
-                         **({"num_steps": args.steps} if teacher else {})},
+                         "prefix_seconds": args.prefix_seconds,
+                         **({"num_steps": args.steps, "guidance_scale": args.guidance} if teacher else {})},
             **result,
         }  # fmt: skip
         write_text_atomically(args.out, json.dumps(record, indent=1))
     return 0
+
+
+def _free_runs(generate, codec, world, free, folder: str | None) -> dict:
+    """`free_runs`, writing each video judged into `folder` (if given) as it comes."""
+    from contextforcing.video_io import write_video
+    from contextforcing.world.free_run import free_runs
+
+    if not folder:
+        return free_runs(generate, codec, world, free)
+    with output_folder(folder, "--save-videos") as path:
+
+        def keep(index: int, frames) -> None:
+            write_video(path / f"video{index}.mp4", frames, world.fps)
+
+        return free_runs(generate, codec, world, free, keep)
 
 
 def _fmt(value: float | None) -> str:
