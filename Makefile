@@ -59,9 +59,7 @@ pipeline-world2: setup
 	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/learnability/context-teacher.json & p=$$!; \
 	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/learnability/window-teacher.json && wait $$p
 	$(RUN) free-run runs/world2-context-teacher --videos 4 --out docs/results/world2/learnability/context-teacher-free.json & p=$$!; \
-	$(RUN) train --preset world2-context-teacher-novel --resume && wait $$p
-	$(RUN) train --preset world2-context-teacher-chunks --resume
-	$(RUN) train --preset world2-context-teacher-erft --resume
+	$(RUN) train --preset world2-context-teacher-erft --resume && wait $$p
 	$(RUN) free-run runs/world2-context-teacher-erft --videos 4 --out docs/results/world2/learnability/context-teacher-erft-free.json
 	$(RUN) train --preset world2-ode-init --resume
 	$(RUN) train --preset world2-dmd --resume

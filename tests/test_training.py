@@ -360,6 +360,21 @@ def test_every_stage_is_declared_once_with_a_tiny_preset():
     assert [name for name, spec in SPECS.items() if spec.judges_context] == ["cdmd"]
 
 
+def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
+    from contextforcing.model.config import model_preset
+    from contextforcing.world.presets import WORLD_PRESETS
+
+    second = {name: make() for name, make in WORLD_PRESETS.items() if name.startswith("world2-")}
+    assert {"world2-context-teacher", "world2-window-teacher", "world2-context-teacher-erft"} <= set(second)
+    for name, config in second.items():
+        assert config.data.world.version == 2 and config.model == model_preset("world-large"), name
+        for path in (config.init.model, config.init.teacher, config.init.critic):
+            assert not path or path.startswith("runs/world2-"), (name, path)
+    context, window = second["world2-context-teacher"], second["world2-window-teacher"]
+    assert context.data == window.data and window.teacher.recent_only and not context.teacher.recent_only
+    assert second["world2-context-teacher-erft"].init.model == "runs/world2-context-teacher/model"
+
+
 @pytest.mark.parametrize(
     ("base", "judges_context", "same_as"), [("cdmd", True, "cdmd"), ("cdmd", False, "long-tuning")]
 )

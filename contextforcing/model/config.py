@@ -101,6 +101,11 @@ MODEL_PRESETS: dict[str, DiTConfig] = {
         in_channels=8, out_channels=8, dim=128, ffn_dim=384, num_heads=4, num_layers=4,
         freq_dim=64, text_dim=32, text_len=4,
     ),
+    # The second world's model: twice as wide (4.8 M parameters), for a cast, gates and charging doors.
+    "world-large": DiTConfig(
+        in_channels=8, out_channels=8, dim=256, ffn_dim=1024, num_heads=4, num_layers=4,
+        freq_dim=64, text_dim=32, text_len=4,
+    ),
 }  # fmt: skip
 
 

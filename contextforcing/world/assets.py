@@ -15,6 +15,7 @@ video itself.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -111,8 +112,9 @@ GATE_LIT_COLOUR: tuple[int, int, int] = (255, 250, 200)
 _PATTERN_PERIOD = 16
 
 
+@functools.cache
 def identity_catalogue(num_colours: int, num_shapes: int, num_textures: int) -> tuple[SubjectIdentity, ...]:
-    """All identities of a world, in index order."""
+    """All identities of a world, in index order (built once per catalogue size: immutable)."""
     colours = list(SUBJECT_COLOURS)[:num_colours]
     identities = []
     for colour in colours:

@@ -40,7 +40,9 @@ _CONTEXT_TEACHER = {
     "data.return_prob": 0.5, "data.return_at": "first", "optim.lr": 3e-4,
 }  # fmt: skip
 _ERFT = {"teacher.erft": True, "teacher.bank_capacity": 50, "optim.lr": 1e-4}
-_NOVEL = {"data.novelty_prob": 0.5, "data.return_prob": 0.4, "optim.lr": 1e-4}
+_WORLD2_TEACHER = {
+    **_CONTEXT_TEACHER, "data.novelty_prob": 0.5, "data.return_prob": 0.4, "teacher.history": "chunks",
+}  # fmt: skip
 
 # The distillation stages judge what the world teacher was trained to denoise: 6 frames (two chunks).
 _WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
@@ -90,7 +92,8 @@ def _world_distill(stage: str, steps: int, **updates) -> WorldExperimentConfig:
 
 
 def _in_world2(config: WorldExperimentConfig) -> WorldExperimentConfig:
-    """A first-world preset moved to the second world: its world, its codec, and its chain of run folders."""
+    """A first-world preset moved to the second world: its world, its codec, its model (`world-large`)
+    and its chain of run folders."""
 
     def moved(path: str) -> str:
         return path.replace(f"{RUNS}/world-", f"{RUNS}/world2-")
@@ -99,7 +102,7 @@ def _in_world2(config: WorldExperimentConfig) -> WorldExperimentConfig:
         config.init, **{name: moved(getattr(config.init, name)) for name in ("model", "teacher", "critic")}
     )
     data = replace(config.data, world=world_version(2), codec=WORLD2_CODEC)
-    return replace(config, data=data, init=init)
+    return replace(config, data=data, init=init, model=model_preset("world-large"))
 
 
 _WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
@@ -141,18 +144,14 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         for name, make in _WORLD_PRESETS.items()
         if name.startswith("world-")
     },
-    # The second world's teacher has two phases between the context teacher and ERFT. Novel identities:
-    # clips are redrawn so that half of the targets show an identity nothing before tells (a first entry,
-    # a change at the gate) and 40 % a return. Any history: every history length in whole chunks, laid out
-    # as a sampler lays it out (a video's first chunks see a short history given whole), where the
-    # layout alone trains targets at 9 + 6k frames only and never the 6- and 12-frame histories of a
-    # video made from the prompt. See docs/design.md, "The learnability checks of the charging world".
-    "world2-context-teacher-novel": lambda: _in_world2(_world(
-        "context-teacher", 1500, **{**_CONTEXT_TEACHER, **_NOVEL, "init.model": f"{RUNS}/world-context-teacher/model"})),
-    "world2-context-teacher-chunks": lambda: _in_world2(_world(
-        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, "teacher.history": "chunks",
-                                    "init.model": f"{RUNS}/world-context-teacher-novel/model"})),
+    # The second world's teachers see, from the first step, clips redrawn so that half of the targets show
+    # an identity nothing before tells (a first entry, a change at the gate) and 40 % a return, after
+    # histories of every whole number of chunks laid out as a sampler lays them out (a video's first
+    # targets see a short history given whole, or none). See docs/design.md, "The third round" and "The
+    # fourth round".
+    "world2-context-teacher": lambda: _in_world2(_world("context-teacher", 6000, **_WORLD2_TEACHER)),
+    "world2-window-teacher": lambda: _in_world2(_world(
+        "context-teacher", 6000, **{**_WORLD2_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12})),
     "world2-context-teacher-erft": lambda: _in_world2(_world(
-        "context-teacher", 1000, **{**_CONTEXT_TEACHER, **_NOVEL, **_ERFT, "teacher.history": "chunks",
-                                    "init.model": f"{RUNS}/world-context-teacher-chunks/model"})),
+        "context-teacher", 1000, **{**_WORLD2_TEACHER, **_ERFT, "init.model": f"{RUNS}/world-context-teacher/model"})),
 }  # fmt: skip
