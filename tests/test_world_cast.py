@@ -107,6 +107,20 @@ def test_the_next_visitors_door_charges_from_the_last_exit_to_its_cue():
     assert brightness[visit.enter_frame - 1] > brightness[visit.enter_frame - 2] == brightness[0]
 
 
+def test_a_clip_is_the_start_of_a_longer_episode_charge_ahead_included():
+    """A training clip (an episode of a few frames) shows what the first frames of any longer episode of
+    the same draws show: also the charge of a visit that enters after its last frame."""
+    without, unlit_tails = dataclasses.replace(WORLD, charge_ahead=False), 0
+    for seed in range(12):
+        long = _frames(_episode(seed, 240))
+        for num_frames in (6, 9, 15, 27, 45):
+            assert torch.equal(_frames(_episode(seed, num_frames)), long[:num_frames]), (seed, num_frames)
+            cut = sample_episode(num_frames, torch.Generator().manual_seed(seed), without)
+            unlit_tails += not torch.equal(render_episode_uint8(cut, without).permute(0, 3, 1, 2).float(),
+                                           long[:num_frames])  # fmt: skip
+    assert unlit_tails > 0  # without it some clips end in a room no longer episode shows
+
+
 def test_identities_change_only_at_the_lit_gate_and_stay_distinct():
     changes = 0
     for seed in range(20):

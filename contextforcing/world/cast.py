@@ -127,6 +127,15 @@ class _Schedule:
         self.visits.append(visit)
         return visit
 
+    def upcoming(self, subject: int, enter: int) -> Visit:
+        """The visit of `subject` entering at `enter`, after the episode's last frame: not added, no
+        change (only its doorway and entry frame are rendered, as its charge)."""
+        last = self.last_exit[subject]
+        low = max(2, round(self.config.min_visit_seconds * self.config.fps))
+        return _visit(self.generator, self.config, enter=enter, length=low, subject=subject,
+                      doorway=self.doorways[subject], gap=enter - (last if last is not None else 0),
+                      change_to=None)  # fmt: skip
+
     def fill(self, start: int, stop: int, subjects: list[int]) -> None:
         """Visits of `subjects` (drawn at random) between `start` and `stop`, leaving at least the
         shortest gap before `stop`; entries on chunk boundaries."""
@@ -160,11 +169,12 @@ def _cast(generator: torch.Generator, config: WorldConfig, scene: int | None):
 
 
 def _episode(
-    num_frames: int, scene: int, palette: int, identities: list[int], schedule: _Schedule
-) -> Episode:
+    num_frames: int, scene: int, palette: int, identities: list[int], schedule: _Schedule,
+    upcoming: Visit | None = None,
+) -> Episode:  # fmt: skip
     return Episode(num_frames=num_frames, scene=scene, palette=palette, identity=identities[0],
                    visits=tuple(schedule.visits), identities=tuple(identities),
-                   doorways=schedule.doorways)  # fmt: skip
+                   doorways=schedule.doorways, upcoming=upcoming)  # fmt: skip
 
 
 def _first_entry(generator: torch.Generator, config: WorldConfig) -> int:
@@ -190,7 +200,10 @@ def sample_cast_episode(
         length += (-(enter + length + next_gap)) % config.chunk_frames
         visit = schedule.add(subject, enter, length)
         enter = visit.exit_frame + next_gap
-    return _episode(num_frames, scene, palette, identities, schedule)
+    upcoming = None
+    if config.charge_ahead:  # drawn after the episode's own draws, which it leaves as they were
+        upcoming = schedule.upcoming(_randint(generator, 0, len(identities) - 1), enter)
+    return _episode(num_frames, scene, palette, identities, schedule, upcoming)
 
 
 def sample_return_episode(

@@ -143,6 +143,7 @@ def episode_from_metadata(metadata: dict[str, Any]) -> tuple[Episode, WorldConfi
         fields["visits"] = tuple(Visit(**v) for v in fields["visits"])
         fields["identities"] = tuple(fields.get("identities", ()))
         fields["doorways"] = tuple((door, y) for door, y in fields.get("doorways", ()))
+        fields["upcoming"] = Visit(**fields["upcoming"]) if fields.get("upcoming") else None
         return Episode(**fields), config
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed world metadata: {error}") from error

@@ -105,11 +105,12 @@ def cue_frames(episode: Episode) -> dict[int, Visit]:
 
 
 def charge_levels(episode: Episode, floor: float = 0.0) -> dict[int, tuple[Visit, float]]:
-    """With `door_charge`: every frame from the last exit (or frame 0) up to a cue, mapped to the visit
-    whose doorway charges and its level in (floor, 1], rising steadily from `floor` (the level it jumps to
+    """With `door_charge`: every frame from the last exit (or frame 0) up to a cue (also that of the
+    episode's upcoming visit, after its last frame), mapped to the visit whose doorway charges and its level in (floor, 1], rising steadily from `floor` (the level it jumps to
     when the charge starts) to 1 on the cue frame (the frame before the entry)."""
     levels, start = {}, 0
-    for visit in sorted(episode.visits, key=lambda v: v.enter_frame):
+    ahead = () if episode.upcoming is None else (episode.upcoming,)
+    for visit in (*sorted(episode.visits, key=lambda v: v.enter_frame), *ahead):
         span = visit.enter_frame - start
         for frame in range(start, min(visit.enter_frame, episode.num_frames)):
             levels[frame] = (visit, floor + (1.0 - floor) * (frame - start + 1) / span)

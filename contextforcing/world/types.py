@@ -84,6 +84,11 @@ class WorldConfig:
     exit, or the first frame), from which it rises to 1 on its cue. At 0 a long gap's first seconds of
     charge are a few grey levels on a 4-pixel strip, which a coded frame loses: which doorway charges is
     then invisible until late in the gap, and a model sees an empty room it never saw in the world."""
+    charge_ahead: bool = False
+    """Version 2, with `door_charge`: the doorway of the visit after the last frame charges too, as it
+    does in a longer episode, so that a clip cut short (every training clip) ends as the world would go
+    on; without it, a clip whose next entry falls after its end shows an unlit room from the last exit
+    on, a room no longer episode shows."""
     fixed_turns: bool = False
     """Version 2: a visit that does not reach the gate turns just short of it, not at a column drawn
     between its door and there; with visits of one length (min_visit_seconds = max_visit_seconds), where
@@ -167,14 +172,15 @@ def world_version(version: int) -> WorldConfig:
     4 s (so that at least 6 frames follow a change at the gate, half a visit in) and turn at fixed
     columns (`fixed_turns`), whose gaps between visits are 1-20 s (each subject's own absences are then
     about 5-40 s), whose doors charge
-    (`door_charge`, from 0.4 of the cue's level: `charge_floor`) from one exit to the next entry, and
-    whose prompt fixes the palette (`scene_palettes`)."""
+    (`door_charge`, from 0.4 of the cue's level: `charge_floor`) from one exit to the next entry, also
+    when that entry lies after the last frame (`charge_ahead`), and whose prompt fixes the palette
+    (`scene_palettes`)."""
     if version == 1:
         return WorldConfig()
     if version == 2:
         return WorldConfig(
             version=2, min_visit_seconds=4.0, max_visit_seconds=4.0, max_gap_seconds=20.0, door_charge=True,
-            scene_palettes=True, fixed_turns=True, charge_floor=0.4,
+            scene_palettes=True, fixed_turns=True, charge_floor=0.4, charge_ahead=True,
         )  # fmt: skip
     raise ValueError(f"version must be one of {WORLD_VERSIONS}, got {version}")
 
@@ -230,6 +236,9 @@ class Episode:
     """Version 2: every subject's identity at the start (the first is `identity`); empty for one subject."""
     doorways: tuple[tuple[str, int], ...] = ()
     """Version 2: every subject's doorway, (door, top row of its lane); empty for one subject."""
+    upcoming: Visit | None = None
+    """Version 2 with `charge_ahead`: the visit that enters after the last frame, never shown; its doorway
+    charges from the last exit."""
 
     @property
     def num_subjects(self) -> int:
