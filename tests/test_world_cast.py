@@ -222,6 +222,16 @@ def test_probe_episodes_split_by_where_the_answer_lies(gap_seconds):
             )
 
 
+def test_a_probe_episode_cut_after_the_returns_exit_shows_the_next_charge():
+    for seed in range(4):
+        generator = torch.Generator().manual_seed(seed)
+        episode, start = sample_return_episode(12, "early", generator, WORLD, target_frames=24)
+        back = next(v for v in episode.visits if v.enter_frame == start)
+        assert back.exit_frame < episode.num_frames and episode.upcoming is not None
+        levels = charge_levels(episode, WORLD.charge_floor)
+        assert all(levels[f][0] == episode.upcoming for f in range(back.exit_frame, episode.num_frames))
+
+
 def test_metadata_round_trip_and_ground_truth():
     episode = _episode(5, 160)
     metadata = json.loads(json.dumps(episode_metadata(episode, WORLD)))

@@ -241,5 +241,10 @@ def sample_return_episode(
         last = schedule.add(0, enter, length, change=True, avoid=(identities[0],))
     start = last.exit_frame + gap_frames
     schedule.fill(last.exit_frame, start, others)
-    schedule.add(0, start, _visit_length(generator, config), change=False)
-    return _episode(start + target_frames, scene, palette, identities, schedule), start
+    back = schedule.add(0, start, _visit_length(generator, config), change=False)
+    upcoming, stop = None, start + target_frames
+    if config.charge_ahead:  # who comes after the return (after the cut), should the cut pass its exit
+        gap = _log_uniform(generator, config.min_gap_frames, config.max_gap_frames)
+        enter = _ceil_to(max(back.exit_frame + gap, stop), chunk)
+        upcoming = schedule.upcoming(_randint(generator, 0, len(identities) - 1), enter)
+    return _episode(stop, scene, palette, identities, schedule, upcoming), start
