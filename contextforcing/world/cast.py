@@ -75,7 +75,7 @@ def _turn_column(generator: torch.Generator, door: str, to_gate: bool, config: W
 
 
 def _visit_length(generator: torch.Generator, config: WorldConfig) -> int:
-    low = max(2, round(config.min_visit_seconds * config.fps))
+    low = config.min_visit_frames
     return _randint(generator, low, max(low, round(config.max_visit_seconds * config.fps)))
 
 
@@ -127,20 +127,20 @@ class _Schedule:
         self.visits.append(visit)
         return visit
 
-    def upcoming(self, subject: int, enter: int) -> Visit:
-        """The visit of `subject` entering at `enter`, after the episode's last frame: not added, no
-        change (only its doorway and entry frame are rendered, as its charge)."""
+    def upcoming(self, enter: int) -> Visit:
+        """The visit of a subject drawn at random entering at `enter`, after the episode's last frame: not
+        added, no change (only its doorway and entry frame are rendered, as its charge)."""
+        subject = _randint(self.generator, 0, len(self.current) - 1)
         last = self.last_exit[subject]
-        low = max(2, round(self.config.min_visit_seconds * self.config.fps))
-        return _visit(self.generator, self.config, enter=enter, length=low, subject=subject,
-                      doorway=self.doorways[subject], gap=enter - (last if last is not None else 0),
-                      change_to=None)  # fmt: skip
+        return _visit(self.generator, self.config, enter=enter, length=self.config.min_visit_frames,
+                      subject=subject, doorway=self.doorways[subject],
+                      gap=enter - (last if last is not None else 0), change_to=None)  # fmt: skip
 
     def fill(self, start: int, stop: int, subjects: list[int]) -> None:
         """Visits of `subjects` (drawn at random) between `start` and `stop`, leaving at least the
         shortest gap before `stop`; entries on chunk boundaries."""
         config, chunk = self.config, self.config.chunk_frames
-        low = max(2, round(config.min_visit_seconds * config.fps))
+        low = config.min_visit_frames
         enter = _ceil_to(
             start + _log_uniform(self.generator, config.min_gap_frames, config.max_gap_frames), chunk
         )
@@ -202,7 +202,7 @@ def sample_cast_episode(
         enter = visit.exit_frame + next_gap
     upcoming = None
     if config.charge_ahead:  # drawn after the episode's own draws, which it leaves as they were
-        upcoming = schedule.upcoming(_randint(generator, 0, len(identities) - 1), enter)
+        upcoming = schedule.upcoming(enter)
     return _episode(num_frames, scene, palette, identities, schedule, upcoming)
 
 
@@ -246,5 +246,5 @@ def sample_return_episode(
     if config.charge_ahead:  # who comes after the return (after the cut), should the cut pass its exit
         gap = _log_uniform(generator, config.min_gap_frames, config.max_gap_frames)
         enter = _ceil_to(max(back.exit_frame + gap, stop), chunk)
-        upcoming = schedule.upcoming(_randint(generator, 0, len(identities) - 1), enter)
+        upcoming = schedule.upcoming(enter)
     return _episode(stop, scene, palette, identities, schedule, upcoming), start

@@ -152,7 +152,7 @@ def free_recall(sightings: list[Sighting | None], config: WorldConfig) -> dict[s
 
 def max_step_pixels(config: WorldConfig) -> float:
     """The farthest a subject's centre moves between two frames in this world, with room for rounding."""
-    shortest = max(2, round(config.min_visit_seconds * config.fps))
+    shortest = config.min_visit_frames
     room = config.width - 2 * config.door_width - config.sprite_size
     return 2.0 * room / (shortest - 1) + 2.0
 

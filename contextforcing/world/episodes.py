@@ -68,7 +68,7 @@ def _sample_visit(
     generator: torch.Generator, config: WorldConfig, enter: int, gap: int, next_gap: int
 ) -> Visit:
     """A visit entering at `enter`, lengthened so that the next entry lands on a chunk boundary."""
-    low = max(2, round(config.min_visit_seconds * config.fps))
+    low = config.min_visit_frames
     length = _randint(generator, low, max(low, round(config.max_visit_seconds * config.fps)))
     length += (-(enter + length + next_gap)) % config.chunk_frames
     max_y = config.height - config.sprite_size

@@ -152,6 +152,11 @@ class WorldConfig:
         return identity_catalogue(self.num_colours, self.num_shapes, self.num_textures)
 
     @property
+    def min_visit_frames(self) -> int:
+        """Shortest visit in frames (at least two: one in, one out)."""
+        return max(2, round(self.min_visit_seconds * self.fps))
+
+    @property
     def min_gap_frames(self) -> int:
         """Shortest sampled gap in frames."""
         return max(1, round(self.min_gap_seconds * self.fps))
