@@ -65,13 +65,14 @@ pipeline-world2: setup
 	$(RUN) train --preset world2-dmd --resume
 	$(RUN) train --preset world2-cdmd --resume & p=$$!; $(RUN) train --preset world2-long-tuning --resume && wait $$p
 
-# The second world's models into the package (what `compare --world 2` reads).
+# The second world's models into the package (what `compare --world 2` reads), their weights stored in
+# float16 (`convert --dtype float16`: half the file; loading casts them back to float32).
 ship-world2:
-	for pair in world2-teacher:world2-context-teacher-erft world2-context-teacher:world2-context-teacher \
-	            world2-window-teacher:world2-window-teacher \
+	for pair in world2-teacher:world2-context-teacher-erft \
 	            world2-self-forcing:world2-dmd world2-longlive:world2-long-tuning world2-context-forcing:world2-cdmd; do \
-	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; \
-	  cp $$run/config.json $(SHIPPED)/$$name/ && cp -r $$run/model $(SHIPPED)/$$name/ || exit 1; \
+	  name=$${pair%%:*}; run=runs/$${pair#*:}; [ -d $$run/model ] || { echo "skip $$name: no $$run/model"; continue; }; \
+	  rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; cp $$run/config.json $(SHIPPED)/$$name/ && \
+	  $(BIN)/contextforcing convert $$run/model $(SHIPPED)/$$name/model --dtype float16 || exit 1; \
 	done
 
 # The second world's comparison on its shipped models, then docs/RESULTS.md (two processes, one thread each).

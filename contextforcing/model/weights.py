@@ -337,11 +337,21 @@ def _listing(items: list[str], limit: int = 12) -> str:
     return shown + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def save_model(model: CausalDiT, folder: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
-    """Write folder/model.safetensors and folder/config.json atomically; returns the folder."""
+def save_model(
+    model: CausalDiT,
+    folder: str | Path,
+    *,
+    extra: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Write folder/model.safetensors and folder/config.json atomically; returns the folder.
+
+    `dtype` stores the weights in that precision (float16 halves a float32 model's file); `load_model`
+    casts them back to the dtype it is asked for.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to(dtype or v.dtype).contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = folder / (_WEIGHTS_FILE + ".tmp")
     save_file(state, tmp)
     tmp.replace(folder / _WEIGHTS_FILE)
@@ -352,13 +362,19 @@ def save_model(model: CausalDiT, folder: str | Path, *, extra: dict[str, Any] | 
     return folder
 
 
-def convert(source: str | Path, destination: str | Path, *, config: DiTConfig | None = None) -> Path:
-    """Read a checkpoint in any layout and write it in ours; returns the destination folder."""
+def convert(
+    source: str | Path,
+    destination: str | Path,
+    *,
+    config: DiTConfig | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Read a checkpoint in any layout and write it in ours (in `dtype` when given, see `save_model`);
+    returns the destination folder."""
     source = Path(source)
     model = load_model(source, config=config)
-    return save_model(
-        model, destination, extra={"converted_from": {"path": str(source), "layout": detect_layout(source)}}
-    )
+    extra = {"converted_from": {"path": str(source), "layout": detect_layout(source)}}
+    return save_model(model, destination, extra=extra, dtype=dtype)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
