@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SHIPPED := contextforcing/world/checkpoints
 
-.PHONY: codec-world2 pipeline-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
+.PHONY: codec-world2 pipeline-world2 students-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,16 +54,27 @@ codec-world2: setup
 
 # Every stage on the second world: the learnability pair and its checks (recall against gap with a true
 # history; the teacher's own minutes from the prompt), then ERFT and the distillation chain.
+W2_CHECKS := docs/results/world2/learnability
 pipeline-world2: setup
 	$(RUN) train --preset world2-context-teacher --resume & p=$$!; $(RUN) train --preset world2-window-teacher --resume && wait $$p
-	$(RUN) probe-recall runs/world2-context-teacher --out docs/results/world2/learnability/context-teacher.json & p=$$!; \
-	$(RUN) probe-recall runs/world2-window-teacher --out docs/results/world2/learnability/window-teacher.json && wait $$p
-	$(RUN) free-run runs/world2-context-teacher --videos 4 --out docs/results/world2/learnability/context-teacher-free.json & p=$$!; \
-	$(RUN) train --preset world2-context-teacher-erft --resume && wait $$p
-	$(RUN) free-run runs/world2-context-teacher-erft --videos 4 --out docs/results/world2/learnability/context-teacher-erft-free.json
+	$(RUN) probe-recall runs/world2-context-teacher --out $(W2_CHECKS)/context-teacher.json & p=$$!; \
+	$(RUN) probe-recall runs/world2-window-teacher --out $(W2_CHECKS)/window-teacher.json && wait $$p
+	$(RUN) free-run runs/world2-context-teacher --videos 2 --seed 0 --out $(W2_CHECKS)/context-teacher-free-s0.json & p=$$!; \
+	$(RUN) free-run runs/world2-context-teacher --videos 2 --seed 1 --out $(W2_CHECKS)/context-teacher-free-s1.json && wait $$p
+	$(RUN) train --preset world2-context-teacher-erft --resume
+	$(RUN) free-run runs/world2-context-teacher-erft --videos 2 --seed 0 --out $(W2_CHECKS)/erft-free-s0.json & p=$$!; \
+	$(RUN) free-run runs/world2-context-teacher-erft --videos 2 --seed 1 --out $(W2_CHECKS)/erft-free-s1.json && wait $$p
 	$(RUN) train --preset world2-ode-init --resume
 	$(RUN) train --preset world2-dmd --resume
 	$(RUN) train --preset world2-cdmd --resume & p=$$!; $(RUN) train --preset world2-long-tuning --resume && wait $$p
+
+# The second world's students distilled from its shipped teacher (`world2-teacher`), without training one.
+W2_TEACHER := --set init.teacher=$(SHIPPED)/world2-teacher/model
+students-world2: setup
+	$(RUN) train --preset world2-ode-init --resume $(W2_TEACHER)
+	$(RUN) train --preset world2-dmd --resume $(W2_TEACHER)
+	$(RUN) train --preset world2-cdmd --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-long-tuning --resume $(W2_TEACHER) && wait $$p
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32).

@@ -6,6 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from contextforcing.cli import main
 from contextforcing.config import to_dict
 from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
@@ -122,6 +123,18 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)
     assert len(headline) == 2 + len(loaded) and headline[2].startswith("| teacher |")
+    # The README's table is the second world's once the method's row is there, and left alone before.
+    readme = tmp_path / "README.md"
+    block = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\n"
+    argv = ["results", "--eval", str(tmp_path / "none"), "--learnability", str(tmp_path / "none"),
+            "--world2-learnability", str(tmp_path / "none"), "--world2-eval", str(folder),
+            "--out", str(tmp_path / "docs" / "RESULTS.md"), "--figures", str(tmp_path / "docs" / "results"),
+            "--readme", str(readme)]  # fmt: skip
+    readme.write_text(block)
+    assert main(argv) == 0 and "| context-forcing |" in readme.read_text()
+    (folder / "context-forcing.json").unlink()
+    readme.write_text(block)
+    assert main(argv) == 0 and readme.read_text() == block
 
 
 def test_the_second_worlds_learnability_checks_head_its_section(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from contextforcing.world.dynamics import (
+    Sighting,
     coherence,
     detect_subjects,
     dynamics,
@@ -101,3 +102,18 @@ def test_probe_splits_every_gap_by_where_the_answer_lies():
     assert [r["answer"] for r in results] == ["early", "late"]
     assert all(r["count"] == 2 and r["drawn"] == 0 and r["recall"] == 0 for r in results)
     assert all(len(r["interval"]) == 2 for r in results)
+
+
+def test_a_visit_shorter_than_the_world_allows_is_incoherent():
+    at_door = Sighting(x=WORLD.width - 16, y=32, x0=WORLD.width - 28, x1=WORLD.width - 5, identity=0)
+    blank = [None] * 8
+    short = [*blank, *[at_door] * (WORLD.min_visit_frames - 1), *blank]
+    long = [*blank, *[at_door] * WORLD.min_visit_frames, *blank]
+    assert (
+        coherence(short, WORLD)["short_visits"] == 1 and coherence(short, WORLD)["incoherent_per_minute"] > 0
+    )
+    assert (
+        coherence(long, WORLD)["short_visits"] == 0 and coherence(long, WORLD)["incoherent_per_minute"] == 0
+    )
+    cut = [*[at_door] * 3, *blank, *[at_door] * 3]  # visits cut by the video's ends are not judged
+    assert coherence(cut, WORLD)["short_visits"] == 0

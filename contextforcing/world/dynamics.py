@@ -165,10 +165,16 @@ def _at_door(sighting: Sighting, config: WorldConfig) -> bool:
 
 
 def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
-    """Transitions the world cannot make: jumps, appearances and vanishings away from doors, and identity
-    changes away from the gate (version 2) or at all (version 1); counts and the total per minute. The
-    video's first and last frames are no transitions (a visit may be cut there)."""
+    """Transitions the world cannot make: jumps, appearances and vanishings away from doors, identity
+    changes away from the gate (version 2) or at all (version 1), and visits shorter than the world's
+    shortest (a subject that turns back in a doorway); counts and the total per minute. The video's first
+    and last frames are no transitions (a visit may be cut there)."""
     limit, counts = max_step_pixels(config), Counter(jumps=0, appearances=0, vanishings=0, switches=0)
+    counts["short_visits"] = sum(
+        stop - start < config.min_visit_frames
+        for start, stop in visits_of(sightings)
+        if start > 0 and stop < len(sightings)
+    )
     for before, after in itertools.pairwise(sightings):
         if before is None and after is not None:
             counts["appearances"] += not _at_door(after, config)

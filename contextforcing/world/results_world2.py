@@ -199,7 +199,7 @@ def world2_section(
         "### The comparison",
         "",
         "Generated from the row JSONs of `contextforcing compare --world 2` (`make results-world2`); models "
-        "trained by `make pipeline-world2`: "
+        "trained by `make pipeline-world2` (the students also by `make students-world2`, from the shipped teacher): "
         + ", ".join(f"{r['row']} = `{r['run']}` step {r['step']}" for r in rows)
         + f". Seeds {seeds}; mean ± standard deviation over seeds, or a share pooled over seeds with its "
         f"95 % Wilson interval. Chance recall is {rows[0]['chance']:.3f}.",
@@ -262,7 +262,8 @@ def world2_learnability(probes: list[dict[str, Any]], free: list[dict[str, Any]]
         check = summary["dynamics_check"]
         summary_line = (
             f"(b) `{record['run']}` (step {record['step']}) free-running from the prompt alone "
-            f"(`contextforcing free-run`, {record['free_run']['videos']} videos of {record['free_run']['seconds']:g} s): "
+            f"(`contextforcing free-run`, {record['free_run']['videos']} videos of {record['free_run']['seconds']:g} s, "
+            f"seed {record['free_run']['seed']}): "
             f"presence {check['presence']['measured']:.2f} against the world's {check['presence']['world']:.2f}, "
             f"{check['visits_per_minute']['measured']:.1f} visits a minute against "
             f"{check['visits_per_minute']['world']:.1f}, mean dwell {summary['dynamics']['mean_dwell_seconds']:.1f} s; "

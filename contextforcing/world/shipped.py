@@ -21,14 +21,12 @@ SHIPPED_NAMES = (
     "context-forcing",
     "context-forcing-prefix",
     "longlive-prefix",
-    "world2-context-teacher",
-    "world2-window-teacher",
     "world2-teacher",
+    "world2-self-forcing",
 )
-"""The codecs of the first and second world, the run folders (config.json + model/) of the
-comparison's trained models, the second world's learnability pair (its context teacher and the
-window control, 3000 steps each) and its teacher after ERFT (1000 steps more: the distillation
-stages' teacher)."""
+"""The codecs of the first and second world, the run folders (config.json + model/) of the first
+world's trained models, and the second world's (stored in float16, `make ship-world2`): its context
+teacher after ERFT (the distillation stages' teacher) and its Stage-1 (DMD) student."""
 
 
 def shipped(name: str) -> Path:

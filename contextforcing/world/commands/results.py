@@ -53,8 +53,10 @@ def _run(args: argparse.Namespace) -> int:
     world2_checks = ([r for r in records if "results" in r], [r for r in records if "free_run" in r])
     page = write_results_page(rows, args.out, args.figures, probes, world2_rows, world2_checks)
     logger.info("wrote %s", page)
-    if args.readme.is_file():
-        headline = world2_headline(world2_rows) if world2_rows else headline_table(rows)
+    # The second world's table takes the README's place once its comparison has the method's row.
+    method = bool(world2_rows) and any(row["row"] == "context-forcing" for row in world2_rows)
+    headline = world2_headline(world2_rows) if method else headline_table(rows) if rows else None
+    if args.readme.is_file() and headline is not None:
         args.readme.write_text(update_block(args.readme.read_text(), headline))
         logger.info("updated the results block of %s", args.readme)
     return 0
