@@ -77,11 +77,15 @@ students-world2: setup
 	$(RUN) train --preset world2-long-tuning --resume $(W2_TEACHER) && wait $$p
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
-# float16 (`convert --dtype float16`: half the file; loading casts them back to float32).
+# float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
+# model/ is an intermediate checkpoint's (the run not finished) is skipped.
+FINISHED := $(BIN)/python -c "import json, sys; run = sys.argv[1]; \
+	sys.exit(json.load(open(run + '/model/config.json'))['step'] < json.load(open(run + '/config.json'))['train']['steps'])"
 ship-world2:
 	for pair in world2-teacher:world2-context-teacher-erft \
-	            world2-self-forcing:world2-dmd world2-longlive:world2-long-tuning world2-context-forcing:world2-cdmd; do \
+	            world2-self-forcing:world2-dmd world2-context-forcing:world2-cdmd; do \
 	  name=$${pair%%:*}; run=runs/$${pair#*:}; [ -d $$run/model ] || { echo "skip $$name: no $$run/model"; continue; }; \
+	  $(FINISHED) $$run || { echo "skip $$name: $$run is not finished"; continue; }; \
 	  rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; cp $$run/config.json $(SHIPPED)/$$name/ && \
 	  $(BIN)/contextforcing convert $$run/model $(SHIPPED)/$$name/model --dtype float16 || exit 1; \
 	done
@@ -96,8 +100,7 @@ results-world2: setup
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).
 ship:
 	for pair in teacher:world-context-teacher-erft self-forcing:world-dmd longlive:world-long-tuning \
-	            context-forcing:world-cdmd context-forcing-prefix:world-cdmd-prefix \
-	            longlive-prefix:world-long-tuning-prefix; do \
+	            context-forcing:world-cdmd; do \
 	  name=$${pair%%:*}; run=runs/$${pair#*:}; rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; \
 	  cp $$run/config.json $(SHIPPED)/$$name/ && cp -r $$run/model $(SHIPPED)/$$name/ || exit 1; \
 	done

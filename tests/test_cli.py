@@ -38,8 +38,10 @@ def test_unknown_command_exits_nonzero():
 def test_convert_to_half_precision_halves_the_file_and_loads_back_close(tmp_path, tiny_model):
     """`convert --dtype float16` stores every weight in float16; loading casts back to float32, and the
     model computes what the float32 one does to float16's precision."""
-    save_model(tiny_model, tmp_path / "src")
+    save_model(tiny_model, tmp_path / "src", extra={"stage": "cdmd", "step": 300})
     assert main(["convert", str(tmp_path / "src"), str(tmp_path / "dst"), "--dtype", "float16"]) == 0
+    record = json.loads((tmp_path / "dst" / "config.json").read_text())
+    assert record["stage"] == "cdmd" and record["step"] == 300  # the run's record survives the conversion
     stored = load_file(tmp_path / "dst" / "model.safetensors")
     assert {value.dtype for value in stored.values()} == {torch.float16}
     size = (tmp_path / "dst" / "model.safetensors").stat().st_size

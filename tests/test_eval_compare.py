@@ -16,7 +16,7 @@ from contextforcing.world.compare import evaluate_row
 from contextforcing.world.config import WorldExperimentConfig
 from contextforcing.world.recall import effective_context_length
 from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
-from contextforcing.world.rows import ROWS, Row
+from contextforcing.world.rows import ROWS, Row, comparison
 
 
 def _run_folder(path, stage):
@@ -123,7 +123,9 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)
     assert len(headline) == 2 + len(loaded) and headline[2].startswith("| teacher |")
-    # The README's table is the second world's once the method's row is there, and left alone before.
+    # The README's table is the second world's once every row is there, and left alone before.
+    for name in {row.name for row in comparison(2)} - {row.name for row in rows}:
+        (folder / f"{name}.json").write_text(json.dumps({**fitted, "row": name}))
     readme = tmp_path / "README.md"
     block = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\n"
     argv = ["results", "--eval", str(tmp_path / "none"), "--learnability", str(tmp_path / "none"),
@@ -132,7 +134,7 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
             "--readme", str(readme)]  # fmt: skip
     readme.write_text(block)
     assert main(argv) == 0 and "| context-forcing |" in readme.read_text()
-    (folder / "context-forcing.json").unlink()
+    (folder / "uniform-every-1.json").unlink()
     readme.write_text(block)
     assert main(argv) == 0 and readme.read_text() == block
 

@@ -370,10 +370,14 @@ def convert(
     dtype: torch.dtype | None = None,
 ) -> Path:
     """Read a checkpoint in any layout and write it in ours (in `dtype` when given, see `save_model`);
-    returns the destination folder."""
+    a source in ours keeps its record (the stage and step a training run exported it at). Returns the
+    destination folder."""
     source = Path(source)
     model = load_model(source, config=config)
-    extra = {"converted_from": {"path": str(source), "layout": detect_layout(source)}}
+    layout = detect_layout(source)
+    record = _read_json(source / _CONFIG_FILE) if layout == _FORMAT else {}
+    kept = {key: value for key, value in record.items() if key not in ("format", "model", "converted_from")}
+    extra = {**kept, "converted_from": {"path": str(source), "layout": layout}}
     return save_model(model, destination, extra=extra, dtype=dtype)
 
 

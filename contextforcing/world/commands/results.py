@@ -34,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.files import check_output_file, check_output_folder
     from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
     from contextforcing.world.results_world2 import world2_headline
+    from contextforcing.world.rows import comparison
 
     check_output_file(args.out)
     check_output_folder(args.figures, "--figures")
@@ -53,9 +54,9 @@ def _run(args: argparse.Namespace) -> int:
     world2_checks = ([r for r in records if "results" in r], [r for r in records if "free_run" in r])
     page = write_results_page(rows, args.out, args.figures, probes, world2_rows, world2_checks)
     logger.info("wrote %s", page)
-    # The second world's table takes the README's place once its comparison has the method's row.
-    method = bool(world2_rows) and any(row["row"] == "context-forcing" for row in world2_rows)
-    headline = world2_headline(world2_rows) if method else headline_table(rows) if rows else None
+    # The second world's table takes the README's place once its comparison has every row.
+    whole = bool(world2_rows) and {r.name for r in comparison(2)} <= {row["row"] for row in world2_rows}
+    headline = world2_headline(world2_rows) if whole else headline_table(rows) if rows else None
     if args.readme.is_file() and headline is not None:
         args.readme.write_text(update_block(args.readme.read_text(), headline))
         logger.info("updated the results block of %s", args.readme)
