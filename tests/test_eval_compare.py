@@ -147,7 +147,7 @@ def test_the_second_worlds_learnability_checks_head_its_section(tmp_path):
     probe = {"run": "runs/ctx", "step": 9, "results": results}
     check = {"presence": {"measured": 0.4, "world": 0.44, "passes": True},
              "visits_per_minute": {"measured": 2.0, "world": 6.3, "passes": False}, "passes": False}  # fmt: skip
-    free = {"run": "runs/ctx", "step": 9, "free_run": {"videos": 4, "seconds": 60.0},
+    free = {"run": "runs/ctx", "step": 9, "free_run": {"videos": 4, "seconds": 60.0, "seed": 3},
             "summary": {"dynamics_check": check, "dynamics": {"mean_dwell_seconds": 3.2}, "free_returns": 5,
                         "free_recall": 0.6, "incoherent_per_minute": 0.25}}  # fmt: skip
     lines = world2_learnability([probe], [free])
@@ -155,7 +155,9 @@ def test_the_second_worlds_learnability_checks_head_its_section(tmp_path):
     assert (
         "| `runs/ctx` | 9 | early | 24 | 0.50 [" in text and "| `runs/ctx` | 9 | late | 24 | 0.25 [" in text
     )
-    assert "presence 0.40 against the world's 0.44" in text and "check (both within 25 %) fails" in text
+    assert (
+        "seed 3): presence 0.40 against the world's 0.44" in text and "check (both within 25 %) fails" in text
+    )
     page = write_results_page(
         [], tmp_path / "RESULTS.md", tmp_path / "figures", world2_checks=([probe], [free])
     )
