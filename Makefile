@@ -64,11 +64,10 @@ pipeline-world2: setup
 	$(RUN) train --preset world2-context-teacher-erft --resume
 	$(RUN) free-run runs/world2-context-teacher-erft --videos 2 --seed 0 --out $(W2_CHECKS)/erft-free-s0.json & p=$$!; \
 	$(RUN) free-run runs/world2-context-teacher-erft --videos 2 --seed 1 --out $(W2_CHECKS)/erft-free-s1.json && wait $$p
-	$(RUN) train --preset world2-ode-init --resume
-	$(RUN) train --preset world2-dmd --resume
-	$(RUN) train --preset world2-cdmd --resume & p=$$!; $(RUN) train --preset world2-long-tuning --resume && wait $$p
+	$(MAKE) students-world2 W2_TEACHER=
 
-# The second world's students distilled from its shipped teacher (`world2-teacher`), without training one.
+# The second world's students distilled from its shipped teacher (`world2-teacher`), without training one;
+# with W2_TEACHER= (as pipeline-world2 calls it) from the presets' own, runs/world2-context-teacher-erft.
 W2_TEACHER := --set init.teacher=$(SHIPPED)/world2-teacher/model
 students-world2: setup
 	$(RUN) train --preset world2-ode-init --resume $(W2_TEACHER)
