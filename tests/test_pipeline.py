@@ -51,10 +51,14 @@ def cli_run(tiny_wan, tmp_path_factory) -> Path:
 
 def test_the_command_and_the_pipeline_make_the_same_video(tiny_wan, cli_run, reference, tmp_path):
     assert reference.shape == (33, *SIZE, 3) and reference.float().std() > 5  # a real picture, not a constant
-    same = write_video(tmp_path / "pipeline.mp4", reference, fps=16)
-    assert (cli_run / "video.mp4").read_bytes() == same.read_bytes()
     frames, fps = read_video(cli_run / "video.mp4")
     assert frames.shape == reference.shape and fps == 16
+    # The command and the pipeline are two computations of one video: the same frames up to the last bit
+    # of a float kernel, which on some CPUs moves a pixel by one level and the encoder's choices with it.
+    # The same command twice, below, is held to the same bytes.
+    pipeline_frames, _ = read_video(write_video(tmp_path / "pipeline.mp4", reference, fps=16))
+    off = (frames.float() - pipeline_frames.float()).abs()
+    assert off.mean() < 0.25 and (off > 8).float().mean() < 1e-3
     report = json.loads((cli_run / "report.json").read_text())
     assert report["num_frames"] == 33 and report["fps"] == 16 and report["size"] == list(SIZE)
     assert (
@@ -64,6 +68,11 @@ def test_the_command_and_the_pipeline_make_the_same_video(tiny_wan, cli_run, ref
     assert 0 < report["time_to_first_chunk_seconds"] < report["wall_seconds"]
     assert report["peak_rss_bytes"] > 0 and report["peak_accelerator_bytes"] is None
     assert report["components"]["student"] == str(tiny_wan / "transformer")
+
+
+def test_the_same_command_twice_writes_the_same_bytes(tiny_wan, cli_run, tmp_path):
+    assert _cli(tiny_wan, tmp_path / "again") == 0
+    assert (tmp_path / "again" / "video.mp4").read_bytes() == (cli_run / "video.mp4").read_bytes()
 
 
 def test_a_self_forcing_student_gives_the_folders_video(tiny_wan, reference, tmp_path):
