@@ -205,6 +205,11 @@ def test_probe_recall_output_must_be_a_file(dmd_run, tmp_path, capsys):
     assert f"--out {tmp_path} is a folder" in line
 
 
+def test_probe_recall_gives_a_students_memory_to_a_teacher_only(dmd_run, capsys):
+    line = _error(capsys, ["probe-recall", str(dmd_run), "--context-from", str(dmd_run)])
+    assert f"--context-from is for a teacher's run; {dmd_run} holds a dmd student" in line
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

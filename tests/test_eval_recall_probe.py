@@ -12,6 +12,8 @@ from contextforcing.training.plan import context_teacher_indices, history_indice
 from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.recall_probe import (
     ProbeConfig,
+    kept_of_history,
+    memory_teacher_sampler,
     probe_recall,
     student_sampler,
     teacher_sampler,
@@ -48,7 +50,26 @@ def test_a_short_history_is_given_whole_and_a_long_one_laid_out():
     assert history_indices(recent_only, 30) == list(range(18, 30))
 
 
-@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
+    torch.manual_seed(0)
+    config = model_preset("world")
+    student = CausalDiT(config).eval()
+    text = WorldTextEncoder(config.text_dim, config.text_len).encode(["a visitor comes and goes in a tiled courtyard"])
+    history = torch.randn(1, config.in_channels, 18, 4, 4, generator=torch.Generator().manual_seed(1))
+    sink = memory_preset("sink")
+    past = sink.context_capacity() - sink.num_sink_frames
+    kept = kept_of_history(student, sink, history, text)
+    assert 0 < past < 15 and torch.equal(kept, torch.cat([history[:, :, :3], history[:, :, -past:]], dim=2))
+    # The context memory keeps its sink, the frames it promoted and its fast frames, in frame order.
+    kept = kept_of_history(student, memory_preset("context"), history, text)
+    where = [
+        next(i for i in range(18) if torch.equal(history[:, :, i], kept[:, :, j]))
+        for j in range(kept.shape[2])
+    ]
+    assert where[:3] == [0, 1, 2] and where == sorted(set(where)) and where[-1] == 17
+
+
+@pytest.mark.parametrize("role", ["teacher", "teacher-in-memory", "student"])
 def test_probe_runs_and_counts_every_return(role):
     torch.manual_seed(0)
     config = model_preset("world")
@@ -59,6 +80,15 @@ def test_probe_runs_and_counts_every_return(role):
     )
     if role == "teacher":
         sampler = teacher_sampler(model, ContextTeacherConfig(num_slow_frames=2), text_encoder, probe)
+    elif role == "teacher-in-memory":
+        sampler = memory_teacher_sampler(
+            model,
+            ContextTeacherConfig(),
+            CausalDiT(config).eval(),
+            memory_preset("context"),
+            text_encoder,
+            probe,
+        )
     else:
         sampler = student_sampler(model, memory_preset("context"), text_encoder, probe)
     codec = WorldCodec(WorldCodecConfig(latent_channels=8)).eval()

@@ -37,6 +37,7 @@ from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.plan import history_indices
+from contextforcing.training.rollout import self_rollout
 from contextforcing.world.cast import sample_return_episode
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import recall_events
@@ -47,6 +48,8 @@ __all__ = [
     "Continuer",
     "ProbeConfig",
     "Sampler",
+    "kept_of_history",
+    "memory_teacher_sampler",
     "probe_recall",
     "student_continuer",
     "student_sampler",
@@ -95,6 +98,43 @@ def teacher_sampler(
         )
 
     return sample
+
+
+def memory_teacher_sampler(
+    model: CausalDiT,
+    layout: ContextTeacherConfig,
+    student: CausalDiT,
+    memory: MemoryConfig,
+    text_encoder,
+    probe: ProbeConfig,
+) -> Sampler:
+    """A teacher continuing what a student's memory keeps of the history: the context Contextual DMD
+    gives its teacher with `distill.teacher_context="memory"` (the student's sink, slow and fast frames,
+    kept by the same rollout the trainer runs)."""
+    uncond = text_encoder.encode([""])
+
+    def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
+        text = text_encoder.encode([prompt])
+        context = kept_of_history(student, memory, history, text)
+        noise = torch.randn(
+            (1, history.shape[1], probe.num_target_frames, *history.shape[3:]), generator=generator
+        )
+        return sample_after_context(
+            model, noise, text, uncond, probe.teacher, context, layout.context_timestep
+        )
+
+    return sample
+
+
+def kept_of_history(student: CausalDiT, memory: MemoryConfig, history: Tensor, text: Tensor) -> Tensor:
+    """The clean latents [1, C, U, H, W] that a student's memory keeps of a history [1, C, r, H, W] (whole
+    chunks), in frame order: what it holds when it starts the next chunk."""
+    chunks = history.shape[2] // memory.frames_per_chunk
+    rollout = self_rollout(
+        student, memory, student.encode_text(text), torch.zeros_like(history), timesteps=torch.zeros(1),
+        generator=torch.Generator(), exit_steps=[1] * chunks, grad_chunks=[False] * chunks, prefix=history,
+    )  # fmt: skip
+    return rollout.memory.kept_frames()[1]
 
 
 def teacher_context(layout: ContextTeacherConfig, history: Tensor) -> Tensor | None:

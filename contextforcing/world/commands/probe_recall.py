@@ -22,6 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("probe-recall", help="identity recall vs gap, continuing a true history")
     parser.add_argument("folder", metavar="RUN", help="a run folder (config.json + model/)")
     parser.add_argument("--memory", help="students: memory policy (default: the run's own)")
+    parser.add_argument(
+        "--context-from", metavar="STUDENT_RUN",
+        help="teachers: continue what this student's memory keeps of the history (the context of Contextual "
+             "DMD with distill.teacher_context=memory; --memory then names the student's policy), not the "
+             "teacher's training layout",
+    )  # fmt: skip
     parser.add_argument("--gaps", type=positive_seconds, nargs="+", default=list(defaults.gaps_seconds),
                         help="seconds")  # fmt: skip
     parser.add_argument(
@@ -42,7 +48,12 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.training.stages import stage_spec
     from contextforcing.world.components import world_codec, world_text_encoder
     from contextforcing.world.config import WorldExperimentConfig
-    from contextforcing.world.recall_probe import probe_recall, student_sampler, teacher_sampler
+    from contextforcing.world.recall_probe import (
+        memory_teacher_sampler,
+        probe_recall,
+        student_sampler,
+        teacher_sampler,
+    )
 
     if args.out:
         check_output_file(args.out)
@@ -53,17 +64,31 @@ def _run(args: argparse.Namespace) -> int:
     frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
     probe = ProbeConfig(gaps_seconds=tuple(args.gaps), episodes_per_gap=args.episodes,
                         teacher=EulerConfig(num_steps=args.steps), seed=args.seed, num_target_frames=frames)  # fmt: skip
-    memory = memory_preset(args.memory) if args.memory else config.memory
+    if args.context_from and not teacher:
+        raise ValueError(
+            f"--context-from is for a teacher's run; {args.folder} holds a {config.stage} student"
+        )
+    student = load_run(args.context_from, WorldExperimentConfig) if args.context_from else None
+    if student is not None and stage_spec(student.config.stage).trained == "teacher":
+        raise ValueError(f"--context-from needs a student's run; {args.context_from} holds a teacher")
+    own = student.config.memory if student is not None else config.memory
+    memory = memory_preset(args.memory) if args.memory else own
     text_encoder = world_text_encoder(config.model)
-    sampler = (teacher_sampler(model, config.teacher, text_encoder, probe) if teacher
-               else student_sampler(model, memory, text_encoder, probe, run.few_step))  # fmt: skip
+    if student is not None:
+        sampler = memory_teacher_sampler(model, config.teacher, student.model, memory, text_encoder, probe)
+    elif teacher:
+        sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
+    else:
+        sampler = student_sampler(model, memory, text_encoder, probe, run.few_step)
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe)
     for row in results:
         logger.info("gap %5.1f s  recall %.2f  colour %.2f  drawn %.2f  (n=%d)", row["gap_seconds"],
                     row["recall"], row["colour_recall"], row["drawn"], row["count"])  # fmt: skip
     if args.out:
         record = {
-            "run": str(run.folder), "stage": config.stage, "memory": None if teacher else memory.to_dict(),
+            "run": str(run.folder), "stage": config.stage,
+            "memory": None if teacher and student is None else memory.to_dict(),
+            "context_from": None if student is None else str(student.folder),
             "step": run.step,
             "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
                       "num_target_frames": frames},
