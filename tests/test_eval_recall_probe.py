@@ -54,7 +54,9 @@ def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
     torch.manual_seed(0)
     config = model_preset("world")
     student = CausalDiT(config).eval()
-    text = WorldTextEncoder(config.text_dim, config.text_len).encode(["a visitor comes and goes in a tiled courtyard"])
+    text = WorldTextEncoder(config.text_dim, config.text_len).encode(
+        ["a visitor comes and goes in a tiled courtyard"]
+    )
     history = torch.randn(1, config.in_channels, 18, 4, 4, generator=torch.Generator().manual_seed(1))
     sink = memory_preset("sink")
     past = sink.context_capacity() - sink.num_sink_frames

@@ -104,6 +104,52 @@ def test_probe_splits_every_gap_by_where_the_answer_lies():
     assert all(len(r["interval"]) == 2 for r in results)
 
 
+def test_the_probe_reads_from_the_ground_truth_what_a_memory_keeps():
+    def blank(history, prompt, generator):
+        return history[:, :, -1:].expand(-1, -1, 6, -1, -1)
+
+    def measured(keeper):
+        probe = ProbeConfig(gaps_seconds=(3.0,), episodes_per_gap=3, num_target_frames=6)
+        return {r["answer"]: r for r in probe_recall(blank, _Identity(), WORLD, probe, keeper)}
+
+    everything = measured(lambda history, prompt: tuple(range(history.shape[2])))
+    # A late answer's subject changed at the gate on its last visit: its first identity is in the history.
+    assert everything["late"]["answer_kept"] == 1 and everything["late"]["first_kept"] == 1
+    assert everything["early"]["answer_kept"] == 1
+    sink = measured(lambda history, prompt: (0, 1, 2))  # nothing is in view in the sink
+    assert all(r["answer_kept"] == 0 and r["first_kept"] == 0 for r in sink.values())
+    # The last four frames before the return show the empty room, the subject's exit lies 12 frames back.
+    recent = measured(lambda history, prompt: tuple(range(history.shape[2] - 4, history.shape[2])))
+    assert all(r["answer_kept"] == 0 for r in recent.values())
+    assert (
+        "answer_kept"
+        not in probe_recall(blank, _Identity(), WORLD, ProbeConfig(gaps_seconds=(3.0,), episodes_per_gap=1))[
+            0
+        ]
+    )
+
+
+def test_frames_showing_follow_a_change_at_the_gate():
+    from contextforcing.world.cast import sample_return_episode
+    from contextforcing.world.timeline import frames_showing, visit_identities
+
+    episode, start = sample_return_episode(
+        12, "late", torch.Generator().manual_seed(3), WORLD, target_frames=6
+    )
+    index = max(i for i, v in enumerate(episode.visits) if v.subject == 0 and v.exit_frame <= start)
+    last, (entry, exit_) = episode.visits[index], visit_identities(episode)[index]
+    assert entry != exit_ and last.enter_frame < last.change_frame < last.exit_frame
+    after, before = (
+        set(range(last.change_frame, last.exit_frame)),
+        set(range(last.enter_frame, last.change_frame)),
+    )
+    assert after <= frames_showing(episode, 0, exit_, start) and not before & frames_showing(
+        episode, 0, exit_, start
+    )
+    assert before <= frames_showing(episode, 0, entry, start)
+    assert not frames_showing(episode, 0, exit_, last.change_frame) & after  # nothing from `stop` on
+
+
 def test_a_visit_shorter_than_the_world_allows_is_incoherent():
     at_door = Sighting(x=WORLD.width - 16, y=32, x0=WORLD.width - 28, x1=WORLD.width - 5, identity=0)
     blank = [None] * 8

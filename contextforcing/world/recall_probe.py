@@ -42,13 +42,16 @@ from contextforcing.world.cast import sample_return_episode
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import recall_events
 from contextforcing.world.render import render_episode
+from contextforcing.world.timeline import frames_showing
 from contextforcing.world.types import Episode, WorldConfig
 
 __all__ = [
     "Continuer",
+    "Keeper",
     "ProbeConfig",
     "Sampler",
     "kept_of_history",
+    "memory_keeper",
     "memory_teacher_sampler",
     "probe_recall",
     "student_continuer",
@@ -60,6 +63,8 @@ __all__ = [
 
 Sampler = Callable[[Tensor, str, torch.Generator], Tensor]
 """(history latents [1, C, r, H, W], prompt, generator) -> continuation latents [1, C, F, H, W]."""
+Keeper = Callable[[Tensor, str], tuple[int, ...]]
+"""(history latents [1, C, r, H, W], prompt) -> the ids of the history frames a memory keeps at its end."""
 Continuer = Callable[[Tensor, str, int, torch.Generator], Tensor]
 """(prefix latents [1, C, P, H, W], prompt, frames to add, generator) -> the added latents [1, C, F, H, W];
 P may be 0 (from the prompt alone)."""
@@ -115,7 +120,7 @@ def memory_teacher_sampler(
 
     def sample(history: Tensor, prompt: str, generator: torch.Generator) -> Tensor:
         text = text_encoder.encode([prompt])
-        context = kept_of_history(student, memory, history, text)
+        _, context = kept_of_history(student, memory, history, text)
         noise = torch.randn(
             (1, history.shape[1], probe.num_target_frames, *history.shape[3:]), generator=generator
         )
@@ -126,15 +131,17 @@ def memory_teacher_sampler(
     return sample
 
 
-def kept_of_history(student: CausalDiT, memory: MemoryConfig, history: Tensor, text: Tensor) -> Tensor:
-    """The clean latents [1, C, U, H, W] that a student's memory keeps of a history [1, C, r, H, W] (whole
-    chunks), in frame order: what it holds when it starts the next chunk."""
+def kept_of_history(
+    student: CausalDiT, memory: MemoryConfig, history: Tensor, text: Tensor
+) -> tuple[tuple[int, ...], Tensor]:
+    """What a student's memory keeps of a history [1, C, r, H, W] (whole chunks) when it starts the next
+    chunk: the frame ids, in order, and their clean latents [1, C, U, H, W]."""
     chunks = history.shape[2] // memory.frames_per_chunk
     rollout = self_rollout(
         student, memory, student.encode_text(text), torch.zeros_like(history), timesteps=torch.zeros(1),
         generator=torch.Generator(), exit_steps=[1] * chunks, grad_chunks=[False] * chunks, prefix=history,
     )  # fmt: skip
-    return rollout.memory.kept_frames()[1]
+    return rollout.memory.kept_frames()
 
 
 def teacher_context(layout: ContextTeacherConfig, history: Tensor) -> Tensor | None:
@@ -163,6 +170,11 @@ def student_continuer(
         return torch.cat(list(chunks), dim=2)[:, :, :num_frames]
 
     return go_on
+
+
+def memory_keeper(student: CausalDiT, memory: MemoryConfig, text_encoder) -> Keeper:
+    """The frames a student's memory keeps of a history (`kept_of_history`)."""
+    return lambda history, prompt: kept_of_history(student, memory, history, text_encoder.encode([prompt]))[0]
 
 
 def student_sampler(
@@ -204,11 +216,17 @@ def _answers(world: WorldConfig) -> tuple[str, ...]:
 
 
 @torch.no_grad()
-def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig) -> list[dict]:
+def probe_recall(
+    sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig, keeper: Keeper | None = None
+) -> list[dict]:
     """Recall of the returning identity per gap (and, in version 2, per place of the answer):
     [{gap_seconds, answer, count, recall, interval, colour_recall, drawn, stale}]. A return counts only
     where a subject is drawn (`drawn`: the share of returns where one is); `interval` is recall's 95 %
     Wilson interval; `stale` the share that show the subject's first identity after it has changed.
+
+    With a `keeper` (the frames a memory keeps of the history), also what the memory holds at the return,
+    from the ground truth: `answer_kept`, the share of returns where it keeps a frame that shows the subject
+    as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed.
 
     Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
     from another, so every model is judged on exactly the same episodes.
@@ -216,14 +234,15 @@ def probe_recall(sampler: Sampler, codec: Codec, world: WorldConfig, probe: Prob
     results = []
     for j, gap_seconds in enumerate(probe.gaps_seconds):
         for answer in _answers(world):
-            events = _gap_events(sampler, codec, world, probe, j, answer)
+            events = _gap_events(sampler, codec, world, probe, j, answer, keeper)
             results.append(_gap_result(events, world, gap_seconds, answer))
     return results
 
 
 def _gap_events(
-    sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig, j: int, answer: str
-) -> list[dict]:
+    sampler: Sampler, codec: Codec, world: WorldConfig, probe: ProbeConfig, j: int, answer: str,
+    keeper: Keeper | None,
+) -> list[dict]:  # fmt: skip
     gap = round(probe.gaps_seconds[j] * world.fps)
     where = f"probe/gap{j}" if answer == "any" else f"probe/gap{j}/{answer}"
     events = []
@@ -231,7 +250,7 @@ def _gap_events(
         episodes = step_generator(probe.seed, i, f"{where}/episode")
         noise = step_generator(probe.seed, i, f"{where}/noise")
         episode, start = _episode_with_gap(gap, episodes, world, probe.num_target_frames, answer)
-        events += _judge(sampler, codec, world, episode, start, noise)
+        events += _judge(sampler, codec, world, episode, start, noise, keeper)
     return events
 
 
@@ -240,19 +259,32 @@ def _gap_result(events: list[dict], world: WorldConfig, gap_seconds: float, answ
     recalled = sum(e["matches_truth"] for e in events)
     colours = sum(e["drawn"] and identities[e["decoded"]].colour == identities[e["truth"]].colour
                   for e in events)  # fmt: skip
-    return {
+    result = {
         "gap_seconds": gap_seconds, "answer": answer, "count": count, "recall": recalled / count,
         "interval": list(wilson_interval(recalled, count)), "colour_recall": colours / count,
         "drawn": sum(e["drawn"] for e in events) / count, "stale": sum(e["stale"] for e in events) / count,
     }  # fmt: skip
+    if events and "answer_kept" in events[0]:
+        for key in ("answer_kept", "first_kept"):
+            result[key] = sum(e[key] for e in events) / count
+    return result
 
 
 def _judge(sampler: Sampler, codec: Codec, world: WorldConfig, episode: Episode, start: int,
-           generator: torch.Generator) -> list[dict]:  # fmt: skip
+           generator: torch.Generator, keeper: Keeper | None) -> list[dict]:  # fmt: skip
     """Continue the true history from `start` and read the returning identity."""
     frames = render_episode(episode, world)  # [3, T, H, W]
     history = codec.encode(frames[None, :, :start])
     generated = codec.decode(sampler(history, episode.prompt, generator))[0]
     video = torch.cat([frames[:, :start], generated], dim=1)
     pixels = ((video.clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)  # [T, 3, H, W] in [0, 255]
-    return [e for e in recall_events(pixels, episode, world) if e["frame"] == start]
+    events = [e for e in recall_events(pixels, episode, world) if e["frame"] == start]
+    if keeper is not None:
+        kept = set(keeper(history, episode.prompt))
+        for e in events:
+            e["answer_kept"] = bool(kept & frames_showing(episode, e["subject"], e["truth"], start))
+            changed = e["first_identity"] != e["truth"]
+            e["first_kept"] = changed and bool(
+                kept & frames_showing(episode, e["subject"], e["first_identity"], start)
+            )
+    return events

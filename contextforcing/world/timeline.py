@@ -104,6 +104,18 @@ def returns(episode: Episode) -> list[Return]:
     return out
 
 
+def frames_showing(episode: Episode, subject: int, identity: int, stop: int) -> set[int]:
+    """The frames before `stop` in which `subject` is in view showing `identity`."""
+    frames = set()
+    for visit, shown in zip(episode.visits, visit_identities(episode), strict=True):
+        if visit.subject == subject:
+            end = min(visit.exit_frame, stop)
+            frames.update(
+                f for f in range(visit.enter_frame, end) if identity_at(visit, shown, f) == identity
+            )
+    return frames
+
+
 def novel_frames(episode: Episode) -> list[int]:
     """Frames inside the episode on which a subject shows an identity that nothing before tells: its
     first entry, and its change at the gate. A model must draw these identities, not recall them."""

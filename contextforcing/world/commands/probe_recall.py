@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument("--gaps", type=positive_seconds, nargs="+", default=list(defaults.gaps_seconds),
                         help="seconds")  # fmt: skip
+    parser.add_argument("--set-memory", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the memory, e.g. similarity_threshold=0.97 (repeatable)")  # fmt: skip
+    parser.add_argument("--kept", action="store_true",
+                        help="students: also measure whether the memory keeps the answer at each return "
+                             "(answer_kept, first_kept; one more pass over each history)")  # fmt: skip
     parser.add_argument(
         "--episodes", type=positive_int, default=defaults.episodes_per_gap, help="returns per gap"
     )
@@ -42,13 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from contextforcing.arguments import memory_from_flags
     from contextforcing.diffusion.sampling import EulerConfig
-    from contextforcing.memory.config import memory_preset
     from contextforcing.training.run_folder import load_run
     from contextforcing.training.stages import stage_spec
     from contextforcing.world.components import world_codec, world_text_encoder
     from contextforcing.world.config import WorldExperimentConfig
     from contextforcing.world.recall_probe import (
+        memory_keeper,
         memory_teacher_sampler,
         probe_recall,
         student_sampler,
@@ -72,18 +78,23 @@ def _run(args: argparse.Namespace) -> int:
     if student is not None and stage_spec(student.config.stage).trained == "teacher":
         raise ValueError(f"--context-from needs a student's run; {args.context_from} holds a teacher")
     own = student.config.memory if student is not None else config.memory
-    memory = memory_preset(args.memory) if args.memory else own
+    memory = memory_from_flags(args.memory or own, args.set_memory)
     text_encoder = world_text_encoder(config.model)
+    keeper = None
     if student is not None:
         sampler = memory_teacher_sampler(model, config.teacher, student.model, memory, text_encoder, probe)
+        keeper = memory_keeper(student.model, memory, text_encoder)
     elif teacher:
         sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
     else:
         sampler = student_sampler(model, memory, text_encoder, probe, run.few_step)
-    results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe)
+        keeper = memory_keeper(model, memory, text_encoder) if args.kept else None
+    results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
-        logger.info("gap %5.1f s  recall %.2f  colour %.2f  drawn %.2f  (n=%d)", row["gap_seconds"],
-                    row["recall"], row["colour_recall"], row["drawn"], row["count"])  # fmt: skip
+        kept = f"  answer kept {row['answer_kept']:.2f}  first kept {row['first_kept']:.2f}" if keeper else ""
+        logger.info("gap %5.1f s %-5s recall %.2f  colour %.2f  drawn %.2f  stale %.2f%s  (n=%d)",
+                    row["gap_seconds"], row["answer"], row["recall"], row["colour_recall"], row["drawn"],
+                    row["stale"], kept, row["count"])  # fmt: skip
     if args.out:
         record = {
             "run": str(run.folder), "stage": config.stage,
