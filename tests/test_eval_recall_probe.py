@@ -60,15 +60,13 @@ def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
     history = torch.randn(1, config.in_channels, 18, 4, 4, generator=torch.Generator().manual_seed(1))
     sink = memory_preset("sink")
     past = sink.context_capacity() - sink.num_sink_frames
-    kept = kept_of_history(student, sink, history, text)
-    assert 0 < past < 15 and torch.equal(kept, torch.cat([history[:, :, :3], history[:, :, -past:]], dim=2))
+    ids, kept = kept_of_history(student, sink, history, text)
+    assert 0 < past < 15 and ids == (0, 1, 2, *range(18 - past, 18))
+    assert torch.equal(kept, torch.cat([history[:, :, :3], history[:, :, -past:]], dim=2))
     # The context memory keeps its sink, the frames it promoted and its fast frames, in frame order.
-    kept = kept_of_history(student, memory_preset("context"), history, text)
-    where = [
-        next(i for i in range(18) if torch.equal(history[:, :, i], kept[:, :, j]))
-        for j in range(kept.shape[2])
-    ]
-    assert where[:3] == [0, 1, 2] and where == sorted(set(where)) and where[-1] == 17
+    ids, kept = kept_of_history(student, memory_preset("context"), history, text)
+    assert ids[:3] == (0, 1, 2) and list(ids) == sorted(set(ids)) and ids[-1] == 17
+    assert torch.equal(kept, history[:, :, list(ids)])
 
 
 @pytest.mark.parametrize("role", ["teacher", "teacher-in-memory", "student"])
