@@ -13,6 +13,7 @@ from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.recall_probe import (
     ProbeConfig,
     kept_of_history,
+    layout_keeper,
     memory_teacher_sampler,
     probe_recall,
     student_sampler,
@@ -48,6 +49,9 @@ def test_a_short_history_is_given_whole_and_a_long_one_laid_out():
     recent_only = ContextTeacherConfig(num_slow_frames=12, num_recent_frames=12, recent_only=True)
     assert history_indices(recent_only, 5) == list(range(5))
     assert history_indices(recent_only, 30) == list(range(18, 30))
+    keep = layout_keeper(layout)
+    assert keep(torch.zeros(1, 1, 200, 1, 1), "") == tuple(context_teacher_indices(layout, 200))
+    assert keep(torch.zeros(1, 1, 0, 1, 1), "") == ()
 
 
 def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():

@@ -51,6 +51,7 @@ __all__ = [
     "ProbeConfig",
     "Sampler",
     "kept_of_history",
+    "layout_keeper",
     "memory_keeper",
     "memory_teacher_sampler",
     "probe_recall",
@@ -170,6 +171,11 @@ def student_continuer(
         return torch.cat(list(chunks), dim=2)[:, :, :num_frames]
 
     return go_on
+
+
+def layout_keeper(layout: ContextTeacherConfig) -> Keeper:
+    """The frames a teacher's training layout keeps of a history (`teacher_context`)."""
+    return lambda history, prompt: tuple(history_indices(layout, history.shape[2]))
 
 
 def memory_keeper(student: CausalDiT, memory: MemoryConfig, text_encoder) -> Keeper:

@@ -33,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set-memory", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the memory, e.g. similarity_threshold=0.97 (repeatable)")  # fmt: skip
     parser.add_argument("--kept", action="store_true",
-                        help="students: also measure whether the memory keeps the answer at each return "
-                             "(answer_kept, first_kept; one more pass over each history)")  # fmt: skip
+                        help="also measure whether the context (a student's memory, or a teacher's layout) "
+                             "keeps the answer at each return: answer_kept, first_kept")  # fmt: skip
     parser.add_argument(
         "--episodes", type=positive_int, default=defaults.episodes_per_gap, help="returns per gap"
     )
@@ -54,6 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     from contextforcing.world.components import world_codec, world_text_encoder
     from contextforcing.world.config import WorldExperimentConfig
     from contextforcing.world.recall_probe import (
+        layout_keeper,
         memory_keeper,
         memory_teacher_sampler,
         probe_recall,
@@ -80,15 +81,16 @@ def _run(args: argparse.Namespace) -> int:
     own = student.config.memory if student is not None else config.memory
     memory = memory_from_flags(args.memory or own, args.set_memory)
     text_encoder = world_text_encoder(config.model)
-    keeper = None
     if student is not None:
         sampler = memory_teacher_sampler(model, config.teacher, student.model, memory, text_encoder, probe)
         keeper = memory_keeper(student.model, memory, text_encoder)
     elif teacher:
         sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
+        keeper = layout_keeper(config.teacher)
     else:
         sampler = student_sampler(model, memory, text_encoder, probe, run.few_step)
-        keeper = memory_keeper(model, memory, text_encoder) if args.kept else None
+        keeper = memory_keeper(model, memory, text_encoder)
+    keeper = keeper if args.kept else None
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
         kept = f"  answer kept {row['answer_kept']:.2f}  first kept {row['first_kept']:.2f}" if keeper else ""
