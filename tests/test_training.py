@@ -1,5 +1,6 @@
 """Every stage trains end to end at tiny scale; resume is exact; bad input is refused up front."""
 
+import itertools
 import json
 
 import pytest
@@ -402,3 +403,28 @@ def test_checkpoints_that_name_the_trained_role_model_still_resume():
     meta, groups = _legacy_role_names(meta, groups, "student")
     assert set(groups) == {"student", "optim.student", "critic", "optim.critic"}
     assert meta["optimizers"] == {"student": 1, "critic": 2} and meta["updates"]["student"] == 3
+
+
+@pytest.mark.parametrize("mode", ["window", "memory", "layout"])
+def test_the_teacher_of_stage_2_sees_the_context_its_setting_names(mode):
+    from types import SimpleNamespace
+
+    from contextforcing.training.config import ContextTeacherConfig, DistillConfig
+    from contextforcing.training.plan import history_indices
+    from contextforcing.training.steps import _teacher_context
+
+    layout = ContextTeacherConfig(num_sink_frames=3, num_slow_frames=12, slow_interval=6, num_recent_frames=6)
+    config = SimpleNamespace(distill=DistillConfig(teacher_context=mode), teacher=layout)
+    video = torch.arange(60.0).view(1, 1, 60, 1, 1).expand(2, 4, 60, 2, 2)
+    rollout = SimpleNamespace(video=video, snapshot=video[:, :, [0, 1, 2, 30, 50, 51, 52]])
+    plan = SimpleNamespace(teacher_sees_context=True, context_start=33, target_start=54)
+    seen = _teacher_context(SimpleNamespace(config=config), plan, rollout)[0, 0, :, 0, 0].tolist()
+    expected = {"window": list(range(33, 54)), "memory": [0, 1, 2, 30, 50, 51, 52],
+                "layout": history_indices(layout, 54)}[mode]  # fmt: skip
+    assert seen == [float(i) for i in expected]
+    if mode == "layout":  # sink, slow frames every 6 and the recent frames: a long reach, not a window
+        slow = expected[3:-6]
+        assert expected[:3] == [0, 1, 2] and expected[-6:] == list(range(48, 54)) and slow[0] < 33
+        assert {b - a for a, b in itertools.pairwise(slow)} == {6}
+    plan = SimpleNamespace(teacher_sees_context=False, context_start=33, target_start=54)
+    assert _teacher_context(SimpleNamespace(config=config), plan, rollout) is None

@@ -207,9 +207,10 @@ class DistillConfig:
     prefix_frames: int = 0
     """cdmd / long-tuning: the rollout starts from this many true frames of a training clip (written into
     the student's memory as a prefix, never judged); 0 rolls out from the prompt alone, as the paper."""
-    teacher_context: Literal["window", "memory"] = "window"
-    """cdmd: the teacher sees the contiguous window before the target (released code) or the student's
-    sink/slow/fast memory layout (the paper's wording)."""
+    teacher_context: Literal["window", "memory", "layout"] = "window"
+    """cdmd: the teacher sees the contiguous window before the target (released code), the student's
+    sink/slow/fast memory layout (the paper's wording), or the rollout before the target laid out as the
+    teacher was trained (`teacher.*`: sink, slow frames every `slow_interval`, recent frames)."""
     guidance_scale: float = 3.0
     """Teacher CFG, cond + g (cond - uncond); the critic has none."""
     min_timestep: float = 20.0

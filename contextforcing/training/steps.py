@@ -193,6 +193,8 @@ def _teacher_context(run: Run, plan: DistillPlan, rollout) -> Tensor | None:
         return None
     if run.config.distill.teacher_context == "memory":
         return rollout.snapshot
+    if run.config.distill.teacher_context == "layout":
+        return rollout.video[:, :, history_indices(run.config.teacher, plan.target_start)].detach()
     return rollout.video[:, :, plan.context_start : plan.target_start].detach()
 
 

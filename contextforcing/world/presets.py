@@ -154,4 +154,10 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "context-teacher", 6000, **{**_WORLD2_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12})),
     "world2-context-teacher-erft": lambda: _in_world2(_world(
         "context-teacher", 1000, **{**_WORLD2_TEACHER, **_ERFT, "init.model": f"{RUNS}/world-context-teacher/model"})),
+    # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
+    # (docs/design.md, "The seventh round").
+    "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
+    # Stage 2 whose teacher sees the rollout laid out as it was trained (sink, a slow frame every 6, the
+    # recent frames), not the student's memory, which often holds the first entrance and not the last sighting.
+    "world2-cdmd-layout": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {"distill.teacher_context": "layout"})),
 }  # fmt: skip
