@@ -158,6 +158,6 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
     # Stage 2 whose teacher sees the rollout laid out as it was trained (sink, a slow frame every 6, the
-    # recent frames), not the student's memory, which often holds the first entrance and not the last sighting.
+    # recent frames), not the student's memory, from which it draws a subject's first identity.
     "world2-cdmd-layout": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {"distill.teacher_context": "layout"})),
 }  # fmt: skip
