@@ -65,7 +65,8 @@ __all__ = [
 Sampler = Callable[[Tensor, str, torch.Generator], Tensor]
 """(history latents [1, C, r, H, W], prompt, generator) -> continuation latents [1, C, F, H, W]."""
 Keeper = Callable[[Tensor, str], tuple[int, ...]]
-"""(history latents [1, C, r, H, W], prompt) -> the ids of the history frames a memory keeps at its end."""
+"""(history latents [1, C, r, H, W], prompt) -> the ids of the history frames a context keeps at its end
+(a student's memory, or a teacher's layout)."""
 Continuer = Callable[[Tensor, str, int, torch.Generator], Tensor]
 """(prefix latents [1, C, P, H, W], prompt, frames to add, generator) -> the added latents [1, C, F, H, W];
 P may be 0 (from the prompt alone)."""
