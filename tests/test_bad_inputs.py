@@ -210,6 +210,29 @@ def test_probe_recall_gives_a_students_memory_to_a_teacher_only(dmd_run, capsys)
     assert f"--context-from is for a teacher's run; {dmd_run} holds a dmd student" in line
 
 
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "teacher"
+    assert main(["train", "--preset", "tiny-context-teacher", "--out", str(folder)]) == 0
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--context-from", "TEACHER"], "--context-from needs a student's run; TEACHER holds a teacher"),
+        (["--set-memory", "similarity_threshold=0.9"], "--set-memory sets a student's memory; TEACHER holds a teacher"),
+        (["--memory", "sink"], "--memory sets a student's memory; TEACHER holds a teacher"),
+    ],
+)  # fmt: skip
+def test_probe_recall_reads_a_teachers_own_layout_unless_given_a_student(teacher_run, flags, named, capsys):
+    line = _error(
+        capsys,
+        ["probe-recall", str(teacher_run), *[str(teacher_run) if f == "TEACHER" else f for f in flags]],
+    )
+    assert named.replace("TEACHER", str(teacher_run)) in line
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -1,14 +1,18 @@
 """The recall probe: the teacher's history layout, and end-to-end runs for a teacher and a student."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from contextforcing.diffusion.sampling import EulerConfig
 from contextforcing.memory.config import memory_preset
+from contextforcing.memory.policy import kept_after
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.training.config import ContextTeacherConfig
 from contextforcing.training.plan import context_teacher_indices, history_indices
+from contextforcing.training.rollout import self_rollout
 from contextforcing.world.codec import WorldCodec, WorldCodecConfig
 from contextforcing.world.recall_probe import (
     ProbeConfig,
@@ -73,6 +77,43 @@ def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
     assert torch.equal(kept, history[:, :, list(ids)])
 
 
+def test_what_a_memory_keeps_follows_from_its_decisions_alone():
+    """`kept_after` (how the context teacher's memory-shaped histories are laid out) rebuilds the frames a
+    rolled-out memory keeps from each layer's recorded promotion decisions."""
+    torch.manual_seed(0)
+    config = model_preset("world")
+    student = CausalDiT(config).eval()
+    text = WorldTextEncoder(config.text_dim, config.text_len).encode(
+        ["a visitor comes and goes in a tiled courtyard"]
+    )
+    history = torch.randn(1, config.in_channels, 60, 4, 4, generator=torch.Generator().manual_seed(1))
+    probe = replace(memory_preset("context"), num_slow_frames=4)
+    rollout = _rollout_over(student, probe, history, text)
+    tested = [
+        layer.similarity for r in rollout.trace.records for layer in r.layers if layer.similarity is not None
+    ]
+    # A threshold inside the similarities, so that some layers promote a chunk and others do not.
+    memory = replace(probe, similarity_threshold=float(torch.tensor(tested).median()))
+    rollout = _rollout_over(student, memory, history, text)
+    decisions = [
+        [r.layers[layer].similarity is not None and r.layers[layer].similarity < memory.similarity_threshold
+         for r in rollout.trace.records]
+        for layer in range(config.num_layers)
+    ]  # fmt: skip
+    per_layer = {tuple(row) for row in decisions}
+    assert len(per_layer) > 1 and any(any(row) for row in decisions)
+    ids, _ = rollout.kept_frames()
+    assert kept_after(memory, 20, decisions) == ids
+    assert kept_after(memory, 20, decisions[:1]) != ids  # one layer's decisions do not explain them all
+
+
+def _rollout_over(student, memory, history, text):
+    return self_rollout(
+        student, memory, student.encode_text(text), torch.zeros_like(history), timesteps=torch.zeros(1),
+        generator=torch.Generator(), exit_steps=[1] * 20, grad_chunks=[False] * 20, prefix=history,
+    ).memory  # fmt: skip
+
+
 @pytest.mark.parametrize("role", ["teacher", "teacher-in-memory", "student"])
 def test_probe_runs_and_counts_every_return(role):
     torch.manual_seed(0)
@@ -117,3 +158,29 @@ def test_every_model_is_judged_on_the_same_episodes():
     for name, draws in (("a", 1), ("b", 1000)):
         probe_recall(recorder(name, draws), codec, WorldConfig(), probe)
     assert len(seen["a"]) == 4 and all(torch.equal(x, y) for x, y in zip(seen["a"], seen["b"], strict=True))
+
+
+def test_the_probe_command_reads_a_student_and_a_teacher_in_its_memory(tmp_path):
+    import json
+
+    from contextforcing.cli import main
+
+    student, teacher = tmp_path / "student", tmp_path / "teacher"
+    assert main(["train", "--preset", "tiny-dmd", "--out", str(student)]) == 0
+    assert main(["train", "--preset", "tiny-context-teacher", "--out", str(teacher)]) == 0
+    short = ["--gaps", "1.5", "--episodes", "1", "--steps", "2", "--kept"]
+    assert main(["probe-recall", str(student), *short, "--out", str(tmp_path / "s.json")]) == 0
+    argv = ["probe-recall", str(teacher), "--context-from", str(student), "--set-memory",
+            "similarity_threshold=0.5", *short, "--out", str(tmp_path / "t.json")]  # fmt: skip
+    assert main(argv) == 0
+    own = json.loads((tmp_path / "s.json").read_text())
+    in_memory = json.loads((tmp_path / "t.json").read_text())
+    assert (
+        own["stage"] == "dmd"
+        and own["context_from"] is None
+        and own["memory"]["similarity_threshold"] == 0.95
+    )
+    assert in_memory["context_from"] == str(student) and in_memory["memory"]["similarity_threshold"] == 0.5
+    for record in (own, in_memory):
+        (row,) = record["results"]
+        assert row["count"] == 1 and 3 <= row["kept_from_start"] <= row["kept_frames"]

@@ -295,6 +295,49 @@ def test_context_teacher_histories_of_any_whole_number_of_chunks(codec_folder, t
     assert len(lines) == 4 and all(0 <= line["context_frames"] <= 3 + 2 + 6 for line in lines)
 
 
+def test_context_teacher_histories_laid_out_as_a_memory_keeps_them(codec_folder, tmp_path):
+    """With teacher.memory_history_prob, a step's history is any whole number of chunks up to
+    memory_history_frames, and the teacher sees what a memory with random per-layer promotions keeps of
+    it: the sink, the first frames no promotion replaced, some promoted frames, the fast frames."""
+    from contextforcing.training.plan import history_indices
+    from contextforcing.training.steps import _context_history, _context_layout
+    from contextforcing.world.config import WorldExperimentConfig
+
+    def config(prob):
+        return override(WorldExperimentConfig(stage="context-teacher"),
+                        {"teacher.memory_history_prob": prob, "teacher.history": "chunks",
+                         "teacher.num_target_frames": 6, "teacher.memory_history_frames": 120})  # fmt: skip
+
+    memory = config(1.0).memory
+    past = memory.num_past_fast_frames
+    layouts = [_context_layout(config(1.0), torch.Generator().manual_seed(i)) for i in range(300)]
+    assert {frames for frames, _ in layouts} == set(range(3, 121, 3))
+    for frames, seen in layouts:
+        assert seen == sorted(set(seen)) and seen[-1] == frames - 1
+        if frames >= 30:  # the sink, the slow frames, the fast frames: at most every layer's slow tier
+            assert seen[:3] == [0, 1, 2] and seen[-past:] == list(range(frames - past, frames))
+            assert memory.num_slow_frames <= len(seen) - 3 - past <= memory.num_slow_frames * 4
+    long = [seen for frames, seen in layouts if frames >= 90]
+    # A long history holds later promotions beside the first frames no promotion replaced.
+    assert len(long) > 50 and all(max(seen[3:-past]) > 3 + memory.num_slow_frames for seen in long)
+    # Every layer decides on its own: together they keep more than one slow tier; one decision, one tier.
+    assert any(len(seen) - 3 - past > memory.num_slow_frames for _, seen in layouts)
+    shared = override(config(1.0), {"memory.per_layer_decisions": False})
+    for i in range(50):
+        frames, seen = _context_layout(shared, torch.Generator().manual_seed(i))
+        assert len(seen) <= 3 + memory.num_slow_frames + past
+    # Without it the draws (and so the histories) are those of teacher.history alone.
+    for i in range(20):
+        frames, seen = _context_layout(config(0.0), torch.Generator().manual_seed(i))
+        assert frames == _context_history(config(0.0), torch.Generator().manual_seed(i))
+        assert seen == history_indices(config(0.0).teacher, frames)
+    run = _config("context-teacher", codec_folder, **{"teacher.memory_history_prob": 1.0, "train.steps": 3,
+                                                      "teacher.memory_history_frames": 12})  # fmt: skip
+    train(run, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 and all(1 <= line["context_frames"] <= 12 for line in lines)
+
+
 def test_forced_returns_land_in_the_target_window(codec_folder):
     from contextforcing.world.clips import WorldClipSource, _returns_within
     from contextforcing.world.components import world_codec

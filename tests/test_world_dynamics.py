@@ -118,6 +118,11 @@ def test_the_probe_reads_from_the_ground_truth_what_a_memory_keeps():
     assert everything["early"]["answer_kept"] == 1
     sink = measured(lambda history, prompt: (0, 1, 2))  # nothing is in view in the sink
     assert all(r["answer_kept"] == 0 and r["first_kept"] == 0 for r in sink.values())
+    assert all(r["kept_frames"] == 3 and r["kept_from_start"] == 3 for r in sink.values())
+    length = everything["late"]["kept_frames"]  # every history is kept whole, without a gap
+    assert length > 12 and everything["late"]["kept_from_start"] == length
+    gapped = measured(lambda history, prompt: (0, 1, 2, 5, 6))
+    assert all(r["kept_frames"] == 5 and r["kept_from_start"] == 3 for r in gapped.values())
     # The last four frames before the return show the empty room, the subject's exit lies 12 frames back.
     recent = measured(lambda history, prompt: tuple(range(history.shape[2] - 4, history.shape[2])))
     assert all(r["answer_kept"] == 0 for r in recent.values())

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from contextforcing.memory.config import MemoryConfig
 
-__all__ = ["MemoryLayout", "append_chunk", "promotion_due", "should_promote", "slot_sources"]
+__all__ = ["MemoryLayout", "append_chunk", "kept_after", "promotion_due", "should_promote", "slot_sources"]
 
 Tier = str  # "sink" | "slow" | "fast"
 _TIERS: tuple[Tier, ...] = ("sink", "slow", "fast")
@@ -116,6 +116,22 @@ def append_chunk(
         promoted = tuple(f for f in rest[: config.num_promoted_frames] if f not in slow)
         slow = (slow + promoted)[-config.num_slow_frames :]
     return MemoryLayout(sink=sink, slow=slow, fast=fast)
+
+
+def kept_after(config: MemoryConfig, num_chunks: int, decisions: Sequence[Sequence[bool]]) -> tuple[int, ...]:
+    """The frames a memory holds in any layer (sorted ids) once `num_chunks` chunks are written, given
+    each layer's promotion decision for every chunk (read only where `promotion_due`): what the
+    memory's `kept_frames` returns after a rollout that decided so. One row of `decisions` per layer
+    that decides on its own (a single row when decisions are shared)."""
+    chunk = config.frames_per_chunk
+    kept: set[int] = set()
+    for layer in decisions:
+        layout = MemoryLayout()
+        for c in range(num_chunks):
+            promote = promotion_due(config, c) and bool(layer[c])
+            layout = append_chunk(layout, range(c * chunk, (c + 1) * chunk), config, promote=promote)
+        kept.update(layout.frames)
+    return tuple(sorted(kept))
 
 
 def slot_sources(

@@ -123,6 +123,17 @@ class ContextTeacherConfig:
     exactly. "chunks": any whole number of chunks (`memory.frames_per_chunk`) up to the longest layout,
     uniform, laid out as a sampler lays out any history (`plan.history_indices`): the short histories of a
     video's first chunks and the targets between layouts are then trained too."""
+    memory_history_prob: float = 0.0
+    """context-teacher: probability that a step's history is instead laid out as a student's memory keeps
+    it (`memory.policy.kept_after` with the run's `memory` config: the sink, the frames of its slow and
+    fast tiers in every layer, sorted), the context Contextual DMD's teacher gets with
+    `distill.teacher_context="memory"`. Its length is any whole number of chunks up to
+    `memory_history_frames`; each layer (one, with shared decisions) promotes a chunk with its own
+    probability, drawn uniformly below `memory_promotion_prob`."""
+    memory_history_frames: int = 160
+    """context-teacher: the longest history laid out as a memory keeps it (see `memory_history_prob`)."""
+    memory_promotion_prob: float = 0.25
+    """context-teacher: the highest per-layer promotion rate of a history laid out as a memory keeps it."""
     no_context_prob: float = 0.0
     """context-teacher: probability of a step without any context, so one model also serves as a short
     teacher (Context Forcing's Stage 1 uses its context teacher without context)."""
@@ -166,10 +177,18 @@ class ContextTeacherConfig:
             "noise_error_prob",
             "cfg_dropout",
             "clean_bank_update_prob",
+            "memory_history_prob",
+            "memory_promotion_prob",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ContextTeacherConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("num_target_frames", "slow_interval", "bank_bins", "bank_capacity"):
+        for name in (
+            "num_target_frames",
+            "slow_interval",
+            "bank_bins",
+            "bank_capacity",
+            "memory_history_frames",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"ContextTeacherConfig.{name} must be >= 1, got {getattr(self, name)}")
         if min(self.num_sink_frames, self.num_slow_frames, self.num_recent_frames, self.lora_rank) < 0:

@@ -25,6 +25,7 @@ from contextforcing.diffusion.flow import (
 from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd_gradient, flow_matching_loss
 from contextforcing.diffusion.sampling import euler_sample
 from contextforcing.inference.teacher import context_velocity, frame_timesteps, guided_velocity
+from contextforcing.memory.policy import kept_after
 from contextforcing.model.layout import block_causal
 from contextforcing.training.erft import inject_errors, record_step_errors
 from contextforcing.training.plan import (
@@ -87,13 +88,34 @@ def _context_history(config: ExperimentConfig, shared: torch.Generator) -> int:
     return chunk * (1 + int(torch.randint(longest // chunk, (1,), generator=shared)))
 
 
+def _memory_history(config: ExperimentConfig, shared: torch.Generator) -> tuple[int, list[int]]:
+    """A history of whole chunks and the frames a memory keeps of it, each layer promoting at random at
+    its own rate (see `ContextTeacherConfig.memory_history_prob`)."""
+    cfg_t, memory = config.teacher, config.memory
+    chunks = 1 + int(
+        torch.randint(cfg_t.memory_history_frames // memory.frames_per_chunk, (1,), generator=shared)
+    )
+    layers = config.model.num_layers if memory.per_layer_decisions else 1
+    rates = torch.rand(layers, 1, generator=shared) * cfg_t.memory_promotion_prob
+    decisions = (torch.rand(layers, chunks, generator=shared) < rates).tolist()
+    return chunks * memory.frames_per_chunk, list(kept_after(memory, chunks, decisions))
+
+
+def _context_layout(config: ExperimentConfig, shared: torch.Generator) -> tuple[int, list[int]]:
+    """Frames of history before a context-teacher target, and the ones the teacher sees."""
+    cfg_t = config.teacher
+    if cfg_t.memory_history_prob > 0 and float(torch.rand((), generator=shared)) < cfg_t.memory_history_prob:
+        return _memory_history(config, shared)
+    history = _context_history(config, shared)
+    return history, history_indices(cfg_t, history)
+
+
 def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     """[sink | slow | recent | noisy target] -> velocity of the target, with optional ERFT."""
     cfg_t = run.config.teacher
     shared = run.generator(step, "layout")
-    history = _context_history(run.config, shared)
+    history, indices = _context_layout(run.config, shared)
     num_frames = history + cfg_t.num_target_frames
-    indices = history_indices(cfg_t, history)
     if float(torch.rand((), generator=shared)) < cfg_t.no_context_prob:
         indices, num_frames = [], cfg_t.num_target_frames
     injected_any = False

@@ -154,6 +154,17 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "context-teacher", 6000, **{**_WORLD2_TEACHER, "teacher.recent_only": True, "teacher.num_recent_frames": 12})),
     "world2-context-teacher-erft": lambda: _in_world2(_world(
         "context-teacher", 1000, **{**_WORLD2_TEACHER, **_ERFT, "init.model": f"{RUNS}/world-context-teacher/model"})),
+    # ERFT again from the ERFT teacher, half of its histories laid out as a student's memory keeps them
+    # (the sink, the first frames no promotion has replaced, the promoted frames of every layer, the fast
+    # tier): the context Contextual DMD gives it with teacher_context="memory" (docs/design.md, "The
+    # eighth round").
+    "world2-context-teacher-memory": lambda: _in_world2(_world(
+        "context-teacher", 1000, **{**_WORLD2_TEACHER, **_ERFT, "teacher.memory_history_prob": 0.5,
+                                    "init.model": f"{RUNS}/world2-context-teacher-erft/model"})),
+    # Stage 2 whose teacher and critic were trained on histories laid out as the student's memory keeps
+    # them (world2-context-teacher-memory).
+    "world2-cdmd-memory-teacher": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {
+        "init.teacher": f"{RUNS}/world2-context-teacher-memory/model"})),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

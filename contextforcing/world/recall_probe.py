@@ -233,7 +233,10 @@ def probe_recall(
 
     With a `keeper` (the frames a memory keeps of the history), also what the memory holds at the return,
     from the ground truth: `answer_kept`, the share of returns where it keeps a frame that shows the subject
-    as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed.
+    as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed;
+    and its shape: `kept_frames`, the mean number of frames it keeps, and `kept_from_start`, the mean
+    number of the history's first frames it keeps without a gap (the sink, and the first frames no
+    promotion has replaced).
 
     Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
     from another, so every model is judged on exactly the same episodes.
@@ -272,7 +275,7 @@ def _gap_result(events: list[dict], world: WorldConfig, gap_seconds: float, answ
         "drawn": sum(e["drawn"] for e in events) / count, "stale": sum(e["stale"] for e in events) / count,
     }  # fmt: skip
     if events and "answer_kept" in events[0]:
-        for key in ("answer_kept", "first_kept"):
+        for key in ("answer_kept", "first_kept", "kept_frames", "kept_from_start"):
             result[key] = sum(e[key] for e in events) / count
     return result
 
@@ -288,7 +291,9 @@ def _judge(sampler: Sampler, codec: Codec, world: WorldConfig, episode: Episode,
     events = [e for e in recall_events(pixels, episode, world) if e["frame"] == start]
     if keeper is not None:
         kept = set(keeper(history, episode.prompt))
+        from_start = next(f for f in range(len(kept) + 1) if f not in kept)
         for e in events:
+            e["kept_frames"], e["kept_from_start"] = len(kept), from_start
             e["answer_kept"] = bool(kept & frames_showing(episode, e["subject"], e["truth"], start))
             changed = e["first_identity"] != e["truth"]
             e["first_kept"] = changed and bool(

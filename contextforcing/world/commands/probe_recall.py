@@ -78,6 +78,12 @@ def _run(args: argparse.Namespace) -> int:
     student = load_run(args.context_from, WorldExperimentConfig) if args.context_from else None
     if student is not None and stage_spec(student.config.stage).trained == "teacher":
         raise ValueError(f"--context-from needs a student's run; {args.context_from} holds a teacher")
+    if teacher and student is None and (args.memory or args.set_memory):
+        flag = "--memory" if args.memory else "--set-memory"
+        raise ValueError(
+            f"{flag} sets a student's memory; {args.folder} holds a teacher, which reads its training "
+            "layout (give --context-from STUDENT_RUN for the memory of a student)"
+        )
     own = student.config.memory if student is not None else config.memory
     memory = memory_from_flags(args.memory or own, args.set_memory)
     text_encoder = world_text_encoder(config.model)
@@ -93,7 +99,12 @@ def _run(args: argparse.Namespace) -> int:
     keeper = keeper if args.kept else None
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
-        kept = f"  answer kept {row['answer_kept']:.2f}  first kept {row['first_kept']:.2f}" if keeper else ""
+        kept = (
+            f"  answer kept {row['answer_kept']:.2f}  first kept {row['first_kept']:.2f}  frames kept "
+            f"{row['kept_frames']:.1f} ({row['kept_from_start']:.1f} from the start)"
+            if keeper
+            else ""
+        )
         logger.info("gap %5.1f s %-5s recall %.2f  colour %.2f  drawn %.2f  stale %.2f%s  (n=%d)",
                     row["gap_seconds"], row["answer"], row["recall"], row["colour_recall"], row["drawn"],
                     row["stale"], kept, row["count"])  # fmt: skip
