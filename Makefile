@@ -92,7 +92,7 @@ ship-world2:
 # The second world's comparison on its shipped models, then docs/RESULTS.md (two processes, one thread each).
 results-world2: setup
 	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing & p=$$!; \
-	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 uniform-every-1 uniform-every-2 \
+	$(RUN) compare --world 2 --rows context-forcing-layer-fit context-forcing-tau-0.95 uniform-every-1 uniform-every-2 \
 	    no-contextual-distillation no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 

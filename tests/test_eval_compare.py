@@ -98,6 +98,8 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
             description="random"),
         Row(name="context-forcing", run=str(student), memory=memory_preset("context"), fit_share=0.25,
             description="random, fitted"),
+        Row(name="context-forcing-layer-fit", run=str(student), memory=memory_preset("context"), fit_share=0.25,
+            fit_per_layer=True, description="random, fitted per layer"),
         Row(name="no-bounded-positions", run=str(student), memory=memory_preset("context", positions="absolute"),
             description="random, tau 0.95"),
     ]  # fmt: skip
@@ -110,8 +112,12 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     fitted = json.loads((folder / "context-forcing.json").read_text())
     tau = fitted["fitted_threshold"]["tau"]
     assert fitted["memory"]["similarity_threshold"] == tau != 0.95
+    per_layer = json.loads((folder / "context-forcing-layer-fit.json").read_text())
+    taus = per_layer["fitted_threshold"]["layer_taus"]
+    assert per_layer["memory"]["layer_thresholds"] == taus and len(taus) == model_preset("tiny").num_layers
     loaded = load_rows(folder, world=2)
-    assert [r["row"] for r in loaded] == ["teacher", "context-forcing", "no-bounded-positions"]
+    assert [r["row"] for r in loaded] == ["teacher", "context-forcing", "context-forcing-layer-fit",
+                                          "no-bounded-positions"]  # fmt: skip
     assert all(memory_score(r) is not None for r in loaded)
     page = write_results_page(
         [], tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results", world2_rows=loaded
@@ -119,6 +125,7 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     text = page.read_text()
     assert "## The second world" in text and "## The first world" not in text
     assert f"{tau:.4f} (fitted, 25%)" in text and "| no-bounded-positions |" in text
+    assert ", ".join(f"{t:.4f}" for t in taus) + " (per layer, fitted, 25%)" in text
     assert "in Table 3's order: context-forcing" in text
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import pytest
 import torch
 from torch import Tensor
 
@@ -37,3 +39,20 @@ def test_layers_decide_on_their_own_keys_and_the_slow_tier_evicts_its_oldest() -
     for layer, layout in enumerate(memory.layouts):  # the store holds what the layout names, in order
         _, values = memory.store.read(layer)
         assert values[0, :, 0, 1].tolist() == list(map(float, layout.frames))
+
+
+def test_one_threshold_per_layer_decides_each_layer_against_its_own() -> None:
+    """Both layers see the same keys, turning by 0.3 rad a chunk (cos 0.955): layer 0's tau 0.95 never
+    fires, layer 1's tau 0.96 fires at every test."""
+    config = memory_preset("context", num_slow_frames=2, layer_thresholds=(0.95, 0.96))
+    shape = StoreShape(num_layers=2, batch=1, capacity=config.context_capacity(), tokens_per_frame=1,
+                       num_heads=1, head_dim=2, latent_shape=(1, 1, 1))  # fmt: skip
+    memory = build_memory(config, shape)
+    for chunk in range(6):
+        kv = _kv(0.3 * chunk, chunk * CHUNK)
+        memory.append([kv, kv], torch.zeros(1, 1, CHUNK, 1, 1))
+    records = memory.trace.records
+    assert all(r.layer(0).promoted == () for r in records)
+    assert [r.layer(1).promoted for r in records] == [(), ()] + [(3 * c,) for c in range(2, 6)]
+    with pytest.raises(ValueError, match="layer_thresholds holds 2 thresholds for a model of 3 layers"):
+        build_memory(config, dataclasses.replace(shape, num_layers=3))

@@ -180,11 +180,23 @@ def test_slot_sources_reorder_old_and_new() -> None:
         ({"num_slow_frames": 0}, "promotion"),
         ({"num_promoted_frames": 4}, "num_promoted_frames"),
         ({"num_fast_frames": None}, "positions"),
+        ({"layer_thresholds": (0.9, 1.5)}, "layer_thresholds must lie in"),
+        ({"layer_thresholds": (0.9,), "per_layer_decisions": False}, "layer_thresholds needs"),
+        ({"layer_thresholds": (0.9,), "promotion": "uniform"}, "layer_thresholds needs"),
+        ({"layer_thresholds": (0.9,), "bookkeeping": "released"}, "layer_thresholds"),
     ],
 )
 def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         memory_preset("context", **overrides)
+
+
+def test_a_layer_threshold_replaces_tau_in_its_layer_only() -> None:
+    config = memory_preset("context", layer_thresholds=(0.9, 0.99))
+    assert config.threshold(0) == 0.9 and config.threshold(1) == 0.99 and config.threshold() == 0.95
+    assert not should_promote(config, 3, 0.95, layer=0) and should_promote(config, 3, 0.95, layer=1)
+    assert not should_promote(config, 3, 0.95)  # shared decisions read similarity_threshold
+    assert MemoryConfig.from_dict(config.to_dict()) == config
 
 
 def test_presets_round_trip_and_unknown_names() -> None:

@@ -338,6 +338,31 @@ def test_context_teacher_histories_laid_out_as_a_memory_keeps_them(codec_folder,
     assert len(lines) == 3 and all(1 <= line["context_frames"] <= 12 for line in lines)
 
 
+def test_a_prefix_with_events_ends_where_its_clips_events_begin(codec_folder, tmp_path, monkeypatch):
+    """With distill.prefix_events the prefix is the start of a clip drawn for a target of num_frames (a
+    return on its first frame here), and the rollout judges exactly the frames after it."""
+    from contextforcing.world.clips import WorldClipSource
+
+    drawn, original = [], WorldClipSource.sample
+
+    def recorded(self, num_frames, generators, *, target_frames=0):
+        batch = original(self, num_frames, generators, target_frames=target_frames)
+        drawn.append((num_frames, target_frames))
+        return batch
+
+    monkeypatch.setattr(WorldClipSource, "sample", recorded)
+    updates = {"distill.prefix_frames": 6, "distill.prefix_events": True, "distill.min_rollout_frames": 12,
+               "distill.max_rollout_frames": 12, "data.return_prob": 1.0, "data.return_at": "first",
+               "train.steps": 2}  # fmt: skip
+    train(_config("cdmd", codec_folder, **updates), tmp_path)
+    assert drawn and set(drawn) == {(12, 6)}
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["rollout_frames"] for line in lines] == [12, 12]
+    for bad in ({"distill.prefix_frames": 0}, {"distill.max_rollout_frames": 15}):
+        with pytest.raises(ValueError, match="prefix_events judges the frames right after the prefix"):
+            _config("cdmd", codec_folder, **{**updates, **bad})
+
+
 def test_forced_returns_land_in_the_target_window(codec_folder):
     from contextforcing.world.clips import WorldClipSource, _returns_within
     from contextforcing.world.components import world_codec

@@ -23,6 +23,8 @@ from contextforcing.world.episodes import sample_episode
 from contextforcing.world.free_run import (
     FreeRunConfig,
     FreeVideo,
+    calibrate_layer_thresholds,
+    calibrate_threshold,
     fit_threshold,
     free_runs,
     similarity_quantiles,
@@ -131,6 +133,27 @@ def test_a_fitted_threshold_promotes_the_share_asked_for():
     assert similarity_quantiles([]) is None
     with pytest.raises(ValueError, match="share"):
         fit_threshold(similarities, 1.0)
+
+
+def test_thresholds_fitted_per_layer_promote_the_share_asked_for_in_every_layer():
+    """Layer 0's tests lie in [0.99, 1], layer 1's in [0.90, 1]: one pooled tau leaves layer 0 without a
+    promotion; a tau per layer has each layer promote on a fifth of its own tests."""
+
+    def two_layers(prompt, prefix, num_frames, generator):
+        calm, lively = torch.linspace(0.99, 1.0, 50).tolist(), torch.linspace(0.9, 1.0, 50).tolist()
+        still = _still_generator(prompt, prefix, num_frames, generator).latents
+        return FreeVideo(still, (), (*calm, *lively), (tuple(calm), tuple(lively)))
+
+    config = FreeRunConfig(seconds=3.0, videos=2, seed=0)
+    taus = calibrate_layer_thresholds(two_layers, PixelCodec(), WORLD, config, 0.2)
+    assert taus == (pytest.approx(0.992, abs=2e-4), pytest.approx(0.92, abs=2e-4))
+    pooled = calibrate_threshold(two_layers, PixelCodec(), WORLD, config, 0.2)
+    assert pooled < 0.99  # one tau for both: layer 0 never falls below it
+    summary = free_runs(two_layers, PixelCodec(), WORLD, config)["summary"]
+    layers = summary["layer_similarity_quantiles"]
+    assert (
+        len(layers) == 2 and layers[0]["q0"] == pytest.approx(0.99) and layers[1]["q0"] == pytest.approx(0.9)
+    )
 
 
 def test_a_short_history_is_given_whole_to_the_teacher():

@@ -48,6 +48,10 @@ class MemoryConfig:
     """How frames reach the slow tier: a similarity test, a fixed interval, or never."""
     similarity_threshold: float = 0.95
     """Surprisal promotion fires when the cosine similarity of mean chunk keys is below this (tau)."""
+    layer_thresholds: tuple[float, ...] = ()
+    """Surprisal with per-layer decisions: one tau per layer, in place of `similarity_threshold` (empty: that
+    one in every layer). Layers' key similarities differ, so one tau can leave a layer that never promotes;
+    thresholds fitted per layer make every layer promote on about the same share of its tests."""
     promotion_interval: int = 1
     """The promotion test (or uniform promotion) runs every this many chunks (released: 1, paper: 2)."""
     num_promoted_frames: int = 1
@@ -84,6 +88,7 @@ class MemoryConfig:
             raise ValueError(
                 f"MemoryConfig.similarity_threshold must lie in [0, 1], got {self.similarity_threshold}"
             )
+        self._check_layer_thresholds()
         if (self.promotion == "none") != (self.num_slow_frames == 0):
             raise ValueError(
                 f"MemoryConfig.promotion={self.promotion!r} does not fit num_slow_frames={self.num_slow_frames}: "
@@ -93,10 +98,31 @@ class MemoryConfig:
         if self.bookkeeping == "released":
             self._check_released()
 
+    def _check_layer_thresholds(self) -> None:
+        if not self.layer_thresholds:
+            return
+        if self.promotion != "surprisal" or not self.per_layer_decisions:
+            raise ValueError(
+                "MemoryConfig.layer_thresholds needs promotion='surprisal' and per_layer_decisions=True, got "
+                f"promotion={self.promotion!r}, per_layer_decisions={self.per_layer_decisions}"
+            )
+        outside = [tau for tau in self.layer_thresholds if not 0.0 <= tau <= 1.0]
+        if outside:
+            raise ValueError(f"MemoryConfig.layer_thresholds must lie in [0, 1], got {outside[0]}")
+
+    def threshold(self, layer: int | None = None) -> float:
+        """The surprisal threshold of a layer (`layer_thresholds`, else `similarity_threshold`)."""
+        return (
+            self.layer_thresholds[layer]
+            if self.layer_thresholds and layer is not None
+            else self.similarity_threshold
+        )
+
     def _check_released(self) -> None:
         """The released slot array is defined only for its own rule; name the first field that departs."""
         required = {"promotion": "surprisal", "promotion_interval": 1, "num_promoted_frames": 1,
-                    "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded"}  # fmt: skip
+                    "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded",
+                    "layer_thresholds": ()}  # fmt: skip
         for name, value in required.items():
             if getattr(self, name) != value:
                 raise ValueError(

@@ -124,6 +124,11 @@ class ContextMemory:
                 f"{type(self).__name__} keeps the {self.bookkeeping!r} bookkeeping, the config asks for "
                 f"{config.bookkeeping!r}; build the memory with build_memory(config, ...)"
             )
+        if config.layer_thresholds and len(config.layer_thresholds) != store_shape.num_layers:
+            raise ValueError(
+                f"MemoryConfig.layer_thresholds holds {len(config.layer_thresholds)} thresholds for a model "
+                f"of {store_shape.num_layers} layers"
+            )
         self.config = config
         self.store = KVStore(store_shape, device=device, dtype=dtype)
         self.num_layers = store_shape.num_layers
@@ -228,7 +233,7 @@ class ContextMemory:
             known = [s for s in similarities if s is not None]
             shared = sum(known) / len(known) if known else None
             return [should_promote(self.config, chunk_index, shared)] * self.num_layers
-        return [should_promote(self.config, chunk_index, s) for s in similarities]
+        return [should_promote(self.config, chunk_index, s, layer) for layer, s in enumerate(similarities)]
 
     def _record(self, chunk_index: int, similarities: list[float | None], decisions: list[bool],
                 prompt_index: int) -> ChunkRecord:  # fmt: skip

@@ -71,13 +71,16 @@ def promotion_due(config: MemoryConfig, chunk_index: int) -> bool:
     return chunk_index % config.promotion_interval == 0
 
 
-def should_promote(config: MemoryConfig, chunk_index: int, similarity: float | None) -> bool:
+def should_promote(
+    config: MemoryConfig, chunk_index: int, similarity: float | None, layer: int | None = None
+) -> bool:
     """The promotion decision for one chunk (one layer, or all layers when decisions are shared).
 
     Args:
         config: the memory config.
         chunk_index: index of the chunk that was just generated.
         similarity: cosine similarity of its mean key with the previous chunk's; needed for surprisal.
+        layer: the deciding layer, for `MemoryConfig.layer_thresholds` (None: decisions are shared).
     """
     if not promotion_due(config, chunk_index):
         return False
@@ -85,7 +88,7 @@ def should_promote(config: MemoryConfig, chunk_index: int, similarity: float | N
         return True
     if similarity is None:
         raise ValueError(f"surprisal promotion of chunk {chunk_index} needs a similarity")
-    return similarity < config.similarity_threshold
+    return similarity < config.threshold(layer)
 
 
 def append_chunk(

@@ -226,6 +226,11 @@ class DistillConfig:
     prefix_frames: int = 0
     """cdmd / long-tuning: the rollout starts from this many true frames of a training clip (written into
     the student's memory as a prefix, never judged); 0 rolls out from the prompt alone, as the paper."""
+    prefix_events: bool = False
+    """cdmd / long-tuning with a prefix: the prefix is the start of a clip drawn as the context teacher's
+    clips are (`target_frames` = `num_frames`: the world source's `data.return_prob` and
+    `data.novelty_prob`), so that a return or a new identity falls on the frames right after it, which a
+    rollout of exactly `prefix_frames + num_frames` frames judges."""
     teacher_context: Literal["window", "memory", "layout"] = "window"
     """cdmd: the teacher sees the contiguous window before the target (released code), the student's
     sink/slow/fast memory layout (the paper's wording), or the rollout before the target laid out as the
@@ -252,6 +257,14 @@ class DistillConfig:
             raise ValueError("DistillConfig.min_rollout_frames exceeds max_rollout_frames")
         if self.prefix_frames < 0 or self.prefix_frames > self.min_rollout_frames - self.num_frames:
             raise ValueError("DistillConfig.prefix_frames must lie in [0, min_rollout_frames - num_frames]")
+        if self.prefix_events and not (
+            self.prefix_frames > 0
+            and self.min_rollout_frames == self.max_rollout_frames == self.prefix_frames + self.num_frames
+        ):
+            raise ValueError(
+                "DistillConfig.prefix_events judges the frames right after the prefix: it needs prefix_frames > 0 "
+                "and min_rollout_frames = max_rollout_frames = prefix_frames + num_frames"
+            )
         if self.num_grad_frames > self.num_frames:
             raise ValueError("DistillConfig.num_grad_frames exceeds num_frames")
         for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):

@@ -246,9 +246,16 @@ class _Judged:
 def _judged_rollout(run: Run, plan: DistillPlan, gens: list[torch.Generator]) -> _Judged:
     dist = run.config.distill
     with_prefix = dist.prefix_frames > 0 and run.stage.prefix
-    batch = run.source.sample(dist.prefix_frames, gens) if with_prefix else run.source.sample_prompts(gens)
+    if not with_prefix:
+        batch, prefix = run.source.sample_prompts(gens), None
+    elif dist.prefix_events:  # the clip's events fall on the judged frames right after the prefix
+        batch = run.source.sample(dist.prefix_frames + dist.num_frames, gens, target_frames=dist.num_frames)
+        prefix = batch.latents[:, :, : dist.prefix_frames]
+    else:
+        batch = run.source.sample(dist.prefix_frames, gens)
+        prefix = batch.latents
     with torch.set_grad_enabled(any(plan.grad_chunks)):
-        rollout = _rollout(run, plan, batch.text, gens, batch.latents if with_prefix else None)
+        rollout = _rollout(run, plan, batch.text, gens, prefix)
     x = rollout.video[:, :, plan.target_start :]
     bounds = {"min_t": dist.min_timestep, "max_t": dist.max_timestep}
     t = _per_sample_timesteps(gens, dist.timestep_shift, run.device, **bounds)

@@ -22,6 +22,7 @@ from contextforcing.world.components import world_codec, world_text_encoder
 from contextforcing.world.config import WorldExperimentConfig
 from contextforcing.world.free_run import (
     FreeRunConfig,
+    calibrate_layer_thresholds,
     calibrate_threshold,
     free_runs,
     student_free_generator,
@@ -70,12 +71,18 @@ def evaluate_row(
         if teacher:
             raise ValueError(f"row {row.name}: a teacher has no memory threshold to fit")
         calibration = FreeRunConfig(seconds=seconds, videos=CALIBRATION_VIDEOS, seed=CALIBRATION_SEED)
-        tau = calibrate_threshold(student_free_generator(model, row.memory, text_encoder, run.few_step),
-                                  codec, world, calibration, row.fit_share)  # fmt: skip
-        row = replace(row, memory=replace(row.memory, similarity_threshold=tau))
+        generate = student_free_generator(model, row.memory, text_encoder, run.few_step)
+        fitted: dict[str, Any]
+        if row.fit_per_layer:
+            taus = calibrate_layer_thresholds(generate, codec, world, calibration, row.fit_share)
+            fitted, memory = {"layer_taus": list(taus)}, replace(row.memory, layer_thresholds=taus)
+        else:
+            tau = calibrate_threshold(generate, codec, world, calibration, row.fit_share)
+            fitted, memory = {"tau": tau}, replace(row.memory, similarity_threshold=tau)
+        row = replace(row, memory=memory)
         out["memory"] = row.memory.to_dict()
         out["fitted_threshold"] = {"share": row.fit_share, "seed": CALIBRATION_SEED,
-                                   "videos": CALIBRATION_VIDEOS, "tau": tau}  # fmt: skip
+                                   "videos": CALIBRATION_VIDEOS, **fitted}  # fmt: skip
     for seed in seeds:
         frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
         probe = ProbeConfig(gaps_seconds=GAPS_SECONDS, episodes_per_gap=episodes, seed=seed,

@@ -54,6 +54,7 @@ from contextforcing.world.types import WorldConfig
 __all__ = [
     "FreeRunConfig",
     "FreeVideo",
+    "calibrate_layer_thresholds",
     "calibrate_threshold",
     "fit_threshold",
     "free_runs",
@@ -95,6 +96,8 @@ class FreeVideo:
     """Latent frames promoted into the slow tier by any layer; None without promotion tests."""
     similarities: tuple[float, ...] = ()
     """The similarity of every promotion test (every layer's, when layers decide on their own)."""
+    layer_similarities: tuple[tuple[float, ...], ...] = ()
+    """The same tests by layer (one row per layer, or one when decisions are shared)."""
 
 
 FreeGenerator = Callable[[str, Tensor, int, torch.Generator], FreeVideo]
@@ -123,13 +126,17 @@ def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
     if trace.config.promotion == "none":
         return FreeVideo(latents)
     promoted = sorted({f for record in trace.records for layer in record.layers for f in layer.promoted})
+    by_layer = tuple(
+        tuple(r.layers[i].similarity for r in trace.records if r.layers[i].similarity is not None)
+        for i in range(len(trace.records[0].layers) if trace.records else 0)
+    )
     similarities = tuple(
         layer.similarity
         for record in trace.records
         for layer in record.layers
         if layer.similarity is not None
     )
-    return FreeVideo(latents, tuple(promoted), similarities)
+    return FreeVideo(latents, tuple(promoted), similarities, by_layer)
 
 
 def teacher_free_generator(continuer: Continuer) -> FreeGenerator:
@@ -193,7 +200,7 @@ def free_runs(
         raise ValueError(
             f"free runs need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
         )
-    videos, similarities, seconds = [], [], 0.0
+    videos, similarities, by_layer, seconds = [], [], [], 0.0
     for i, prompt, prefix, made, took in _made(generate, codec, world, config):
         seconds += took
         latents = torch.cat([prefix, made.latents], dim=2)
@@ -202,11 +209,18 @@ def free_runs(
         if keep is not None:
             keep(i, pixels.round().to(torch.uint8).permute(0, 2, 3, 1))
         similarities += made.similarities
+        by_layer.append(made.layer_similarities)
     made_frames = round(config.seconds * world.fps) - config.prefix_frames(world)
     return {
         "videos": videos,
         "frames_per_second": config.videos * made_frames / seconds if seconds else None,
-        "summary": _summary(videos, world, config.seconds, similarities),
+        "summary": _summary(
+            videos,
+            world,
+            config.seconds,
+            similarities,
+            [sum(tests, ()) for tests in zip(*by_layer, strict=True)],
+        ),
     }
 
 
@@ -216,7 +230,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
-             similarities: list[float]) -> dict[str, Any]:  # fmt: skip
+             similarities: list[float], by_layer: list[tuple[float, ...]]) -> dict[str, Any]:  # fmt: skip
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     reference = world_dynamics(world, seconds=seconds)
@@ -235,6 +249,7 @@ def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
             for key in ("per_minute", "precision", "recall", "events_per_minute")
         }
         out["similarity_quantiles"] = similarity_quantiles(similarities)
+        out["layer_similarity_quantiles"] = [similarity_quantiles(layer) for layer in by_layer]
     return out
 
 
@@ -268,3 +283,14 @@ def calibrate_threshold(
     `free_runs`, from `config.seed`; nothing is decoded)."""
     similarities = [s for *_, made, _ in _made(generate, codec, world, config) for s in made.similarities]
     return fit_threshold(similarities, share)
+
+
+@torch.no_grad()
+def calibrate_layer_thresholds(
+    generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig, share: float
+) -> tuple[float, ...]:
+    """`fit_threshold` in every layer on that layer's own similarities (`MemoryConfig.layer_thresholds`),
+    from the same free runs as `calibrate_threshold`."""
+    made = [made for *_, made, _ in _made(generate, codec, world, config)]
+    layers = zip(*(m.layer_similarities for m in made), strict=True)
+    return tuple(fit_threshold([s for video in layer for s in video], share) for layer in layers)

@@ -165,6 +165,14 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # them (world2-context-teacher-memory).
     "world2-cdmd-memory-teacher": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {
         "init.teacher": f"{RUNS}/world2-context-teacher-memory/model"})),
+    # Stage 2 judged where the world's events happen: each rollout continues 24 s of a true clip for the 6
+    # frames on which, in half of them, a subject comes back (a new identity in 30 %), and the teacher reads
+    # the true history before them in its training layout, from which it recalls the late answers; the
+    # student's memory promotes at the threshold fitted on the shipped Stage-2 student (docs/RESULTS.md).
+    "world2-cdmd-returns": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {
+        "distill.prefix_frames": 96, "distill.prefix_events": True, "distill.min_rollout_frames": 102,
+        "distill.max_rollout_frames": 102, "distill.teacher_context": "layout", "data.return_prob": 0.5,
+        "data.novelty_prob": 0.3, "data.return_at": "first", "memory.similarity_threshold": 0.9735})),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

@@ -89,6 +89,10 @@ def _tau(row: dict[str, Any]) -> str:
     if row["memory"] is None or row["memory"]["promotion"] != "surprisal":
         return "–"
     fitted = row.get("fitted_threshold")
+    layers = row["memory"].get("layer_thresholds")
+    if layers:
+        taus = ", ".join(f"{tau:.4f}" for tau in layers)
+        return f"{taus} (per layer, fitted, {fitted['share']:.0%})" if fitted else f"{taus} (per layer)"
     tau = row["memory"]["similarity_threshold"]
     return f"{tau:.4f} (fitted, {fitted['share']:.0%})" if fitted else f"{tau:g}"
 

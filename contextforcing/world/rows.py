@@ -33,6 +33,8 @@ class Row:
     fit_share: float | None = None
     """If set, the memory's surprisal threshold is fitted before the row is measured: the quantile of the
     row's own similarities (free runs of a calibration seed) under which this share of the tests falls."""
+    fit_per_layer: bool = False
+    """With `fit_share`: fit one threshold per layer on that layer's similarities (`layer_thresholds`)."""
 
 
 _STAGE1 = "self-forcing"
@@ -83,6 +85,9 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="context-forcing", run=_W2_STAGE2, memory=memory_preset("context"), fit_share=_EVENT_SHARE,
         description=f"Stage-2 (Contextual DMD) student, sink + slow + fast memory, tau fitted so that "
                     f"{_EVENT_SHARE:.0%} of the tests promote"),
+    Row(name="context-forcing-layer-fit", run=_W2_STAGE2, memory=memory_preset("context"), fit_share=_EVENT_SHARE,
+        fit_per_layer=True, description=f"Stage-2 student, one tau per layer fitted so that {_EVENT_SHARE:.0%} of "
+                                        "each layer's tests promote"),
     Row(name="context-forcing-tau-0.95", run=_W2_STAGE2, memory=memory_preset("context"),
         description="Stage-2 student with the paper's threshold, tau = 0.95"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
