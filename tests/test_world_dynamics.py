@@ -119,6 +119,9 @@ def test_the_probe_reads_from_the_ground_truth_what_a_memory_keeps():
     sink = measured(lambda history, prompt: (0, 1, 2))  # nothing is in view in the sink
     assert all(r["answer_kept"] == 0 and r["first_kept"] == 0 for r in sink.values())
     assert all(r["kept_frames"] == 3 and r["kept_from_start"] == 3 for r in sink.values())
+    assert all(r["answer_frames_kept"] == r["first_frames_kept"] == 0 for r in sink.values())
+    # The whole history shows the answer on its last visit and the first identity on the first one.
+    assert everything["late"]["answer_frames_kept"] >= 1 and everything["late"]["first_frames_kept"] >= 4
     length = everything["late"]["kept_frames"]  # every history is kept whole, without a gap
     assert length > 12 and everything["late"]["kept_from_start"] == length
     gapped = measured(lambda history, prompt: (0, 1, 2, 5, 6))

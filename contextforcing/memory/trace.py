@@ -134,7 +134,7 @@ def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int = 0) -> Path:
         bottom.scatter(
             [c for c, _ in promoted], [s for _, s in promoted], c="tab:blue", zorder=3, label="promoted"
         )
-    bottom.axhline(trace.config.similarity_threshold, color="tab:orange", ls="--", label="tau")
+    bottom.axhline(trace.config.threshold(layer), color="tab:orange", ls="--", label="tau")
     bottom.set_xlabel("chunk")
     bottom.set_ylabel("similarity")
     bottom.legend(loc="lower left")

@@ -233,8 +233,8 @@ def probe_recall(
 
     With a `keeper` (the frames a memory keeps of the history), also what the memory holds at the return,
     from the ground truth: `answer_kept`, the share of returns where it keeps a frame that shows the subject
-    as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed;
-    and its shape: `kept_frames`, the mean number of frames it keeps, and `kept_from_start`, the mean
+    as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed
+    (`answer_frames_kept` and `first_frames_kept`: the mean number of such frames it keeps); and its shape: `kept_frames`, the mean number of frames it keeps, and `kept_from_start`, the mean
     number of the history's first frames it keeps without a gap (the sink, and the first frames no
     promotion has replaced).
 
@@ -275,7 +275,8 @@ def _gap_result(events: list[dict], world: WorldConfig, gap_seconds: float, answ
         "drawn": sum(e["drawn"] for e in events) / count, "stale": sum(e["stale"] for e in events) / count,
     }  # fmt: skip
     if events and "answer_kept" in events[0]:
-        for key in ("answer_kept", "first_kept", "kept_frames", "kept_from_start"):
+        for key in ("answer_kept", "first_kept", "answer_frames_kept", "first_frames_kept", "kept_frames",
+                    "kept_from_start"):  # fmt: skip
             result[key] = sum(e[key] for e in events) / count
     return result
 
@@ -294,9 +295,11 @@ def _judge(sampler: Sampler, codec: Codec, world: WorldConfig, episode: Episode,
         from_start = next(f for f in range(len(kept) + 1) if f not in kept)
         for e in events:
             e["kept_frames"], e["kept_from_start"] = len(kept), from_start
-            e["answer_kept"] = bool(kept & frames_showing(episode, e["subject"], e["truth"], start))
+            answer = kept & frames_showing(episode, e["subject"], e["truth"], start)
             changed = e["first_identity"] != e["truth"]
-            e["first_kept"] = changed and bool(
-                kept & frames_showing(episode, e["subject"], e["first_identity"], start)
+            first = (
+                kept & frames_showing(episode, e["subject"], e["first_identity"], start) if changed else set()
             )
+            e["answer_kept"], e["first_kept"] = bool(answer), bool(first)
+            e["answer_frames_kept"], e["first_frames_kept"] = len(answer), len(first)
     return events
