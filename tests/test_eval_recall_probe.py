@@ -58,14 +58,20 @@ def test_a_short_history_is_given_whole_and_a_long_one_laid_out():
     assert keep(torch.zeros(1, 1, 0, 1, 1), "") == ()
 
 
-def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
+def _random_student(frames: int):
+    """A random world student, a world prompt and a random history of `frames` frames."""
     torch.manual_seed(0)
     config = model_preset("world")
     student = CausalDiT(config).eval()
     text = WorldTextEncoder(config.text_dim, config.text_len).encode(
         ["a visitor comes and goes in a tiled courtyard"]
     )
-    history = torch.randn(1, config.in_channels, 18, 4, 4, generator=torch.Generator().manual_seed(1))
+    history = torch.randn(1, config.in_channels, frames, 4, 4, generator=torch.Generator().manual_seed(1))
+    return student, text, history
+
+
+def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
+    student, text, history = _random_student(18)
     sink = memory_preset("sink")
     past = sink.context_capacity() - sink.num_sink_frames
     ids, kept = kept_of_history(student, sink, history, text)
@@ -80,13 +86,7 @@ def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
 def test_what_a_memory_keeps_follows_from_its_decisions_alone():
     """`kept_after` (how the context teacher's memory-shaped histories are laid out) rebuilds the frames a
     rolled-out memory keeps from each layer's recorded promotion decisions."""
-    torch.manual_seed(0)
-    config = model_preset("world")
-    student = CausalDiT(config).eval()
-    text = WorldTextEncoder(config.text_dim, config.text_len).encode(
-        ["a visitor comes and goes in a tiled courtyard"]
-    )
-    history = torch.randn(1, config.in_channels, 60, 4, 4, generator=torch.Generator().manual_seed(1))
+    student, text, history = _random_student(60)
     probe = replace(memory_preset("context"), num_slow_frames=4)
     rollout = _rollout_over(student, probe, history, text)
     tested = [
@@ -98,7 +98,7 @@ def test_what_a_memory_keeps_follows_from_its_decisions_alone():
     decisions = [
         [r.layers[layer].similarity is not None and r.layers[layer].similarity < memory.similarity_threshold
          for r in rollout.trace.records]
-        for layer in range(config.num_layers)
+        for layer in range(student.config.num_layers)
     ]  # fmt: skip
     per_layer = {tuple(row) for row in decisions}
     assert len(per_layer) > 1 and any(any(row) for row in decisions)
