@@ -168,7 +168,8 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # Stage 2 judged where the world's events happen: each rollout continues 24 s of a true clip for the 6
     # frames on which, in half of them, a subject comes back (a new identity in 30 %), and the teacher reads
     # the true history before them in its training layout, from which it recalls the late answers; the
-    # student's memory promotes at the threshold fitted on the shipped Stage-2 student (docs/RESULTS.md).
+    # student's memory promotes at the threshold fitted on the shipped Stage-2 student (docs/RESULTS.md). The
+    # student still draws the first identity on late returns (docs/design.md, "The eighth round").
     "world2-cdmd-returns": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd"](), {
         "distill.prefix_frames": 96, "distill.prefix_events": True, "distill.min_rollout_frames": 102,
         "distill.max_rollout_frames": 102, "distill.teacher_context": "layout", "data.return_prob": 0.5,

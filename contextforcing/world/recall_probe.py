@@ -234,9 +234,10 @@ def probe_recall(
     With a `keeper` (the frames a memory keeps of the history), also what the memory holds at the return,
     from the ground truth: `answer_kept`, the share of returns where it keeps a frame that shows the subject
     as it left, and `first_kept`, where it keeps one that shows a first identity the subject has changed
-    (`answer_frames_kept` and `first_frames_kept`: the mean number of such frames it keeps); and its shape: `kept_frames`, the mean number of frames it keeps, and `kept_from_start`, the mean
-    number of the history's first frames it keeps without a gap (the sink, and the first frames no
-    promotion has replaced).
+    (`answer_frames_kept` and `first_frames_kept`: the mean number of such frames it keeps); and its
+    shape: `kept_frames`, the mean number of frames it keeps, and `kept_from_start`, the mean number of
+    the history's first frames it keeps without a gap (the sink, and the first frames no promotion has
+    replaced).
 
     Episode i of gap j comes from its own generator seeded by (seed, j, i), and the sampler's noise
     from another, so every model is judged on exactly the same episodes.

@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
         kept = (
-            f"  answer kept {row['answer_kept']:.2f}  first kept {row['first_kept']:.2f}  frames kept "
+            f"  answer kept {row['answer_kept']:.2f} ({row['answer_frames_kept']:.1f} frames)  first kept "
+            f"{row['first_kept']:.2f} ({row['first_frames_kept']:.1f} frames)  frames kept "
             f"{row['kept_frames']:.1f} ({row['kept_from_start']:.1f} from the start)"
             if keeper
             else ""
