@@ -95,7 +95,8 @@ class FreeVideo:
     promoted: tuple[int, ...] | None = None
     """Latent frames promoted into the slow tier by any layer; None without promotion tests."""
     similarities: tuple[float, ...] = ()
-    """The similarity of every promotion test (every layer's, when layers decide on their own)."""
+    """The similarity of every promotion test (every layer's, when layers decide on their own), layer by
+    layer."""
     layer_similarities: tuple[tuple[float, ...], ...] = ()
     """The same tests by layer (one row per layer, or one when decisions are shared)."""
 
@@ -130,13 +131,7 @@ def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
         tuple(r.layers[i].similarity for r in trace.records if r.layers[i].similarity is not None)
         for i in range(len(trace.records[0].layers) if trace.records else 0)
     )
-    similarities = tuple(
-        layer.similarity
-        for record in trace.records
-        for layer in record.layers
-        if layer.similarity is not None
-    )
-    return FreeVideo(latents, tuple(promoted), similarities, by_layer)
+    return FreeVideo(latents, tuple(promoted), sum(by_layer, ()), by_layer)
 
 
 def teacher_free_generator(continuer: Continuer) -> FreeGenerator:
