@@ -83,11 +83,12 @@ def test_a_students_memory_of_a_history_is_its_sink_and_its_latest_frames():
     assert torch.equal(kept, history[:, :, list(ids)])
 
 
-def test_what_a_memory_keeps_follows_from_its_decisions_alone():
+@pytest.mark.parametrize("fill_slow", [True, False])
+def test_what_a_memory_keeps_follows_from_its_decisions_alone(fill_slow):
     """`kept_after` (how the context teacher's memory-shaped histories are laid out) rebuilds the frames a
     rolled-out memory keeps from each layer's recorded promotion decisions."""
     student, text, history = _random_student(60)
-    probe = replace(memory_preset("context"), num_slow_frames=4)
+    probe = replace(memory_preset("context"), num_slow_frames=4, fill_slow=fill_slow)
     rollout = _rollout_over(student, probe, history, text)
     tested = [
         layer.similarity for r in rollout.trace.records for layer in r.layers if layer.similarity is not None

@@ -60,6 +60,16 @@ def test_every_frame_stays_visible_until_the_cache_is_full() -> None:
     assert promoted.slow == (*range(4, 15), 18)  # a promotion replaces the oldest early frame
 
 
+def test_without_filling_the_slow_tier_holds_promoted_frames_only() -> None:
+    config = memory_preset("context", fill_slow=False)
+    steps = _run(config, [1.0] * 7)  # no promotion: sink and fast frames alone
+    assert all(after.slow == () for _, after, _ in steps) and steps[-1][1].fast == (18, 19, 20)
+    promoted = _run(config, [1.0] * 6 + [0.0, 1.0, 0.0])[-1][1]
+    assert promoted.slow == (18, 24) and promoted.sink == (0, 1, 2)
+    with pytest.raises(ValueError, match="fill_slow"):
+        memory_preset("context-released", fill_slow=False)
+
+
 rollouts = st.tuples(configs(), st.lists(st.floats(0.0, 1.0), min_size=1, max_size=30))
 
 

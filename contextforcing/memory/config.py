@@ -52,6 +52,10 @@ class MemoryConfig:
     """Surprisal with per-layer decisions: one tau per layer, in place of `similarity_threshold` (empty: that
     one in every layer). Layers' key similarities differ, so one tau can leave a layer that never promotes;
     thresholds fitted per layer make every layer promote on about the same share of its tests."""
+    fill_slow: bool = True
+    """Frames leaving the fast tier take the slow slots no promotion has filled yet (the released code
+    keeps the same frames), so every frame stays visible until the cache is full; False keeps only
+    promoted frames in the slow tier (clean bookkeeping only)."""
     promotion_interval: int = 1
     """The promotion test (or uniform promotion) runs every this many chunks (released: 1, paper: 2)."""
     num_promoted_frames: int = 1
@@ -122,7 +126,7 @@ class MemoryConfig:
         """The released slot array is defined only for its own rule; name the first field that departs."""
         required = {"promotion": "surprisal", "promotion_interval": 1, "num_promoted_frames": 1,
                     "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded",
-                    "layer_thresholds": ()}  # fmt: skip
+                    "layer_thresholds": (), "fill_slow": True}  # fmt: skip
         for name, value in required.items():
             if getattr(self, name) != value:
                 raise ValueError(

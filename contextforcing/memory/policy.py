@@ -10,7 +10,7 @@ where the two differ):
 - every other frame enters the fast tier, a FIFO of `num_past_fast_frames` frames; frames leaving it
   take the slow slots no promotion has filled yet, so every frame stays visible until the cache is
   full and the early ones stay on until promotions replace them (the released code keeps the same
-  frames, in another slot order);
+  frames, in another slot order; `fill_slow=False` keeps only promoted frames there);
 - when a chunk is promoted, its first `num_promoted_frames` frames are also copied into the slow tier
   (so a promoted frame sits in slow and fast until it leaves the fast tier); when the slow tier
   overflows its oldest entry is evicted;
@@ -113,8 +113,9 @@ def append_chunk(
         fast = fast[-keep:] if keep else ()
         # Frames leaving the fast tier fill slow slots nobody was promoted into yet (oldest first), so
         # until the cache is full every frame stays visible and the early ones stay on.
-        free = config.num_slow_frames - len(slow)
-        slow = tuple(sorted(slow + tuple(f for f in leaving if f not in slow)[: max(free, 0)]))
+        if config.fill_slow:
+            free = config.num_slow_frames - len(slow)
+            slow = tuple(sorted(slow + tuple(f for f in leaving if f not in slow)[: max(free, 0)]))
     if promote and rest:
         promoted = tuple(f for f in rest[: config.num_promoted_frames] if f not in slow)
         slow = (slow + promoted)[-config.num_slow_frames :]
