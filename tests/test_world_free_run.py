@@ -65,7 +65,7 @@ def _world_generator(promote_events: bool = False):
         if promote_events:
             events = video_events(detect_subjects(render_episode_uint8(episode, WORLD), WORLD))
             promoted = tuple(events)
-        return FreeVideo(render_episode(episode, WORLD)[None], promoted, (0.5, 0.9))
+        return FreeVideo(render_episode(episode, WORLD)[None], promoted, ((0.5, 0.9),))
 
     return make
 
@@ -73,7 +73,7 @@ def _world_generator(promote_events: bool = False):
 def _still_generator(prompt, prefix, num_frames, generator):
     episode = sample_episode(num_frames, generator, WORLD)
     still = background_frame(episode, WORLD) / 127.5 - 1.0
-    return FreeVideo(still[:, None].expand(-1, num_frames, -1, -1)[None], (), (0.99,))
+    return FreeVideo(still[:, None].expand(-1, num_frames, -1, -1)[None], (), ((0.99,),))
 
 
 def test_the_world_lives_and_a_still_hall_does_not():
@@ -142,7 +142,7 @@ def test_thresholds_fitted_per_layer_promote_the_share_asked_for_in_every_layer(
     def two_layers(prompt, prefix, num_frames, generator):
         calm, lively = torch.linspace(0.99, 1.0, 50).tolist(), torch.linspace(0.9, 1.0, 50).tolist()
         still = _still_generator(prompt, prefix, num_frames, generator).latents
-        return FreeVideo(still, (), (*calm, *lively), (tuple(calm), tuple(lively)))
+        return FreeVideo(still, (), (tuple(calm), tuple(lively)))
 
     config = FreeRunConfig(seconds=3.0, videos=2, seed=0)
     taus = calibrate_layer_thresholds(two_layers, PixelCodec(), WORLD, config, 0.2)

@@ -94,11 +94,14 @@ class FreeVideo:
     """[1, C, F, H, W]."""
     promoted: tuple[int, ...] | None = None
     """Latent frames promoted into the slow tier by any layer; None without promotion tests."""
-    similarities: tuple[float, ...] = ()
-    """The similarity of every promotion test (every layer's, when layers decide on their own), layer by
-    layer."""
     layer_similarities: tuple[tuple[float, ...], ...] = ()
-    """The same tests by layer (one row per layer, or one when decisions are shared)."""
+    """The similarity of every promotion test, by layer (one row per layer, or one when decisions are
+    shared)."""
+
+    @property
+    def similarities(self) -> tuple[float, ...]:
+        """Every layer's tests, layer by layer."""
+        return sum(self.layer_similarities, ())
 
 
 FreeGenerator = Callable[[str, Tensor, int, torch.Generator], FreeVideo]
@@ -131,7 +134,7 @@ def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
         tuple(r.layers[i].similarity for r in trace.records if r.layers[i].similarity is not None)
         for i in range(len(trace.records[0].layers) if trace.records else 0)
     )
-    return FreeVideo(latents, tuple(promoted), sum(by_layer, ()), by_layer)
+    return FreeVideo(latents, tuple(promoted), by_layer)
 
 
 def teacher_free_generator(continuer: Continuer) -> FreeGenerator:
