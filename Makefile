@@ -26,12 +26,12 @@ setup: $(BIN)/python
 setup-dev: setup
 	$(BIN)/pip install --quiet -e ".[wan,train,dev]"
 
-# The main job: the shipped Context Forcing student continues the first 6 s of a world episode (which
-# end as the door lights up for the subject's return) to a minute: video, GIF, memory trace and report
-# under out/demo/.
+# The main job: the shipped Context Forcing student of the second world makes a minute from its prompt
+# alone (video, GIF, memory trace and report under out/demo/), beside the world's own minute from the
+# same prompt (out/world/: video and ground truth).
 demo: setup
-	$(BIN)/contextforcing world --seconds 60 --seed 0 --out out/world
-	$(BIN)/contextforcing generate --prefix out/world/video.mp4 --prefix-seconds 6 --gif 2 --out out/demo
+	$(BIN)/contextforcing world --version 2 --seconds 60 --seed 0 --out out/world
+	$(BIN)/contextforcing generate --gif 2 --out out/demo
 
 # The miniature pipeline on the world, stage by stage (each resumes with --resume if interrupted).
 # Independent stages run side by side, one thread each, to use both cores.

@@ -80,14 +80,15 @@ def test_generate_without_model_arguments_uses_the_shipped_student(main, tmp_pat
     out = tmp_path / "run"
     assert main(["generate", "--seconds", "3", "--out", str(out)]) == 0
     components = json.loads((out / "report.json").read_text())["components"]
-    assert components["student"] == str(shipped("context-forcing") / "model")
-    assert components["codec"] == str(shipped("codec"))
+    assert components["student"] == str(shipped("world2-context-forcing") / "model")
+    assert components["codec"] == str(shipped("codec-world2"))
     frames, fps = read_video(out / "video.mp4")
     assert tuple(frames.shape) == (12, 64, 64, 3) and fps == 4
 
 
 def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
-    assert main(["world", "--seconds", "4", "--seed", "0", "--out", str(tmp_path / "world")]) == 0
+    world = ["world", "--version", "2", "--seconds", "4", "--seed", "0", "--out", str(tmp_path / "world")]
+    assert main(world) == 0
     truth, _ = read_video(tmp_path / "world" / "video.mp4")
     out = tmp_path / "run"
     argv = [
@@ -106,6 +107,24 @@ def test_generate_continues_a_prefix_video(main, tmp_path: Path) -> None:
     assert error < 8, error  # the prefix as the codec reproduces it (mp4 round trips included)
     trace = json.loads((out / "report.json").read_text())["trace"]
     assert len(trace["chunks"]) == 4  # two prefix chunks and two generated ones
+
+
+def test_a_world_runs_model_brings_the_codec_it_was_trained_with(main, tmp_path: Path) -> None:
+    """Without --codec, a world run's model/ is paired with the codec its config.json names (here the
+    first world's, ""), so that it can continue a prefix; a folder that is not a run's model/ gets none."""
+    from contextforcing.commands.generate import _run_codec
+    from contextforcing.world.shipped import shipped
+
+    assert main(["world", "--seconds", "2", "--seed", "1", "--out", str(tmp_path / "world")]) == 0
+    student = shipped("context-forcing") / "model"
+    prefix = ["--prefix", str(tmp_path / "world" / "video.mp4"), "--prefix-seconds", "0.75"]
+    out = tmp_path / "run"
+    assert (
+        main(["generate", "--checkpoint", str(student), "--seconds", "1.5", *prefix, "--out", str(out)]) == 0
+    )
+    assert json.loads((out / "report.json").read_text())["components"]["codec"] == str(shipped("codec"))
+    assert _run_codec(shipped("world2-teacher") / "model") == shipped("codec-world2")
+    assert _run_codec(shipped("codec-world2")) is None
 
 
 @pytest.mark.parametrize(

@@ -218,3 +218,35 @@ def test_presets_round_trip_and_unknown_names() -> None:
     with pytest.raises(ValueError, match="unknown memory policy"):
         memory_preset("nope")
     assert BOUNDED
+
+
+def test_the_trace_plot_draws_the_layer_that_promoted_most(tmp_path) -> None:
+    """`busiest_layer` picks the layer with the most promoting chunks, `promoted_frames` the frames it
+    promoted (not those the slow tier was filled with), and the plot draws that layer by default."""
+    from contextforcing.memory import ChunkRecord, LayerRecord, MemoryTrace
+    from contextforcing.memory.trace import busiest_layer, plot_trace, promoted_frames
+
+    config = memory_preset("context")
+    layers: list[list[LayerRecord]] = [[], []]
+    similarities = ([0.90, 0.99, 0.99, 0.99], [0.99, 0.90, 0.99, 0.90])
+    decisions = ([True, False, False, False], [False, True, False, True])
+    layouts = [MemoryLayout(), MemoryLayout()]
+    for chunk in range(4):
+        frames = range(chunk * 3, chunk * 3 + 3)
+        for index in range(2):
+            promote = decisions[index][chunk]
+            new = append_chunk(layouts[index], frames, config, promote=promote)
+            promoted = (frames[0],) if promote else ()
+            layers[index].append(LayerRecord(new, (), similarities[index][chunk], promoted))
+            layouts[index] = new
+    records = [
+        ChunkRecord(
+            chunk, tuple(range(chunk * 3, chunk * 3 + 3)), (0, 1, 2), (layers[0][chunk], layers[1][chunk])
+        )
+        for chunk in range(4)
+    ]
+    trace = MemoryTrace(config, records)
+    assert busiest_layer(trace) == 1
+    assert promoted_frames(trace, 1) == {3, 9} and promoted_frames(trace, 0) == {0}
+    assert busiest_layer(MemoryTrace(config, [])) == 0
+    assert plot_trace(trace, tmp_path / "memory.png").stat().st_size > 0

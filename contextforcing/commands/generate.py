@@ -1,8 +1,9 @@
 """`contextforcing generate`: stream a video to OUT/video.mp4 with OUT/report.json (see inference/generate.py).
 
 With `--wan DIR` the components come from a Wan2.1 text-to-video folder (diffusers layout), the student
-from `--checkpoint` or the folder's transformer; without it, from the world (the shipped Context
-Forcing student and world codec by default). Both build one `ContextForcingPipeline`.
+from `--checkpoint` or the folder's transformer; without it, from the world (by default the shipped Context
+Forcing student of the second world and its codec; a world run's `model/` brings the codec it was
+trained with). Both build one `ContextForcingPipeline`.
 
 Every argument is checked before a model is loaded. SIGINT and SIGTERM stop a generation with one
 line and a non-zero exit, leaving none of its outputs behind.
@@ -32,8 +33,9 @@ from contextforcing.pipeline import ContextForcingPipeline, parse_dtype
 from contextforcing.runtime import resolve_device
 from contextforcing.world.assets import SCENE_CLASSES
 
-# The shipped Context Forcing student of the world and the world codec (package data).
-DEFAULT_STUDENT, DEFAULT_CODEC = "context-forcing", "codec"
+# The shipped Context Forcing student of the second world and its codec (package data): the world whose
+# cast comes and goes, changes at the gate and comes back.
+DEFAULT_STUDENT, DEFAULT_CODEC = "world2-context-forcing", "codec-world2"
 
 __all__ = ["register", "run"]
 
@@ -42,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
         help="generate a long video chunk by chunk with memory (from a Wan2.1 folder with --wan; by default "
-        "the shipped Context Forcing student of the world, 60 s)",
+        "the shipped Context Forcing student of the second world, 60 s)",
     )
     source = parser.add_argument_group("components")
     source.add_argument("--wan", type=Path, metavar="DIR",
@@ -50,12 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "transformer/, vae/, text_encoder/, tokenizer/)")  # fmt: skip
     source.add_argument("--checkpoint", type=Path, metavar="STUDENT",
                         help="the student: ours, a diffusers transformer folder, Wan2.1 safetensors or a "
-                        "Self-Forcing-style .pt (default: the Wan folder's transformer, or the shipped world student)")  # fmt: skip
+                        "Self-Forcing-style .pt (default: the Wan folder's transformer, or the second world's shipped student)")  # fmt: skip
     source.add_argument("--model-preset", help="random weights of this model preset instead (smoke tests)")
     source.add_argument(
         "--codec",
         type=Path,
-        help="codec folder without --wan (default with the shipped model: the world codec)",
+        help="codec folder without --wan (default: the codec a world run's model/ was trained with; with "
+        "the shipped student, the second world's)",
     )
     prompt = parser.add_mutually_exclusive_group()
     prompt.add_argument(
@@ -189,6 +192,8 @@ def _pipeline(
     checkpoint, codec = args.checkpoint, args.codec
     if checkpoint is None and args.model_preset is None:
         checkpoint, codec = shipped(DEFAULT_STUDENT) / "model", codec or shipped(DEFAULT_CODEC)
+    if codec is None and checkpoint is not None:
+        codec = _run_codec(checkpoint)
     if checkpoint is not None:
         model = load_model(checkpoint, dtype=dtype, device=device).eval()
     else:
@@ -201,3 +206,25 @@ def _pipeline(
         "codec": None if codec is None else str(codec),
         "text_encoder": text,
     }
+
+
+def _run_codec(checkpoint: Path) -> Path | None:
+    """The codec a world run was trained with, for the run's `model/` folder: its config.json names a
+    shipped codec, a folder, or "" (the first world's); None for anything else."""
+    import json
+
+    from contextforcing.world.shipped import SHIPPED_NAMES, shipped
+
+    config = checkpoint.parent / "config.json"
+    if checkpoint.name != "model" or not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text()).get("data")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return None
+    if not isinstance(data, dict) or "world" not in data or not isinstance(data.get("codec"), str):
+        return None
+    name = data["codec"] or "codec"
+    if name in SHIPPED_NAMES:
+        return shipped(name)
+    return Path(name) if Path(name).is_dir() else None

@@ -16,7 +16,7 @@ from typing import Any
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.policy import MemoryLayout
 
-__all__ = ["ChunkRecord", "LayerRecord", "MemoryTrace", "plot_trace"]
+__all__ = ["ChunkRecord", "LayerRecord", "MemoryTrace", "busiest_layer", "plot_trace", "promoted_frames"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,36 +103,63 @@ class MemoryTrace:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int = 0) -> Path:
+def busiest_layer(trace: MemoryTrace) -> int:
+    """The layer that promoted most often (the lowest such layer on a tie; 0 when decisions are shared)."""
+    if not trace.records:
+        return 0
+    counts = [0] * len(trace.records[0].layers)
+    for record in trace.records:
+        for index, layer in enumerate(record.layers):
+            counts[index] += bool(layer.promoted)
+    return counts.index(max(counts))
+
+
+def promoted_frames(trace: MemoryTrace, layer: int) -> set[int]:
+    """Frame ids that layer `layer` promoted into its slow tier at some chunk."""
+    return {frame for record in trace.records for frame in record.layer(layer).promoted}
+
+
+def plot_trace(trace: MemoryTrace, path: str | Path, *, layer: int | None = None) -> Path:
     """Draw which frames each chunk read (top) and the promotion similarities (bottom) into a PNG.
+
+    Slow-tier frames that a promotion put there are drawn apart from those the slow tier was filled
+    with as they left the fast tier.
 
     Args:
         trace: the trace.
         path: output image path.
-        layer: the layer to draw when decisions are per layer.
+        layer: the layer to draw when decisions are per layer (default: `busiest_layer`).
     """
     from matplotlib.figure import Figure  # a figure on the Agg canvas: no pyplot state, no GUI backend
 
+    layer = busiest_layer(trace) if layer is None else layer
+    promoted = promoted_frames(trace, layer)
     fig = Figure(figsize=(10, 7))
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    colors = {"sink": "tab:red", "slow": "tab:blue", "fast": "tab:green"}
-    for tier, color in colors.items():
-        xs, ys = [], []
-        for record in trace.records:
-            frames = getattr(record.layer(layer).layout, tier)
-            xs += [record.chunk] * len(frames)
-            ys += list(frames)
-        top.scatter(xs, ys, s=8, c=color, label=tier, marker="s")
+    points: dict[str, tuple[list[int], list[int]]] = {}
+    for record in trace.records:
+        layout = record.layer(layer).layout
+        for tier in ("sink", "slow", "fast"):
+            for frame in getattr(layout, tier):
+                name = "slow, promoted" if tier == "slow" and frame in promoted else tier
+                xs, ys = points.setdefault(name, ([], []))
+                xs.append(record.chunk)
+                ys.append(frame)
+    colors = {"sink": "tab:red", "slow": "tab:blue", "slow, promoted": "tab:purple", "fast": "tab:green"}
+    for name, color in colors.items():
+        if name in points:
+            top.scatter(*points[name], s=8, c=color, label=name, marker="s")
     top.set_ylabel("frame id")
-    top.set_title(f"memory read by each chunk (layer {layer})")
+    shared = bool(trace.records) and len(trace.records[0].layers) == 1
+    top.set_title(f"memory read by each chunk ({'all layers' if shared else f'layer {layer}'})")
     top.legend(loc="upper left")
     tested = [(r.chunk, r.layer(layer).similarity, bool(r.layer(layer).promoted)) for r in trace.records]
     tested = [item for item in tested if item[1] is not None]
     if tested:
         bottom.plot([c for c, _, _ in tested], [s for _, s, _ in tested], ".-", color="gray")
-        promoted = [(c, s) for c, s, p in tested if p]
+        marks = [(c, s) for c, s, p in tested if p]
         bottom.scatter(
-            [c for c, _ in promoted], [s for _, s in promoted], c="tab:blue", zorder=3, label="promoted"
+            [c for c, _ in marks], [s for _, s in marks], c="tab:purple", zorder=3, label="promoted"
         )
     bottom.axhline(trace.config.threshold(layer), color="tab:orange", ls="--", label="tau")
     bottom.set_xlabel("chunk")
