@@ -91,9 +91,11 @@ ship-world2:
 
 # The second world's comparison on its shipped models, then docs/RESULTS.md (two processes, one thread each).
 results-world2: setup
-	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing & p=$$!; \
-	$(RUN) compare --world 2 --rows context-forcing-layer-fit context-forcing-tau-0.95 uniform-every-1 uniform-every-2 \
-	    no-contextual-distillation no-bounded-positions && wait $$p
+	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing \
+	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 & p=$$!; \
+	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
+	    uniform-every-1 uniform-every-2 no-contextual-distillation no-contextual-distillation-whole-chunks \
+	    no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

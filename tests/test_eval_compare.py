@@ -170,3 +170,22 @@ def test_the_second_worlds_learnability_checks_head_its_section(tmp_path):
     )
     assert "## The second world" in page.read_text() and "### The comparison" not in page.read_text()
     assert world2_learnability([], []) == []
+
+
+def test_the_ablation_line_states_each_order_and_whether_it_holds() -> None:
+    """One line per ablation order with at least two of its rows measured; an order holds only if
+    every row's memory score is above the next one's."""
+    from contextforcing.world.results_world2 import _ablation
+
+    def row(name: str, recall: float) -> dict:
+        probe = [{"gap_seconds": 12.0, "answer": "late", "recall": recall, "count": 10}]
+        return {"row": name, "seeds": [{"seed": 0, "probe": probe}]}
+
+    lines = _ablation([row("context-forcing", 0.2), row("uniform-every-2", 0.4),
+                       row("context-forcing-whole-chunks", 0.6), row("no-contextual-distillation-whole-chunks", 0.1)])  # fmt: skip
+    text = [line for line in lines if line]
+    assert len(text) == 2
+    assert "order: context-forcing 0.20 > uniform-every-2 0.40. The order does not hold." in text[0]
+    assert "keeping whole chunks: context-forcing-whole-chunks 0.60 > uniform-every-2 0.40 > " in text[1]
+    assert text[1].endswith("no-contextual-distillation-whole-chunks 0.10. The order holds.")
+    assert _ablation([row("context-forcing", 0.2)]) == []

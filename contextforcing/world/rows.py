@@ -75,6 +75,10 @@ _EVENT_SHARE = 0.2
 """The share of promotion tests that fire with a fitted threshold: about the share of the world's chunks
 in which a subject enters, leaves or changes (some 15 events a minute over 80 chunks)."""
 
+_WHOLE_CHUNK_SHARE = 0.5
+"""The share of promoting tests when a promotion keeps whole chunks: a slow tier of 12 frames then holds 4
+promotions, and at the event share the first entrance stays in the layers that seldom promote."""
+
 WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="self-forcing", run=_W2_STAGE1, memory=memory_preset("window"),
         description="Stage-1 (DMD) student, rolling window of 21 frames"),
@@ -90,12 +94,25 @@ WORLD2_ROWS: tuple[Row, ...] = (
                                         "each layer's tests promote"),
     Row(name="context-forcing-tau-0.95", run=_W2_STAGE2, memory=memory_preset("context"),
         description="Stage-2 student with the paper's threshold, tau = 0.95"),
+    Row(name="context-forcing-whole-chunks", run=_W2_STAGE2, memory=memory_preset("context", num_promoted_frames=3),
+        fit_share=_WHOLE_CHUNK_SHARE,
+        description=f"Stage-2 student, a promotion keeps the chunk's 3 frames (the released rule: its first), tau "
+                    f"fitted so that {_WHOLE_CHUNK_SHARE:.0%} of the tests promote"),
+    Row(name="whole-chunks-slow-24", run=_W2_STAGE2,
+        memory=memory_preset("context", num_promoted_frames=3, num_slow_frames=24), fit_share=_WHOLE_CHUNK_SHARE,
+        description="variant: the same with a slow tier of 24 frames (a cache of 33, 8 promotions)"),
+    Row(name="whole-chunks-slow-24-tau-0.9914", run=_W2_STAGE2,
+        memory=memory_preset("context", num_promoted_frames=3, num_slow_frames=24, similarity_threshold=0.9914),
+        description="variant: the same at a fixed tau of 0.9914 (the Stage-1 student's fitted tau)"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
     Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
         description="ablation: slow memory promoted every 2 chunks (inference only)"),
     Row(name="no-contextual-distillation", run=_W2_STAGE1, memory=memory_preset("context"),
         fit_share=_EVENT_SHARE, description="ablation: Stage-1 student with the context memory (tau fitted)"),
+    Row(name="no-contextual-distillation-whole-chunks", run=_W2_STAGE1,
+        memory=memory_preset("context", num_promoted_frames=3), fit_share=_WHOLE_CHUNK_SHARE,
+        description="ablation: Stage-1 student with whole-chunk promotion (as context-forcing-whole-chunks)"),
     Row(name="no-bounded-positions", run=_W2_STAGE2, memory=memory_preset("context", positions="absolute"),
         fit_share=_EVENT_SHARE, description="ablation: Stage-2 student, absolute positions at inference (tau fitted)"),
 )  # fmt: skip
