@@ -213,7 +213,7 @@ def _run_codec(checkpoint: Path) -> Path | None:
     shipped codec, a folder, or "" (the first world's); None for anything else."""
     import json
 
-    from contextforcing.world.shipped import SHIPPED_NAMES, shipped
+    from contextforcing.world.shipped import codec_folder
 
     config = checkpoint.parent / "config.json"
     if checkpoint.name != "model" or not config.is_file():
@@ -224,7 +224,5 @@ def _run_codec(checkpoint: Path) -> Path | None:
         return None
     if not isinstance(data, dict) or "world" not in data or not isinstance(data.get("codec"), str):
         return None
-    name = data["codec"] or "codec"
-    if name in SHIPPED_NAMES:
-        return shipped(name)
-    return Path(name) if Path(name).is_dir() else None
+    folder = codec_folder(data["codec"])
+    return folder if folder.is_dir() else None

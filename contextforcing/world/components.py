@@ -17,7 +17,7 @@ from contextforcing.training.config import ExperimentConfig
 from contextforcing.training.data import check_codec
 from contextforcing.world.clips import WorldClipSource
 from contextforcing.world.config import WorldExperimentConfig
-from contextforcing.world.shipped import SHIPPED_NAMES, shipped
+from contextforcing.world.shipped import codec_folder
 from contextforcing.world.text import WorldTextEncoder
 
 __all__ = ["load_any_codec", "train_world", "world_codec", "world_source", "world_text_encoder"]
@@ -44,9 +44,7 @@ def load_any_codec(folder: str | Path) -> Codec:
 def world_codec(folder: str | Path = "") -> Codec:
     """The codec in `folder`: a shipped codec's name (`shipped.SHIPPED_NAMES`), a folder, or "" for
     the shipped codec of the first world."""
-    if str(folder) in SHIPPED_NAMES:
-        return load_any_codec(shipped(str(folder)))
-    return load_any_codec(folder or shipped("codec"))
+    return load_any_codec(codec_folder(folder))
 
 
 def world_text_encoder(config: DiTConfig) -> WorldTextEncoder:

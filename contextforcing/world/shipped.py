@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-__all__ = ["SHIPPED_NAMES", "shipped"]
+__all__ = ["SHIPPED_NAMES", "codec_folder", "shipped"]
 
 SHIPPED_NAMES = (
     "codec",
@@ -39,3 +39,11 @@ def shipped(name: str) -> Path:
     if not folder.is_dir():
         raise ValueError(f"the shipped model {name!r} is missing at {folder}: reinstall the package")
     return folder
+
+
+def codec_folder(name: str | Path = "") -> Path:
+    """The folder of a world codec as a run's `data.codec` names it: a shipped codec's name, a folder, or
+    "" for the shipped codec of the first world."""
+    if str(name) in SHIPPED_NAMES:
+        return shipped(str(name))
+    return Path(name) if str(name) else shipped("codec")
