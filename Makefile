@@ -74,6 +74,8 @@ students-world2: setup
 	$(RUN) train --preset world2-dmd --resume $(W2_TEACHER)
 	$(RUN) train --preset world2-cdmd --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-long-tuning --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-whole --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-cdmd-whole-slow24 --resume $(W2_TEACHER) && wait $$p
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
@@ -92,9 +94,11 @@ ship-world2:
 # The second world's comparison on its shipped models, then docs/RESULTS.md (two processes, one thread each).
 results-world2: setup
 	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing \
-	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 & p=$$!; \
+	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 cdmd-whole-chunks-slow-24 \
+	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
-	    uniform-every-1 uniform-every-2 no-contextual-distillation no-contextual-distillation-whole-chunks \
+	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
+	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
 	    no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 

@@ -100,6 +100,8 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
             description="random, fitted"),
         Row(name="context-forcing-layer-fit", run=str(student), memory=memory_preset("context"), fit_share=0.25,
             fit_per_layer=True, description="random, fitted per layer"),
+        Row(name="whole-chunks-slow-24-world-fit", run=str(student), memory=memory_preset("context"), fit_share=0.25,
+            fit_on="world", description="random, fitted on the world"),
         Row(name="no-bounded-positions", run=str(student), memory=memory_preset("context", positions="absolute"),
             description="random, tau 0.95"),
     ]  # fmt: skip
@@ -112,12 +114,16 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     fitted = json.loads((folder / "context-forcing.json").read_text())
     tau = fitted["fitted_threshold"]["tau"]
     assert fitted["memory"]["similarity_threshold"] == tau != 0.95
+    # Fitted on the world's own episodes, the same memory takes other similarities than on its free runs.
+    on_world = json.loads((folder / "whole-chunks-slow-24-world-fit.json").read_text())["fitted_threshold"]
+    assert on_world["on"] == "world" and fitted["fitted_threshold"]["on"] == "free"
+    assert on_world["tau"] != tau
     per_layer = json.loads((folder / "context-forcing-layer-fit.json").read_text())
     taus = per_layer["fitted_threshold"]["layer_taus"]
     assert per_layer["memory"]["layer_thresholds"] == taus and len(taus) == model_preset("tiny").num_layers
     loaded = load_rows(folder, world=2)
     assert [r["row"] for r in loaded] == ["teacher", "context-forcing", "context-forcing-layer-fit",
-                                          "no-bounded-positions"]  # fmt: skip
+                                          "whole-chunks-slow-24-world-fit", "no-bounded-positions"]  # fmt: skip
     assert all(memory_score(r) is not None for r in loaded)
     page = write_results_page(
         [], tmp_path / "docs" / "RESULTS.md", tmp_path / "docs" / "results", world2_rows=loaded
@@ -126,6 +132,7 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     assert "## The second world" in text and "## The first world" not in text
     assert f"{tau:.4f} (fitted, 25%)" in text and "| no-bounded-positions |" in text
     assert ", ".join(f"{t:.4f}" for t in taus) + " (per layer, fitted, 25%)" in text
+    assert f"{on_world['tau']:.4f} (fitted on the world, 25%)" in text
     assert "in Table 3's order: context-forcing" in text
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)
@@ -182,10 +189,16 @@ def test_the_ablation_line_states_each_order_and_whether_it_holds() -> None:
         return {"row": name, "seeds": [{"seed": 0, "probe": probe}]}
 
     lines = _ablation([row("context-forcing", 0.2), row("uniform-every-2", 0.4),
-                       row("context-forcing-whole-chunks", 0.6), row("no-contextual-distillation-whole-chunks", 0.1)])  # fmt: skip
+                       row("context-forcing-whole-chunks", 0.6), row("no-contextual-distillation-whole-chunks", 0.1),
+                       row("cdmd-whole-chunks-slow-24", 0.5), row("cdmd-slow-24-uniform-every-2", 0.3),
+                       row("no-contextual-distillation-slow-24-world-fit", 0.3)])  # fmt: skip
     text = [line for line in lines if line]
-    assert len(text) == 2
+    assert len(text) == 3
     assert "order: context-forcing 0.20 > uniform-every-2 0.40. The order does not hold." in text[0]
     assert "keeping whole chunks: context-forcing-whole-chunks 0.60 > uniform-every-2 0.40 > " in text[1]
     assert text[1].endswith("no-contextual-distillation-whole-chunks 0.10. The order holds.")
+    assert "slow tier of 24: cdmd-whole-chunks-slow-24 0.50 > cdmd-slow-24-uniform-every-2 0.30 > " in text[2]
+    assert text[2].endswith(
+        "no-contextual-distillation-slow-24-world-fit 0.30. The order does not hold."
+    )  # a tie
     assert _ablation([row("context-forcing", 0.2)]) == []

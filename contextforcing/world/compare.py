@@ -6,7 +6,8 @@ For every seed: identity recall against gap with a true history (`recall_probe`)
   not stream, only the short horizon of `TEACHER_SECONDS`);
 * on the second, minutes from the prompt alone (`free_run`: dynamics against the world's, free-running
   recall, coherence and the memory's promotions; the teacher `TEACHER_FREE_VIDEOS` of them a seed).
-  A row with `fit_share` first fits its surprisal threshold on free runs of `CALIBRATION_SEED`.
+  A row with `fit_share` first fits its surprisal threshold on runs of `CALIBRATION_SEED`: its own free
+  runs, or the world's own episodes (`calibration_runs`).
 
 The results page reads the effective context length off the seed-averaged probe curve
 (`recall.effective_context_length`).
@@ -37,8 +38,9 @@ from contextforcing.world.recall_probe import (
 )
 from contextforcing.world.rollout import RolloutConfig, teacher_continuer, world_rollouts
 from contextforcing.world.rows import Row, row_folder
+from contextforcing.world.types import WorldConfig
 
-__all__ = ["CALIBRATION_SEED", "TEACHER_FREE_VIDEOS", "TEACHER_SECONDS", "evaluate_row"]
+__all__ = ["CALIBRATION_SEED", "TEACHER_FREE_VIDEOS", "TEACHER_SECONDS", "calibration_runs", "evaluate_row"]
 
 TEACHER_SECONDS = 8.0
 """Length of the teacher's rollouts (a 3 s prefix and the 5 s short horizon)."""
@@ -49,6 +51,17 @@ CALIBRATION_SEED = 1000
 """Seed of the free runs a fitted threshold is fitted on (none of the measured seeds)."""
 CALIBRATION_VIDEOS = 2
 GAPS_SECONDS = (1.5, 3.0, 6.0, 12.0, 18.0, 24.0)
+
+
+def calibration_runs(row: Row, world: WorldConfig, seconds: float) -> FreeRunConfig:
+    """The runs a row's threshold is fitted on: `CALIBRATION_VIDEOS` videos of `seconds` from
+    `CALIBRATION_SEED`, made from the prompt alone (`fit_on="free"`), or, with `fit_on="world"`, the
+    episodes themselves given as a prefix up to their last chunk, so that all but one of the tests are
+    taken on the world's own frames."""
+    prefix = seconds - world.chunk_frames / world.fps if row.fit_on == "world" else 0.0
+    return FreeRunConfig(
+        seconds=seconds, videos=CALIBRATION_VIDEOS, seed=CALIBRATION_SEED, prefix_seconds=prefix
+    )
 
 
 def evaluate_row(
@@ -70,7 +83,7 @@ def evaluate_row(
     if row.fit_share is not None:
         if teacher:
             raise ValueError(f"row {row.name}: a teacher has no memory threshold to fit")
-        calibration = FreeRunConfig(seconds=seconds, videos=CALIBRATION_VIDEOS, seed=CALIBRATION_SEED)
+        calibration = calibration_runs(row, world, seconds)
         generate = student_free_generator(model, row.memory, text_encoder, run.few_step)
         fitted: dict[str, Any]
         if row.fit_per_layer:
@@ -81,7 +94,7 @@ def evaluate_row(
             fitted, memory = {"tau": tau}, replace(row.memory, similarity_threshold=tau)
         row = replace(row, memory=memory)
         out["memory"] = row.memory.to_dict()
-        out["fitted_threshold"] = {"share": row.fit_share, "seed": CALIBRATION_SEED,
+        out["fitted_threshold"] = {"share": row.fit_share, "on": row.fit_on, "seed": CALIBRATION_SEED,
                                    "videos": CALIBRATION_VIDEOS, **fitted}  # fmt: skip
     for seed in seeds:
         frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames

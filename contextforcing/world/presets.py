@@ -54,6 +54,15 @@ _WORLD_LONG = {
     "distill.rollout_decay_steps": 300,
 }
 
+# Stage 2 with whole-chunk promotion: a student update every step, a promotion keeping the chunk's three
+# frames, at tau 0.9914 (about the tau under which a fifth of the shipped Stage-2 student's tests fall on
+# the world's own episodes: 0.9915 on the comparison's calibration seed).
+_WHOLE_CHUNKS = {
+    "distill.student_every": 1,
+    "memory.num_promoted_frames": 3,
+    "memory.similarity_threshold": 0.9914,
+}
+
 
 def _tiny(stage: str) -> WorldExperimentConfig:
     """Two steps of a stage on a tiny random model: every code path in seconds."""
@@ -174,6 +183,11 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "distill.prefix_frames": 96, "distill.prefix_events": True, "distill.min_rollout_frames": 102,
         "distill.max_rollout_frames": 102, "distill.teacher_context": "layout", "data.return_prob": 0.5,
         "data.novelty_prob": 0.3, "data.return_at": "first", "memory.similarity_threshold": 0.9735})),
+    # The same judged Stage 2 with whole-chunk promotion (`_WHOLE_CHUNKS`; docs/design.md, "The ninth
+    # round" and "The tenth round"), and with a slow tier of 24 frames.
+    "world2-cdmd-whole": lambda: override(WORLD_PRESETS["world2-cdmd-returns"](), _WHOLE_CHUNKS),
+    "world2-cdmd-whole-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-returns"](), {
+        **_WHOLE_CHUNKS, "memory.num_slow_frames": 24}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

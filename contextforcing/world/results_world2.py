@@ -20,6 +20,7 @@ from contextforcing.world.recall_probe import wilson_interval
 __all__ = [
     "ABLATION_ORDER",
     "MEMORY_SCORE_GAPS",
+    "TRAINED_WHOLE_CHUNK_ORDER",
     "WHOLE_CHUNK_ORDER",
     "memory_score",
     "world2_headline",
@@ -38,6 +39,14 @@ WHOLE_CHUNK_ORDER = (
     "no-contextual-distillation-whole-chunks",
 )
 """The same order where a promotion keeps the whole chunk (the rows with bounded positions)."""
+TRAINED_WHOLE_CHUNK_ORDER = (
+    "cdmd-whole-chunks-slow-24",
+    "cdmd-slow-24-uniform-every-2",
+    "no-contextual-distillation-slow-24-world-fit",
+    "cdmd-slow-24-no-bounded-positions",
+)
+"""The whole order under one memory (whole chunks, a slow tier of 24, tau fitted on the world), the full
+row's student trained with it."""
 
 
 def _pooled(row: dict[str, Any], gaps: tuple[float, ...] | None = None, answer: str | None = None):
@@ -96,12 +105,14 @@ def _tau(row: dict[str, Any]) -> str:
     if row["memory"] is None or row["memory"]["promotion"] != "surprisal":
         return "–"
     fitted = row.get("fitted_threshold")
+    notes = [] if fitted is None else [f"fitted{' on the world' if fitted.get('on') == 'world' else ''}",
+                                       f"{fitted['share']:.0%}"]  # fmt: skip
     layers = row["memory"].get("layer_thresholds")
     if layers:
         taus = ", ".join(f"{tau:.4f}" for tau in layers)
-        return f"{taus} (per layer, fitted, {fitted['share']:.0%})" if fitted else f"{taus} (per layer)"
+        return f"{taus} ({', '.join(['per layer', *notes])})"
     tau = row["memory"]["similarity_threshold"]
-    return f"{tau:.4f} (fitted, {fitted['share']:.0%})" if fitted else f"{tau:g}"
+    return f"{tau:.4f} ({', '.join(notes)})" if notes else f"{tau:g}"
 
 
 def _free_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -143,7 +154,9 @@ def _forced_table(rows: list[dict[str, Any]], answer: str) -> list[str]:
 def _ablation(rows: list[dict[str, Any]]) -> list[str]:
     scores = {row["row"]: memory_score(row) for row in rows}
     lines = []
-    for order, rule in ((ABLATION_ORDER, ""), (WHOLE_CHUNK_ORDER, ", promotions keeping whole chunks")):
+    orders = ((ABLATION_ORDER, ""), (WHOLE_CHUNK_ORDER, ", promotions keeping whole chunks"),
+              (TRAINED_WHOLE_CHUNK_ORDER, ", Stage 2 trained with whole chunks and a slow tier of 24"))  # fmt: skip
+    for order, rule in orders:
         present = [name for name in order if scores.get(name) is not None]
         if len(present) < 2:
             continue

@@ -11,8 +11,9 @@ here they change the memory of the Context Forcing student at inference only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.world.shipped import SHIPPED_NAMES, shipped
@@ -35,6 +36,14 @@ class Row:
     row's own similarities (free runs of a calibration seed) under which this share of the tests falls."""
     fit_per_layer: bool = False
     """With `fit_share`: fit one threshold per layer on that layer's similarities (`layer_thresholds`)."""
+    fit_on: Literal["free", "world"] = "free"
+    """With `fit_share`: the similarities fitted on, those of the row's own free runs ("free"), or those its
+    memory takes on the world's own episodes, written in as clean history ("world"). A memory that changes
+    what the model draws changes its free runs' similarities, not the world's."""
+
+    def __post_init__(self) -> None:
+        if self.fit_on not in ("free", "world"):
+            raise ValueError(f"row {self.name}: fit_on must be 'free' or 'world', got {self.fit_on!r}")
 
 
 _STAGE1 = "self-forcing"
@@ -79,6 +88,9 @@ _WHOLE_CHUNK_SHARE = 0.5
 """The share of promoting tests when a promotion keeps whole chunks: a slow tier of 12 frames then holds 4
 promotions, and at the event share the first entrance stays in the layers that seldom promote."""
 
+_WHOLE = memory_preset("context", num_promoted_frames=3)
+_WHOLE_24 = memory_preset("context", num_promoted_frames=3, num_slow_frames=24)
+
 WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="self-forcing", run=_W2_STAGE1, memory=memory_preset("window"),
         description="Stage-1 (DMD) student, rolling window of 21 frames"),
@@ -104,6 +116,24 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="whole-chunks-slow-24-tau-0.9914", run=_W2_STAGE2,
         memory=memory_preset("context", num_promoted_frames=3, num_slow_frames=24, similarity_threshold=0.9914),
         description="variant: the same at a fixed tau of 0.9914 (the Stage-1 student's fitted tau)"),
+    Row(name="whole-chunks-slow-24-world-fit", run=_W2_STAGE2, memory=_WHOLE_24, fit_share=_EVENT_SHARE,
+        fit_on="world", description=f"variant: whole chunks, a slow tier of 24, tau fitted on the world's own "
+                                    f"episodes so that {_EVENT_SHARE:.0%} of the tests promote"),
+    Row(name="cdmd-whole-chunks", run="runs/world2-cdmd-whole", memory=_WHOLE, fit_share=_EVENT_SHARE,
+        fit_on="world", description="Stage 2 trained with whole-chunk promotion (preset world2-cdmd-whole), "
+                                    "tau fitted on the world"),
+    Row(name="cdmd-whole-chunks-slow-24", run="runs/world2-cdmd-whole-slow24", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="the same trained and measured with a slow tier of 24 (preset world2-cdmd-whole-slow24)"),
+    Row(name="cdmd-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-slow24",
+        memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
+        description="ablation: cdmd-whole-chunks-slow-24 promoting every 2 chunks (inference only)"),
+    Row(name="no-contextual-distillation-slow-24-world-fit", run=_W2_STAGE1, memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="ablation: Stage-1 student (what cdmd-whole-chunks-slow-24 was trained from), same memory"),
+    Row(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
+        memory=replace(_WHOLE_24, positions="absolute"), fit_share=_EVENT_SHARE, fit_on="world",
+        description="ablation: cdmd-whole-chunks-slow-24 with absolute positions at inference"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
     Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
