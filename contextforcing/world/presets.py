@@ -188,6 +188,10 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-cdmd-whole": lambda: override(WORLD_PRESETS["world2-cdmd-returns"](), _WHOLE_CHUNKS),
     "world2-cdmd-whole-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-returns"](), {
         **_WHOLE_CHUNKS, "memory.num_slow_frames": 24}),
+    # Whole-chunk promotion in Stage 2 as `world2-cdmd` trains it: rollouts from the prompt alone.
+    "world2-cdmd-whole-prompt": lambda: override(WORLD_PRESETS["world2-cdmd"](), _WHOLE_CHUNKS),
+    "world2-cdmd-whole-prompt-slow24": lambda: override(WORLD_PRESETS["world2-cdmd"](), {
+        **_WHOLE_CHUNKS, "memory.num_slow_frames": 24}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
