@@ -6,7 +6,9 @@ student, and the -prefix variants trained on rollouts that continue true clips) 
 student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
-here they change the memory of the Context Forcing student at inference only.
+here they change the memory of the Context Forcing student at inference only. The second world's rows
+also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`): the LongLive
+baseline and the Stage-2 students trained with whole-chunk promotion, with their own ablations.
 """
 
 from __future__ import annotations
@@ -33,17 +35,13 @@ class Row:
     description: str
     fit_share: float | None = None
     """If set, the memory's surprisal threshold is fitted before the row is measured: the quantile of the
-    row's own similarities (free runs of a calibration seed) under which this share of the tests falls."""
+    similarities of a calibration seed's runs (`fit_on`) under which this share of the tests falls."""
     fit_per_layer: bool = False
     """With `fit_share`: fit one threshold per layer on that layer's similarities (`layer_thresholds`)."""
     fit_on: Literal["free", "world"] = "free"
     """With `fit_share`: the similarities fitted on, those of the row's own free runs ("free"), or those its
     memory takes on the world's own episodes, written in as clean history ("world"). A memory that changes
     what the model draws changes its free runs' similarities, not the world's."""
-
-    def __post_init__(self) -> None:
-        if self.fit_on not in ("free", "world"):
-            raise ValueError(f"row {self.name}: fit_on must be 'free' or 'world', got {self.fit_on!r}")
 
 
 _STAGE1 = "self-forcing"
