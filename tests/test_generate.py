@@ -127,6 +127,49 @@ def test_a_world_runs_model_brings_the_codec_it_was_trained_with(main, tmp_path:
     assert _run_codec(shipped("codec-world2")) is None
 
 
+def test_a_world_students_run_brings_the_memory_it_was_trained_with(main, tmp_path: Path) -> None:
+    """Without --memory, a world student's run is read with the memory of its config.json (here whole-chunk
+    promotion at tau 0.99), --set-memory changes that memory, --memory replaces it; a teacher's run and a
+    folder that is not a run's model/ bring none."""
+    import shutil
+
+    from contextforcing.commands.generate import _run_memory
+    from contextforcing.world.shipped import shipped
+
+    run = tmp_path / "student"
+    shutil.copytree(shipped("world2-context-forcing"), run)
+    config = json.loads((run / "config.json").read_text())
+    config["memory"].update(num_promoted_frames=3, similarity_threshold=0.99)
+    (run / "config.json").write_text(json.dumps(config))
+
+    def memory(*flags: str) -> dict:
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        assert (
+            main(
+                [
+                    "generate",
+                    "--checkpoint",
+                    str(run / "model"),
+                    "--seconds",
+                    "1.5",
+                    *flags,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        return json.loads((out / "report.json").read_text())["memory"]
+
+    own = memory()
+    assert (own["num_promoted_frames"], own["similarity_threshold"]) == (3, 0.99)
+    changed = memory("--set-memory", "num_slow_frames=24")
+    assert (changed["num_promoted_frames"], changed["num_slow_frames"]) == (3, 24)
+    assert memory("--memory", "context")["num_promoted_frames"] == 1
+    assert _run_memory(shipped("world2-teacher") / "model") is None
+    assert _run_memory(shipped("codec-world2")) is None
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -72,7 +72,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--height", type=int, help="pixels (default: 480 with --wan, else 64)")
     parser.add_argument("--width", type=int, help="pixels (default: 832 with --wan, else 64)")
-    parser.add_argument("--memory", default="context", help=f"memory policy: {', '.join(MEMORY_POLICIES)}")
+    parser.add_argument("--memory", help=f"memory policy: {', '.join(MEMORY_POLICIES)} (default: the memory a "
+                        "world run was trained with, as its config.json names it; else context)")  # fmt: skip
     parser.add_argument("--set-memory", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the memory policy, e.g. similarity_threshold=0.995, "
                         "num_sink_frames=1, decide_on=first-pass, per_layer_decisions=false (repeatable)")  # fmt: skip
@@ -138,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     dtype = parse_dtype(
         args.dtype or ("bfloat16" if args.wan is not None and device.type != "cpu" else "float32")
     )
-    memory = memory_from_flags(args.memory, args.set_memory)
+    memory = memory_from_flags(args.memory or _run_memory(_world_student(args)) or "context", args.set_memory)
     settings = _settings(args)
     if args.compile_mode is not None and not args.compile:
         raise ValueError("--compile-mode needs --compile")
@@ -189,9 +190,9 @@ def _pipeline(
     from contextforcing.world.pipeline import world_pipeline
     from contextforcing.world.shipped import shipped
 
-    checkpoint, codec = args.checkpoint, args.codec
-    if checkpoint is None and args.model_preset is None:
-        checkpoint, codec = shipped(DEFAULT_STUDENT) / "model", codec or shipped(DEFAULT_CODEC)
+    checkpoint, codec = _world_student(args), args.codec
+    if args.checkpoint is None and checkpoint is not None:
+        codec = codec or shipped(DEFAULT_CODEC)
     if codec is None and checkpoint is not None:
         codec = _run_codec(checkpoint)
     if checkpoint is not None:
@@ -208,21 +209,59 @@ def _pipeline(
     }
 
 
+def _world_student(args: argparse.Namespace) -> Path | None:
+    """The student without --wan: --checkpoint, else the shipped one; None for --wan or --model-preset."""
+    if args.wan is not None or args.model_preset is not None:
+        return None if args.wan is not None else args.checkpoint
+    if args.checkpoint is not None:
+        return args.checkpoint
+    from contextforcing.world.shipped import shipped
+
+    return shipped(DEFAULT_STUDENT) / "model"
+
+
+def _world_run_config(checkpoint: Path | None) -> dict | None:
+    """The config.json of the world run whose `model/` folder `checkpoint` is; None for anything else."""
+    import json
+
+    if checkpoint is None or checkpoint.name != "model":
+        return None
+    config = checkpoint.parent / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), dict) or "world" not in data["data"]:
+        return None
+    return data
+
+
+def _run_memory(checkpoint: Path | None) -> MemoryConfig | None:
+    """The memory a world student's run was trained with (its config.json's `memory`); None for a teacher's
+    run, a run without one, or anything that is not a world run's `model/`."""
+    config = _world_run_config(checkpoint)
+    if config is None or not isinstance(config.get("memory"), dict):
+        return None
+    from contextforcing.training.stages import STAGES
+
+    stage = STAGES.get(config.get("stage"))
+    if stage is None or stage.trained == "teacher":
+        return None
+    try:
+        return MemoryConfig.from_dict(config["memory"])
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{checkpoint.parent / 'config.json'}: memory: {error}") from None
+
+
 def _run_codec(checkpoint: Path) -> Path | None:
     """The codec a world run was trained with, for the run's `model/` folder: its config.json names a
     shipped codec, a folder, or "" (the first world's); None for anything else."""
-    import json
-
     from contextforcing.world.shipped import codec_folder
 
-    config = checkpoint.parent / "config.json"
-    if checkpoint.name != "model" or not config.is_file():
+    config = _world_run_config(checkpoint)
+    if config is None or not isinstance(config["data"].get("codec"), str):
         return None
-    try:
-        data = json.loads(config.read_text()).get("data")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return None
-    if not isinstance(data, dict) or "world" not in data or not isinstance(data.get("codec"), str):
-        return None
-    folder = codec_folder(data["codec"])
+    folder = codec_folder(config["data"]["codec"])
     return folder if folder.is_dir() else None
