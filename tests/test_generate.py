@@ -127,10 +127,10 @@ def test_a_world_runs_model_brings_the_codec_it_was_trained_with(main, tmp_path:
     assert _run_codec(shipped("codec-world2")) is None
 
 
-def test_a_world_students_run_brings_the_memory_it_was_trained_with(main, tmp_path: Path) -> None:
+def test_a_world_students_run_brings_the_memory_it_was_trained_with(main, tmp_path: Path, capsys) -> None:
     """Without --memory, a world student's run is read with the memory of its config.json (here whole-chunk
-    promotion at tau 0.99), --set-memory changes that memory, --memory replaces it; a teacher's run and a
-    folder that is not a run's model/ bring none."""
+    promotion at tau 0.99), --set-memory changes that memory, --memory replaces it; a folder that is not a
+    run's model/ brings none."""
     import shutil
 
     from contextforcing.commands.generate import _run_memory
@@ -166,8 +166,12 @@ def test_a_world_students_run_brings_the_memory_it_was_trained_with(main, tmp_pa
     changed = memory("--set-memory", "num_slow_frames=24")
     assert (changed["num_promoted_frames"], changed["num_slow_frames"]) == (3, 24)
     assert memory("--memory", "context")["num_promoted_frames"] == 1
-    assert _run_memory(shipped("world2-teacher") / "model") is None
     assert _run_memory(shipped("codec-world2")) is None
+    config["memory"]["slots"] = 3  # a memory that is not one: one line naming the file, exit 2
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(["generate", "--checkpoint", str(run / "model"), "--out", str(tmp_path / "bad")]) == 2
+    assert f"{run / 'config.json'}: memory:" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 @pytest.mark.parametrize(

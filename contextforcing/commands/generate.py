@@ -239,15 +239,10 @@ def _world_run_config(checkpoint: Path | None) -> dict | None:
 
 
 def _run_memory(checkpoint: Path | None) -> MemoryConfig | None:
-    """The memory a world student's run was trained with (its config.json's `memory`); None for a teacher's
-    run, a run without one, or anything that is not a world run's `model/`."""
+    """The memory a world run's config.json names (for a student's run, the memory it was trained with);
+    None for anything that is not a world run's `model/`."""
     config = _world_run_config(checkpoint)
     if config is None or not isinstance(config.get("memory"), dict):
-        return None
-    from contextforcing.training.stages import STAGES
-
-    stage = STAGES.get(config.get("stage"))
-    if stage is None or stage.trained == "teacher":
         return None
     try:
         return MemoryConfig.from_dict(config["memory"])
