@@ -76,6 +76,8 @@ students-world2: setup
 	$(RUN) train --preset world2-long-tuning --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-whole --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-whole-slow24 --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-whole-prompt --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-cdmd-whole-prompt-slow24 --resume $(W2_TEACHER) && wait $$p
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
@@ -95,11 +97,12 @@ ship-world2:
 results-world2: setup
 	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing \
 	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 cdmd-whole-chunks-slow-24 \
-	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions & p=$$!; \
+	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
+	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
-	    no-bounded-positions && wait $$p
+	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

@@ -191,9 +191,10 @@ def test_the_ablation_line_states_each_order_and_whether_it_holds() -> None:
     lines = _ablation([row("context-forcing", 0.2), row("uniform-every-2", 0.4),
                        row("context-forcing-whole-chunks", 0.6), row("no-contextual-distillation-whole-chunks", 0.1),
                        row("cdmd-whole-chunks-slow-24", 0.5), row("cdmd-slow-24-uniform-every-2", 0.3),
-                       row("no-contextual-distillation-slow-24-world-fit", 0.3)])  # fmt: skip
+                       row("no-contextual-distillation-slow-24-world-fit", 0.3),
+                       row("cdmd-whole-prompt-slow-24", 0.7), row("cdmd-prompt-slow-24-no-bounded-positions", 0.2)])  # fmt: skip
     text = [line for line in lines if line]
-    assert len(text) == 3
+    assert len(text) == 4
     assert "order: context-forcing 0.20 > uniform-every-2 0.40. The order does not hold." in text[0]
     assert "keeping whole chunks: context-forcing-whole-chunks 0.60 > uniform-every-2 0.40 > " in text[1]
     assert text[1].endswith("no-contextual-distillation-whole-chunks 0.10. The order holds.")
@@ -201,4 +202,9 @@ def test_the_ablation_line_states_each_order_and_whether_it_holds() -> None:
     assert text[2].endswith(
         "no-contextual-distillation-slow-24-world-fit 0.30. The order does not hold."
     )  # a tie
+    assert (
+        "prompt alone: cdmd-whole-prompt-slow-24 0.70 > no-contextual-distillation-slow-24-world-fit 0.30 > "
+        in text[3]
+    )
+    assert text[3].endswith("cdmd-prompt-slow-24-no-bounded-positions 0.20. The order holds.")
     assert _ablation([row("context-forcing", 0.2)]) == []

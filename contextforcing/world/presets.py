@@ -192,6 +192,9 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-cdmd-whole-prompt": lambda: override(WORLD_PRESETS["world2-cdmd"](), _WHOLE_CHUNKS),
     "world2-cdmd-whole-prompt-slow24": lambda: override(WORLD_PRESETS["world2-cdmd"](), {
         **_WHOLE_CHUNKS, "memory.num_slow_frames": 24}),
+    # The same with a student update every 5 steps, as `world2-cdmd` trains (the rest update every step).
+    "world2-cdmd-whole-prompt-every5": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt"](), {
+        "distill.student_every": 5}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

@@ -20,6 +20,7 @@ from contextforcing.world.recall_probe import wilson_interval
 __all__ = [
     "ABLATION_ORDER",
     "MEMORY_SCORE_GAPS",
+    "PROMPT_WHOLE_CHUNK_ORDER",
     "TRAINED_WHOLE_CHUNK_ORDER",
     "WHOLE_CHUNK_ORDER",
     "memory_score",
@@ -47,6 +48,13 @@ TRAINED_WHOLE_CHUNK_ORDER = (
 )
 """The whole order under one memory (whole chunks, a slow tier of 24, tau fitted on the world), the full
 row's student trained with it."""
+PROMPT_WHOLE_CHUNK_ORDER = (
+    "cdmd-whole-prompt-slow-24",
+    "cdmd-prompt-slow-24-uniform-every-2",
+    "no-contextual-distillation-slow-24-world-fit",
+    "cdmd-prompt-slow-24-no-bounded-positions",
+)
+"""The same order with the full row's student trained under that memory on rollouts from the prompt alone."""
 
 
 def _pooled(row: dict[str, Any], gaps: tuple[float, ...] | None = None, answer: str | None = None):
@@ -155,7 +163,8 @@ def _ablation(rows: list[dict[str, Any]]) -> list[str]:
     scores = {row["row"]: memory_score(row) for row in rows}
     lines = []
     orders = ((ABLATION_ORDER, ""), (WHOLE_CHUNK_ORDER, ", promotions keeping whole chunks"),
-              (TRAINED_WHOLE_CHUNK_ORDER, ", Stage 2 trained with whole chunks and a slow tier of 24"))  # fmt: skip
+              (TRAINED_WHOLE_CHUNK_ORDER, ", Stage 2 trained with whole chunks and a slow tier of 24"),
+              (PROMPT_WHOLE_CHUNK_ORDER, ", the same trained on rollouts from the prompt alone"))  # fmt: skip
     for order, rule in orders:
         present = [name for name in order if scores.get(name) is not None]
         if len(present) < 2:

@@ -7,8 +7,9 @@ student is used three times (Self-Forcing's window, Infinity-RoPE's training-fre
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
 here they change the memory of the Context Forcing student at inference only. The second world's rows
-also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`): the LongLive
-baseline and the Stage-2 students trained with whole-chunk promotion, with their own ablations.
+also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`, and
+`runs/world2-cdmd-whole-prompt-every5` by its preset): the LongLive baseline and the Stage-2 students
+trained with whole-chunk promotion, on returns or on rollouts from the prompt alone, with their own ablations.
 """
 
 from __future__ import annotations
@@ -123,6 +124,24 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="cdmd-whole-chunks-slow-24", run="runs/world2-cdmd-whole-slow24", memory=_WHOLE_24,
         fit_share=_EVENT_SHARE, fit_on="world",
         description="the same trained and measured with a slow tier of 24 (preset world2-cdmd-whole-slow24)"),
+    Row(name="cdmd-whole-prompt", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE, fit_share=_EVENT_SHARE,
+        fit_on="world", description="Stage 2 with whole-chunk promotion on rollouts from the prompt alone "
+                                    "(preset world2-cdmd-whole-prompt), tau fitted on the world"),
+    Row(name="cdmd-whole-prompt-slow-24", run="runs/world2-cdmd-whole-prompt-slow24", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="the same with a slow tier of 24 (preset world2-cdmd-whole-prompt-slow24)"),
+    Row(name="cdmd-whole-prompt-read-slow-24", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="variant: cdmd-whole-prompt (trained with a slow tier of 12) read with a slow tier of 24"),
+    Row(name="cdmd-whole-prompt-every-5", run="runs/world2-cdmd-whole-prompt-every5", memory=_WHOLE,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="cdmd-whole-prompt with a student update every 5 steps (preset world2-cdmd-whole-prompt-every5)"),
+    Row(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
+        memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
+        description="ablation: cdmd-whole-prompt-slow-24 promoting every 2 chunks (inference only)"),
+    Row(name="cdmd-prompt-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-prompt-slow24",
+        memory=replace(_WHOLE_24, positions="absolute"), fit_share=_EVENT_SHARE, fit_on="world",
+        description="ablation: cdmd-whole-prompt-slow-24 with absolute positions at inference"),
     Row(name="cdmd-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-slow24",
         memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-whole-chunks-slow-24 promoting every 2 chunks (inference only)"),
