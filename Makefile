@@ -98,7 +98,8 @@ results-world2: setup
 	$(RUN) compare --world 2 --rows teacher self-forcing longlive infinity-rope context-forcing \
 	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 cdmd-whole-chunks-slow-24 \
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
-	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions & p=$$!; \
+	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
+	    cdmd-whole-prompt-slow-24-every-5 & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \

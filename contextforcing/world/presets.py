@@ -195,6 +195,8 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # The same with a student update every 5 steps, as `world2-cdmd` trains (the rest update every step).
     "world2-cdmd-whole-prompt-every5": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt"](), {
         "distill.student_every": 5}),
+    "world2-cdmd-whole-prompt-slow24-every5": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), {
+        "distill.student_every": 5}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

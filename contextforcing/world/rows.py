@@ -8,7 +8,7 @@ and Context Forcing's memory without contextual distillation), the Stage-2 stude
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
 here they change the memory of the Context Forcing student at inference only. The second world's rows
 also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`, and
-`runs/world2-cdmd-whole-prompt-every5` by its preset): the LongLive baseline and the Stage-2 students
+the two `runs/world2-cdmd-whole-prompt*-every5` by their presets): the LongLive baseline and the Stage-2 students
 trained with whole-chunk promotion, on returns or on rollouts from the prompt alone, with their own ablations.
 """
 
@@ -136,6 +136,10 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="cdmd-whole-prompt-every-5", run="runs/world2-cdmd-whole-prompt-every5", memory=_WHOLE,
         fit_share=_EVENT_SHARE, fit_on="world",
         description="cdmd-whole-prompt with a student update every 5 steps (preset world2-cdmd-whole-prompt-every5)"),
+    Row(name="cdmd-whole-prompt-slow-24-every-5", run="runs/world2-cdmd-whole-prompt-slow24-every5",
+        memory=_WHOLE_24, fit_share=_EVENT_SHARE, fit_on="world",
+        description="cdmd-whole-prompt-slow-24 with a student update every 5 steps "
+                    "(preset world2-cdmd-whole-prompt-slow24-every5)"),
     Row(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
         memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-whole-prompt-slow-24 promoting every 2 chunks (inference only)"),
