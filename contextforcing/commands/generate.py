@@ -139,11 +139,12 @@ def _run(args: argparse.Namespace) -> int:
     dtype = parse_dtype(
         args.dtype or ("bfloat16" if args.wan is not None and device.type != "cpu" else "float32")
     )
-    memory = memory_from_flags(args.memory or _run_memory(_world_student(args)) or "context", args.set_memory)
+    student = _world_student(args)
+    memory = memory_from_flags(args.memory or _run_memory(student) or "context", args.set_memory)
     settings = _settings(args)
     if args.compile_mode is not None and not args.compile:
         raise ValueError("--compile-mode needs --compile")
-    pipeline, components = _pipeline(args, memory, device, dtype)
+    pipeline, components = _pipeline(args, student, memory, device, dtype)
     pipeline.compile = args.compile
     pipeline.compile_mode = None if args.compile_mode in (None, "default") else args.compile_mode
     plan = prepare(pipeline, settings)
@@ -176,9 +177,10 @@ def _settings(args: argparse.Namespace) -> GenerateSettings:
 
 
 def _pipeline(
-    args: argparse.Namespace, memory: MemoryConfig, device, dtype
+    args: argparse.Namespace, checkpoint: Path | None, memory: MemoryConfig, device, dtype
 ) -> tuple[ContextForcingPipeline, dict]:
-    """The pipeline, and the names of its components for the report."""
+    """The pipeline, and the names of its components for the report; `checkpoint` is the world student
+    (`_world_student`), None with --wan or a --model-preset."""
     if args.wan is not None:
         pipeline = ContextForcingPipeline.from_pretrained(
             args.wan, student=args.checkpoint, memory=memory, torch_dtype=dtype, device=device,
@@ -190,7 +192,7 @@ def _pipeline(
     from contextforcing.world.pipeline import world_pipeline
     from contextforcing.world.shipped import shipped
 
-    checkpoint, codec = _world_student(args), args.codec
+    codec = args.codec
     if args.checkpoint is None and checkpoint is not None:
         codec = codec or shipped(DEFAULT_CODEC)
     if codec is None and checkpoint is not None:
@@ -210,10 +212,10 @@ def _pipeline(
 
 
 def _world_student(args: argparse.Namespace) -> Path | None:
-    """The student without --wan: --checkpoint, else the shipped one; None for --wan or --model-preset."""
-    if args.wan is not None or args.model_preset is not None:
-        return None if args.wan is not None else args.checkpoint
-    if args.checkpoint is not None:
+    """The student without --wan: --checkpoint, else the shipped one unless --model-preset; None with --wan."""
+    if args.wan is not None:
+        return None
+    if args.checkpoint is not None or args.model_preset is not None:
         return args.checkpoint
     from contextforcing.world.shipped import shipped
 
