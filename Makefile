@@ -78,6 +78,9 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-whole-slow24 --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-whole-prompt --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-whole-prompt-slow24 --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-short-slow24 --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-cdmd-shortonly-slow24 --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-shortonly-layout-slow24 --resume $(W2_TEACHER)
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
@@ -99,11 +102,12 @@ results-world2: setup
 	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 cdmd-whole-chunks-slow-24 \
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
 	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
-	    cdmd-whole-prompt-slow-24-every-5 & p=$$!; \
+	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
-	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 && wait $$p
+	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 \
+	    cdmd-short-only-slow-24 && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

@@ -169,6 +169,14 @@ def test_results_names_a_row_file_that_is_not_json(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]
 
 
+def test_compare_keeping_probes_names_the_row_json_it_lacks(tmp_path, capsys):
+    line = _error(
+        capsys, ["compare", "--world", "2", "--rows", "teacher", "--keep-probes", "--out", str(tmp_path)]
+    )
+    assert f"{tmp_path / 'teacher.json'}: --keep-probes needs the row's earlier JSON" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 # Output places
 
 

@@ -12,7 +12,7 @@ from contextforcing.memory.config import memory_preset
 from contextforcing.model.config import model_preset
 from contextforcing.model.dit import CausalDiT
 from contextforcing.model.weights import save_model
-from contextforcing.world.compare import evaluate_row
+from contextforcing.world.compare import earlier_probes, evaluate_row, with_probes
 from contextforcing.world.config import WorldExperimentConfig
 from contextforcing.world.recall import effective_context_length
 from contextforcing.world.results_page import headline_table, load_rows, update_block, write_results_page
@@ -111,6 +111,21 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
         assert {r["answer"] for r in record["seeds"][0]["probe"]} == {"early", "late"}
         assert len(free["videos"]) == 1 and "dynamics_check" in free["summary"]
         (folder / f"{row.name}.json").write_text(json.dumps(record))
+    # Measured again without its probes, a row keeps those of its JSON and comes out as it was.
+    path = folder / "context-forcing.json"
+    again = evaluate_row(rows[1], seeds=[0], episodes=1, videos=1, seconds=6.0, probe=False)
+    assert "probe" not in again["seeds"][0]
+    merged = json.loads(json.dumps(with_probes(again, earlier_probes(path, [0]), path)))
+    before = json.loads(path.read_text())
+    for record in (merged, before):
+        del record["seeds"][0]["free"]["frames_per_second"]  # a timing
+    assert merged == before
+    with pytest.raises(ValueError, match="holds the probes of seeds \\[0\\]"):
+        earlier_probes(path, [0, 1])
+    with pytest.raises(ValueError, match="memory"):
+        with_probes(
+            {**again, "memory": {**again["memory"], "num_slow_frames": 99}}, earlier_probes(path, [0]), path
+        )
     fitted = json.loads((folder / "context-forcing.json").read_text())
     tau = fitted["fitted_threshold"]["tau"]
     assert fitted["memory"]["similarity_threshold"] == tau != 0.95
@@ -137,6 +152,14 @@ def test_a_second_world_row_runs_free_fits_its_threshold_and_makes_the_page(tmp_
     assert (tmp_path / "docs" / "results" / "world2_recall_vs_gap.png").is_file()
     headline = world2_headline(loaded)
     assert len(headline) == 2 + len(loaded) and headline[2].startswith("| teacher |")
+    assert not any("†" in line for line in headline)
+    # A row whose subjects were found against each video's median alone is marked, and a note says so.
+    earlier = json.loads(json.dumps(loaded[1]))
+    for video in earlier["seeds"][0]["free"]["videos"]:
+        del video["background"]
+    marked = world2_headline([loaded[0], earlier])
+    assert marked[2].startswith("| teacher |") and marked[3].startswith("| context-forcing † |")
+    assert "against each video's median alone" in marked[-1]
     # The README's table is the second world's once every row is there, and left alone before.
     for name in {row.name for row in comparison(2)} - {row.name for row in rows}:
         (folder / f"{name}.json").write_text(json.dumps({**fitted, "row": name}))

@@ -12,12 +12,13 @@ from contextforcing.world.dynamics import (
     dynamics_check,
     event_scores,
     free_recall,
+    video_background,
     video_events,
     world_dynamics,
 )
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall_probe import ProbeConfig, probe_recall, wilson_interval
-from contextforcing.world.render import background_frame, render_episode_uint8
+from contextforcing.world.render import background_frame, composite_sprite, render_episode_uint8
 from contextforcing.world.timeline import world_events
 from contextforcing.world.types import world_version
 
@@ -63,6 +64,37 @@ def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("presence", "visits_per_minute")}
     assert dynamics_check(mean, world)["passes"]
     assert 0.25 <= world["presence"]["mean"] <= 0.55 and 4 <= world["visits_per_minute"]["mean"] <= 9
+
+
+def _standing(room: torch.Tensor, frames: int = 240, still: int = 168) -> torch.Tensor:
+    """uint8 [T, H, W, 3]: a subject standing in the middle of `room` for the first `still` frames."""
+    size = WORLD.sprite_size
+    x0, y0 = (WORLD.width - size) // 2 + 6, (WORLD.height - size) // 2
+    with_subject = composite_sprite(room, 0, (x0, y0, x0 + size, y0 + size), WORLD)
+    video = torch.stack([with_subject] * still + [room] * (frames - still))
+    return video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def test_a_subject_standing_still_most_of_the_time_is_found_against_the_prompts_room():
+    episode, _ = _video(0)
+    room = background_frame(episode, WORLD)
+    video = _standing(room)
+    background = video_background(video, WORLD, room)
+    assert background.source == "room" and background.still_pixels >= WORLD.sprite_size**2 // 2
+    found = dynamics(detect_subjects(video, WORLD, background), WORLD.fps)
+    assert found["presence"] == 168 / 240 and found["visits_per_minute"] == 1.0
+    # Against the video's own median the subject is the background: it is never seen, and the frames
+    # without it read as a visit.
+    assert dynamics(detect_subjects(video, WORLD), WORLD.fps)["presence"] == 72 / 240
+    # A video of another room than the prompt's (one that looks different) is judged against its own median.
+    rooms = [background_frame(_video(s)[0], WORLD) for s in range(50)]
+    other = next(r for r in rooms if ((r - room).abs().mean(dim=0) > 40).any())
+    elsewhere = video_background(_standing(room, still=0), WORLD, other)
+    assert elsewhere.source == "other room" and elsewhere.still_pixels == 0
+    # On the world's own episodes the room and the median agree.
+    for seed in range(3):
+        fixed, frames = _video(seed)
+        assert video_background(frames, WORLD, background_frame(fixed, WORLD)).still_pixels == 0
 
 
 def test_detected_events_match_the_ground_truth():

@@ -10,14 +10,18 @@ For every seed: identity recall against gap with a true history (`recall_probe`)
   runs, or the world's own episodes (`calibration_runs`).
 
 The results page reads the effective context length off the seed-averaged probe curve
-(`recall.effective_context_length`).
+(`recall.effective_context_length`). A row's rollouts or free runs can be measured again while its probes
+are kept from its earlier JSON (`earlier_probes`, `with_probes`), when only what judges the videos changed.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from contextforcing.memory.config import MemoryConfig
 from contextforcing.training.run_folder import load_run
 from contextforcing.world.components import world_codec, world_text_encoder
 from contextforcing.world.config import WorldExperimentConfig
@@ -40,7 +44,15 @@ from contextforcing.world.rollout import RolloutConfig, teacher_continuer, world
 from contextforcing.world.rows import Row, row_folder
 from contextforcing.world.types import WorldConfig
 
-__all__ = ["CALIBRATION_SEED", "TEACHER_FREE_VIDEOS", "TEACHER_SECONDS", "calibration_runs", "evaluate_row"]
+__all__ = [
+    "CALIBRATION_SEED",
+    "TEACHER_FREE_VIDEOS",
+    "TEACHER_SECONDS",
+    "calibration_runs",
+    "earlier_probes",
+    "evaluate_row",
+    "with_probes",
+]
 
 TEACHER_SECONDS = 8.0
 """Length of the teacher's rollouts (a 3 s prefix and the 5 s short horizon)."""
@@ -65,10 +77,10 @@ def calibration_runs(row: Row, world: WorldConfig, seconds: float) -> FreeRunCon
 
 
 def evaluate_row(
-    row: Row, *, seeds: list[int], episodes: int, videos: int, seconds: float = 60.0
+    row: Row, *, seeds: list[int], episodes: int, videos: int, seconds: float = 60.0, probe: bool = True
 ) -> dict[str, Any]:
     """Probe and rollouts (free runs on the second world) of one row for each seed, videos of `seconds`;
-    see the module docstring."""
+    see the module docstring. Without `probe` the seeds' records hold the rollouts or free runs alone."""
     run = load_run(row_folder(row), WorldExperimentConfig)
     config, model = run.config, run.model
     codec, world = world_codec(config.data.codec), config.data.world
@@ -98,15 +110,17 @@ def evaluate_row(
                                    "videos": CALIBRATION_VIDEOS, **fitted}  # fmt: skip
     for seed in seeds:
         frames = config.teacher.num_target_frames if teacher else ProbeConfig().num_target_frames
-        probe = ProbeConfig(gaps_seconds=GAPS_SECONDS, episodes_per_gap=episodes, seed=seed,
-                            num_target_frames=frames)  # fmt: skip
+        probe_config = ProbeConfig(gaps_seconds=GAPS_SECONDS, episodes_per_gap=episodes, seed=seed,
+                                   num_target_frames=frames)  # fmt: skip
         if teacher:
-            sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
+            sampler = teacher_sampler(model, config.teacher, text_encoder, probe_config)
             continuer = teacher_continuer(sampler)
         else:
-            sampler = student_sampler(model, row.memory, text_encoder, probe, run.few_step)
+            sampler = student_sampler(model, row.memory, text_encoder, probe_config, run.few_step)
             continuer = student_continuer(model, row.memory, text_encoder, run.few_step)
-        record = {"seed": seed, "probe": probe_recall(sampler, codec, world, probe)}
+        record = {"seed": seed}
+        if probe:
+            record["probe"] = probe_recall(sampler, codec, world, probe_config)
         if world.version == 1:
             rollout = RolloutConfig(
                 seconds=TEACHER_SECONDS if teacher else seconds, episodes=videos, seed=seed
@@ -120,3 +134,34 @@ def evaluate_row(
             record["free"] = free_runs(generate, codec, world, free)
         out["seeds"].append(record)
     return out
+
+
+def earlier_probes(path: Path, seeds: list[int]) -> dict:
+    """A row's earlier JSON, whose probes `--keep-probes` keeps; raises ValueError naming the file unless
+    it can be read and holds the probes of `seeds`."""
+    try:
+        earlier = json.loads(path.read_text())
+        found = [entry["seed"] for entry in earlier["seeds"] if "probe" in entry]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{path}: --keep-probes needs the row's earlier JSON with its probes ({error})"
+        ) from None
+    if found != seeds:
+        raise ValueError(f"{path}: holds the probes of seeds {found}, --seeds asks for {seeds}")
+    return earlier
+
+
+def with_probes(record: dict, earlier: dict, path: Path) -> dict:
+    """`record` (rollouts only) with the probes of `earlier`, the row's JSON at `path`; raises ValueError
+    unless both were made with the same memory (a field the earlier JSON lacks, added to `MemoryConfig`
+    since, must hold its default)."""
+    memory = json.loads(json.dumps(record["memory"]))
+    defaults = json.loads(json.dumps(MemoryConfig().to_dict()))
+    if memory is not None and earlier.get("memory") is not None:
+        memory = {key: value for key, value in memory.items()
+                  if key in earlier["memory"] or value != defaults[key]}  # fmt: skip
+    if earlier.get("memory") != memory:
+        raise ValueError(f"{path}: memory {earlier.get('memory')} differs from the row's {memory}")
+    merged = [{"seed": new["seed"], "probe": old["probe"], **new}
+              for new, old in zip(record["seeds"], earlier["seeds"], strict=True)]  # fmt: skip
+    return {**record, "seeds": merged}

@@ -2,9 +2,15 @@
 
 Nothing here needs the episode: a video generated from the prompt alone is judged against the world's
 kinematics and its own statistics. A frame shows a subject where at least `_MIN_PIXELS` pixels (away from
-the doors and the gate) depart from the video's per-pixel temporal median by more than `_DIFFERENT`
-(mean |RGB|, 0-255); its identity is read with the recall decoder at the sprite-sized box centred on
-them. Consecutive frames with a subject form a visit.
+the doors and the gate) depart from the video's background by more than `_DIFFERENT` (mean |RGB|,
+0-255); its identity is read with the recall decoder at the sprite-sized box centred on them.
+Consecutive frames with a subject form a visit.
+
+The background is the video's per-pixel temporal median, except where a subject stands in the same place
+in more than half of the frames: the median then shows the subject, and it would be missed in every one
+of those frames. Given the empty room the prompt names (`render.background_frame`), the room stands in
+for the median wherever the two differ (`video_background`), unless they differ on more pixels
+than a subject covers (`_OTHER_ROOM_SPRITES`): then the video shows another room, and the median alone is used.
 
 * dynamics: presence (share of frames with a subject), visits per minute, dwell time per visit;
 * free-running recall: on the visits that come out of a doorway used before (any doorway in version 1),
@@ -32,10 +38,11 @@ from torch import Tensor
 
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall import decode_identity, is_drawn
-from contextforcing.world.render import fixture_mask, render_episode_uint8
+from contextforcing.world.render import background_frame, fixture_mask, render_episode_uint8
 from contextforcing.world.types import WorldConfig
 
 __all__ = [
+    "Background",
     "Sighting",
     "coherence",
     "detect_subjects",
@@ -44,6 +51,7 @@ __all__ = [
     "event_scores",
     "free_recall",
     "max_step_pixels",
+    "video_background",
     "video_events",
     "visits_of",
     "world_dynamics",
@@ -51,6 +59,10 @@ __all__ = [
 
 _DIFFERENT = 40.0
 _MIN_PIXELS = 150
+_OTHER_ROOM_SPRITES = 1.25
+"""A median that departs from the prompt's room on more pixels than this many sprites cover shows another
+room, not a subject standing still: one subject is in the room at a time and covers at most one sprite's
+square, and the second world's rooms that differ at all differ on some 860 pixels, 1.5 sprites."""
 _DOOR_MARGIN = 4  # an entry or exit touches a door when its box lies within this many pixels of it
 _GATE_MARGIN = 4  # a change happens at the gate when the box centre lies within this many pixels of it
 
@@ -75,10 +87,41 @@ def _to_float(frames: Tensor) -> Tensor:
     return frames.permute(0, 3, 1, 2).float() if frames.dtype == torch.uint8 else frames.float()
 
 
-def detect_subjects(frames: Tensor, config: WorldConfig) -> list[Sighting | None]:
-    """Per frame, the subject found there or None; frames uint8 [T, H, W, 3] or float [T, 3, H, W]."""
+@dataclass(frozen=True, slots=True)
+class Background:
+    """What a video's subjects are found against."""
+
+    image: Tensor
+    """[3, H, W] float, 0-255."""
+    source: str
+    """"median" (no room given), "room" (the median, with the room wherever the two differ) or
+    "other room" (the median: the video does not show the prompt's room)."""
+    still_pixels: int
+    """Pixels where the room stood in for the median: a subject standing there most of the time."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "still_pixels": self.still_pixels}
+
+
+def video_background(frames: Tensor, config: WorldConfig, room: Tensor | None = None) -> Background:
+    """The background of frames uint8 [T, H, W, 3] or float [T, 3, H, W], given the empty room [3, H, W]
+    (0-255) the prompt names, if known; see the module docstring."""
+    median = _to_float(frames).median(dim=0).values
+    if room is None:
+        return Background(median, "median", 0)
+    departs = ((median - room.float()).abs().mean(dim=0) > _DIFFERENT) & ~fixture_mask(config)
+    if departs.sum() > _OTHER_ROOM_SPRITES * config.sprite_size**2:
+        return Background(median, "other room", 0)
+    return Background(torch.where(departs, room.float(), median), "room", int(departs.sum()))
+
+
+def detect_subjects(
+    frames: Tensor, config: WorldConfig, background: Background | None = None
+) -> list[Sighting | None]:
+    """Per frame, the subject found there or None; frames uint8 [T, H, W, 3] or float [T, 3, H, W],
+    against `background` (default: the video's median, `video_background` without a room)."""
     images = _to_float(frames)
-    background = images.median(dim=0).values
+    background = (background or video_background(images, config)).image
     away = ((images - background).abs().mean(dim=1) > _DIFFERENT) & ~fixture_mask(config)
     size, out = config.sprite_size, []
     for image, mask in zip(images, away, strict=True):
@@ -225,8 +268,10 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
     rows = []
     for index in range(episodes):
         generator = torch.Generator().manual_seed(seed * 100_003 + index)
-        frames = render_episode_uint8(sample_episode(num_frames, generator, config), config)
-        rows.append(dynamics(detect_subjects(frames, config), config.fps))
+        episode = sample_episode(num_frames, generator, config)
+        frames = render_episode_uint8(episode, config)
+        background = video_background(frames, config, background_frame(episode, config))
+        rows.append(dynamics(detect_subjects(frames, config, background), config.fps))
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     return {
         key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),

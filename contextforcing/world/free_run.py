@@ -43,12 +43,13 @@ from contextforcing.world.dynamics import (
     dynamics_check,
     event_scores,
     free_recall,
+    video_background,
     video_events,
     world_dynamics,
 )
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall_probe import Continuer
-from contextforcing.world.render import render_episode
+from contextforcing.world.render import background_frame, render_episode
 from contextforcing.world.types import WorldConfig
 
 __all__ = [
@@ -145,11 +146,14 @@ def teacher_free_generator(continuer: Continuer) -> FreeGenerator:
 
 
 def free_video_metrics(
-    frames: Tensor, world: WorldConfig, promoted: tuple[int, ...] | None
+    frames: Tensor, world: WorldConfig, promoted: tuple[int, ...] | None, room: Tensor | None = None
 ) -> dict[str, Any]:
-    """Metrics of one video, frames float [T, 3, H, W] (0-255) at one frame per latent frame."""
-    sightings = detect_subjects(frames, world)
+    """Metrics of one video, frames float [T, 3, H, W] (0-255) at one frame per latent frame, whose
+    prompt names the empty room [3, H, W] (0-255), if given (`dynamics.video_background`)."""
+    background = video_background(frames, world, room)
+    sightings = detect_subjects(frames, world, background)
     out = {
+        "background": background.to_dict(),
         "dynamics": dynamics(sightings, world.fps),
         "free_recall": free_recall(sightings, world),
         "coherence": coherence(sightings, world),
@@ -164,7 +168,7 @@ def free_video_metrics(
 
 
 def _made(generate: FreeGenerator, codec: Codec, world: WorldConfig, config: FreeRunConfig):
-    """(index, prompt, prefix latents, video, generation seconds) of each of `config.videos` videos:
+    """(index, episode, prefix latents, video, generation seconds) of each of `config.videos` videos:
     video i takes the prompt (and the prefix) of the episode seeded by (seed, i) and its noise from
     another generator."""
     num_frames, num_prefix = round(config.seconds * world.fps), config.prefix_frames(world)
@@ -177,7 +181,7 @@ def _made(generate: FreeGenerator, codec: Codec, world: WorldConfig, config: Fre
         start = time.perf_counter()
         made = generate(episode.prompt, prefix, num_frames - num_prefix,
                         step_generator(config.seed, i, "free/noise"))  # fmt: skip
-        yield i, episode.prompt, prefix, made, time.perf_counter() - start
+        yield i, episode, prefix, made, time.perf_counter() - start
 
 
 @torch.no_grad()
@@ -199,11 +203,12 @@ def free_runs(
             f"free runs need a per-frame codec, this one has temporal_factor {codec.temporal_factor}"
         )
     videos, similarities, by_layer, seconds = [], [], [], 0.0
-    for i, prompt, prefix, made, took in _made(generate, codec, world, config):
+    for i, episode, prefix, made, took in _made(generate, codec, world, config):
         seconds += took
         latents = torch.cat([prefix, made.latents], dim=2)
         pixels = ((codec.decode(latents)[0].clamp(-1, 1) + 1) * 127.5).permute(1, 0, 2, 3)
-        videos.append({"video": i, "prompt": prompt, **free_video_metrics(pixels, world, made.promoted)})
+        metrics = free_video_metrics(pixels, world, made.promoted, background_frame(episode, world))
+        videos.append({"video": i, "prompt": episode.prompt, **metrics})
         if keep is not None:
             keep(i, pixels.round().to(torch.uint8).permute(0, 2, 3, 1))
         similarities += made.similarities

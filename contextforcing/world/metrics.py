@@ -20,7 +20,13 @@ from typing import Any
 from torch import Tensor
 
 from contextforcing.eval.windows import per_window
-from contextforcing.world.dynamics import coherence, detect_subjects, dynamics, free_recall
+from contextforcing.world.dynamics import (
+    coherence,
+    detect_subjects,
+    dynamics,
+    free_recall,
+    video_background,
+)
 from contextforcing.world.episodes import Episode, WorldConfig
 from contextforcing.world.recall import recall_events
 from contextforcing.world.render import background_frame, door_mask, subject_boxes
@@ -71,10 +77,12 @@ def world_video_metrics(
     """Pixel-level metrics of uint8 frames [T, H, W, 3]: recall events and background drift against the
     episode, and dynamics, free-running recall and coherence from the pixels alone."""
     images = frames.permute(0, 3, 1, 2).float()
-    sightings = detect_subjects(images, config)
+    background = video_background(images, config, background_frame(episode, config))
+    sightings = detect_subjects(images, config, background)
     return {
         "recall_events": recall_events(images, episode, config),
         "background": background_drift(images, episode, config, window_seconds),
+        "subject_background": background.to_dict(),
         "dynamics": dynamics(sightings, config.fps),
         "free_recall": free_recall(sightings, config),
         "coherence": coherence(sightings, config),

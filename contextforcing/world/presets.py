@@ -48,6 +48,7 @@ _WORLD2_TEACHER = {
 _WORLD_TARGET = {"distill.num_frames": 6, "distill.num_grad_frames": 6}
 # Stage 2 and long tuning roll out from the prompt alone, 9 s growing to 21 s over 300 steps; the context
 # teacher reaches back about 18 s.
+_SHORT_ROLLOUTS = {"distill.min_rollout_frames": 12, "distill.num_context_frames": 6}
 _WORLD_LONG = {
     "distill.min_rollout_frames": 36,
     "distill.max_rollout_frames": 84,
@@ -197,6 +198,18 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "distill.student_every": 5}),
     "world2-cdmd-whole-prompt-slow24-every5": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), {
         "distill.student_every": 5}),
+    # The slow-24 prompt student with rollouts from 3 s on (12 frames growing to 84, not 36 to 84), so that
+    # the judged chunks also fall on the first visit's turn at the gate and its exit; and with short
+    # rollouts only (12 to 36 frames). A teacher in memory mode reads the student's memory, so the context
+    # window only bounds the shortest rollout (docs/design.md, "The twelfth round").
+    "world2-cdmd-short-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), _SHORT_ROLLOUTS),
+    "world2-cdmd-shortonly-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), {
+        **_SHORT_ROLLOUTS, "distill.max_rollout_frames": 36}),
+    # The same short rollouts judged by a teacher that reads the rollout in its own training layout, not
+    # the student's memory: given a student's history in which a subject stands still, that teacher walks
+    # it out (docs/design.md, "The twelfth round").
+    "world2-cdmd-shortonly-layout-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-shortonly-slow24"](), {
+        "distill.teacher_context": "layout"}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

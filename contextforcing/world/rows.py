@@ -140,6 +140,17 @@ WORLD2_ROWS: tuple[Row, ...] = (
         memory=_WHOLE_24, fit_share=_EVENT_SHARE, fit_on="world",
         description="cdmd-whole-prompt-slow-24 with a student update every 5 steps "
                     "(preset world2-cdmd-whole-prompt-slow24-every5)"),
+    Row(name="cdmd-short-slow-24", run="runs/world2-cdmd-short-slow24", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="cdmd-whole-prompt-slow-24 on rollouts from 3 s on, 12 frames growing to 84 "
+                    "(preset world2-cdmd-short-slow24)"),
+    Row(name="cdmd-short-only-slow-24", run="runs/world2-cdmd-shortonly-slow24", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="cdmd-whole-prompt-slow-24 on rollouts of 3 to 9 s only (preset world2-cdmd-shortonly-slow24)"),
+    Row(name="cdmd-short-only-layout-slow-24", run="runs/world2-cdmd-shortonly-layout-slow24", memory=_WHOLE_24,
+        fit_share=_EVENT_SHARE, fit_on="world",
+        description="cdmd-short-only-slow-24 judged by a teacher reading the rollout in its own layout "
+                    "(preset world2-cdmd-shortonly-layout-slow24)"),
     Row(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
         memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-whole-prompt-slow-24 promoting every 2 chunks (inference only)"),
