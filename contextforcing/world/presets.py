@@ -205,9 +205,9 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-cdmd-short-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), _SHORT_ROLLOUTS),
     "world2-cdmd-shortonly-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-slow24"](), {
         **_SHORT_ROLLOUTS, "distill.max_rollout_frames": 36}),
-    # The same short rollouts judged by a teacher that reads the rollout in its own training layout, not
-    # the student's memory: given a student's history in which a subject stands still, that teacher walks
-    # it out (docs/design.md, "The twelfth round").
+    # The same short rollouts judged by a teacher that reads the rollout in its own training layout, the
+    # one in which its own minutes never leave a subject standing, not the student's memory
+    # (docs/design.md, "The twelfth round").
     "world2-cdmd-shortonly-layout-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-shortonly-slow24"](), {
         "distill.teacher_context": "layout"}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
