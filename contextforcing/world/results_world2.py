@@ -99,10 +99,15 @@ def _free(row: dict[str, Any], *keys: str) -> list[Any]:
     return values
 
 
+def _median_measured(row: dict[str, Any]) -> bool:
+    """Whether the row's subjects were found against each video's median alone (a JSON from before
+    `dynamics.video_background`)."""
+    return any("background" not in video for seed in row["seeds"] for video in seed["free"]["videos"])
+
+
 def _name(row: dict[str, Any]) -> str:
-    """The row's name, marked where its subjects were found against each video's median alone."""
-    videos = [video for seed in row["seeds"] for video in seed["free"]["videos"]]
-    return row["row"] + (" †" if any("background" not in video for video in videos) else "")
+    """The row's name, marked † where `_median_measured`."""
+    return row["row"] + (" †" if _median_measured(row) else "")
 
 
 _MEDIAN_NOTE = (
@@ -113,7 +118,7 @@ _MEDIAN_NOTE = (
 
 
 def _median_note(rows: list[dict[str, Any]]) -> list[str]:
-    return ["", _MEDIAN_NOTE] if any(_name(row).endswith("†") for row in rows) else []
+    return ["", _MEDIAN_NOTE] if any(map(_median_measured, rows)) else []
 
 
 def _free_recall(row: dict[str, Any]) -> str:

@@ -90,6 +90,14 @@ promotions, and at the event share the first entrance stays in the layers that s
 _WHOLE = memory_preset("context", num_promoted_frames=3)
 _WHOLE_24 = memory_preset("context", num_promoted_frames=3, num_slow_frames=24)
 
+
+def _world_fit(*, name: str, run: str, memory: MemoryConfig, description: str) -> Row:
+    """A row whose tau is fitted on the world's own episodes so that `_EVENT_SHARE` of the tests promote."""
+    return Row(
+        name=name, run=run, memory=memory, fit_share=_EVENT_SHARE, fit_on="world", description=description
+    )
+
+
 WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="self-forcing", run=_W2_STAGE1, memory=memory_preset("window"),
         description="Stage-1 (DMD) student, rolling window of 21 frames"),
@@ -115,56 +123,49 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="whole-chunks-slow-24-tau-0.9914", run=_W2_STAGE2,
         memory=memory_preset("context", num_promoted_frames=3, num_slow_frames=24, similarity_threshold=0.9914),
         description="variant: the same at a fixed tau of 0.9914 (the Stage-1 student's fitted tau)"),
-    Row(name="whole-chunks-slow-24-world-fit", run=_W2_STAGE2, memory=_WHOLE_24, fit_share=_EVENT_SHARE,
-        fit_on="world", description=f"variant: whole chunks, a slow tier of 24, tau fitted on the world's own "
-                                    f"episodes so that {_EVENT_SHARE:.0%} of the tests promote"),
-    Row(name="cdmd-whole-chunks", run="runs/world2-cdmd-whole", memory=_WHOLE, fit_share=_EVENT_SHARE,
-        fit_on="world", description="Stage 2 trained with whole-chunk promotion (preset world2-cdmd-whole), "
-                                    "tau fitted on the world"),
-    Row(name="cdmd-whole-chunks-slow-24", run="runs/world2-cdmd-whole-slow24", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="whole-chunks-slow-24-world-fit", run=_W2_STAGE2, memory=_WHOLE_24,
+               description=f"variant: whole chunks, a slow tier of 24, tau fitted on the world's own episodes so "
+                           f"that {_EVENT_SHARE:.0%} of the tests promote"),
+    _world_fit(name="cdmd-whole-chunks", run="runs/world2-cdmd-whole", memory=_WHOLE,
+               description="Stage 2 trained with whole-chunk promotion (preset world2-cdmd-whole), tau fitted on "
+                           "the world"),
+    _world_fit(name="cdmd-whole-chunks-slow-24", run="runs/world2-cdmd-whole-slow24", memory=_WHOLE_24,
         description="the same trained and measured with a slow tier of 24 (preset world2-cdmd-whole-slow24)"),
-    Row(name="cdmd-whole-prompt", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE, fit_share=_EVENT_SHARE,
-        fit_on="world", description="Stage 2 with whole-chunk promotion on rollouts from the prompt alone "
-                                    "(preset world2-cdmd-whole-prompt), tau fitted on the world"),
-    Row(name="cdmd-whole-prompt-slow-24", run="runs/world2-cdmd-whole-prompt-slow24", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-whole-prompt", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE,
+               description="Stage 2 with whole-chunk promotion on rollouts from the prompt alone (preset "
+                           "world2-cdmd-whole-prompt), tau fitted on the world"),
+    _world_fit(name="cdmd-whole-prompt-slow-24", run="runs/world2-cdmd-whole-prompt-slow24", memory=_WHOLE_24,
         description="the same with a slow tier of 24 (preset world2-cdmd-whole-prompt-slow24)"),
-    Row(name="cdmd-whole-prompt-read-slow-24", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-whole-prompt-read-slow-24", run="runs/world2-cdmd-whole-prompt", memory=_WHOLE_24,
         description="variant: cdmd-whole-prompt (trained with a slow tier of 12) read with a slow tier of 24"),
-    Row(name="cdmd-whole-prompt-every-5", run="runs/world2-cdmd-whole-prompt-every5", memory=_WHOLE,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-whole-prompt-every-5", run="runs/world2-cdmd-whole-prompt-every5", memory=_WHOLE,
         description="cdmd-whole-prompt with a student update every 5 steps (preset world2-cdmd-whole-prompt-every5)"),
-    Row(name="cdmd-whole-prompt-slow-24-every-5", run="runs/world2-cdmd-whole-prompt-slow24-every5",
-        memory=_WHOLE_24, fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-whole-prompt-slow-24-every-5", run="runs/world2-cdmd-whole-prompt-slow24-every5",
+        memory=_WHOLE_24,
         description="cdmd-whole-prompt-slow-24 with a student update every 5 steps "
                     "(preset world2-cdmd-whole-prompt-slow24-every5)"),
-    Row(name="cdmd-short-slow-24", run="runs/world2-cdmd-short-slow24", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-short-slow-24", run="runs/world2-cdmd-short-slow24", memory=_WHOLE_24,
         description="cdmd-whole-prompt-slow-24 on rollouts from 3 s on, 12 frames growing to 84 "
                     "(preset world2-cdmd-short-slow24)"),
-    Row(name="cdmd-short-only-slow-24", run="runs/world2-cdmd-shortonly-slow24", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-short-only-slow-24", run="runs/world2-cdmd-shortonly-slow24", memory=_WHOLE_24,
         description="cdmd-whole-prompt-slow-24 on rollouts of 3 to 9 s only (preset world2-cdmd-shortonly-slow24)"),
-    Row(name="cdmd-short-only-layout-slow-24", run="runs/world2-cdmd-shortonly-layout-slow24", memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-short-only-layout-slow-24", run="runs/world2-cdmd-shortonly-layout-slow24",
+        memory=_WHOLE_24,
         description="cdmd-short-only-slow-24 judged by a teacher reading the rollout in its own layout "
                     "(preset world2-cdmd-shortonly-layout-slow24)"),
     Row(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
         memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-whole-prompt-slow-24 promoting every 2 chunks (inference only)"),
-    Row(name="cdmd-prompt-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-prompt-slow24",
-        memory=replace(_WHOLE_24, positions="absolute"), fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-prompt-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-prompt-slow24",
+        memory=replace(_WHOLE_24, positions="absolute"),
         description="ablation: cdmd-whole-prompt-slow-24 with absolute positions at inference"),
     Row(name="cdmd-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-slow24",
         memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-whole-chunks-slow-24 promoting every 2 chunks (inference only)"),
-    Row(name="no-contextual-distillation-slow-24-world-fit", run=_W2_STAGE1, memory=_WHOLE_24,
-        fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="no-contextual-distillation-slow-24-world-fit", run=_W2_STAGE1, memory=_WHOLE_24,
         description="ablation: Stage-1 student (what cdmd-whole-chunks-slow-24 was trained from), same memory"),
-    Row(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
-        memory=replace(_WHOLE_24, positions="absolute"), fit_share=_EVENT_SHARE, fit_on="world",
+    _world_fit(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
+        memory=replace(_WHOLE_24, positions="absolute"),
         description="ablation: cdmd-whole-chunks-slow-24 with absolute positions at inference"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
