@@ -101,10 +101,8 @@ def test_training_changes_the_weights_and_lowers_a_repeated_loss(codec_folder, t
     assert sum(lines[-5:]) / 5 < sum(lines[:5]) / 5
 
 
-@pytest.mark.parametrize("stage", ["teacher", "ode-init", "dmd"])
-def test_gradient_accumulation_follows_the_whole_batch(stage, codec_folder, tmp_path, monkeypatch):
-    """Two micro-batches of 2 give the gradient of one batch of 4 (up to float summation), unlike a batch
-    of 2: the gradients every optimiser step sees are recorded and compared."""
+def _record_gradients(monkeypatch) -> list[torch.Tensor]:
+    """The list every optimiser step appends its gradients to (flattened, all parameters with one)."""
     recorded, step = [], torch.optim.AdamW.step
 
     def recording_step(self, *args, **kwargs):
@@ -113,6 +111,14 @@ def test_gradient_accumulation_follows_the_whole_batch(stage, codec_folder, tmp_
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    return recorded
+
+
+@pytest.mark.parametrize("stage", ["teacher", "ode-init", "dmd"])
+def test_gradient_accumulation_follows_the_whole_batch(stage, codec_folder, tmp_path, monkeypatch):
+    """Two micro-batches of 2 give the gradient of one batch of 4 (up to float summation), unlike a batch
+    of 2: the gradients every optimiser step sees are recorded and compared."""
+    recorded = _record_gradients(monkeypatch)
     shape = preset(f"tiny-{stage}").model
     for seed, role in ((1, "student"), (2, "teacher")):  # random heads: no gradient vanishes
         save_model(randomize(CausalDiT(shape), seed=seed), tmp_path / role)
@@ -135,6 +141,34 @@ def test_gradient_accumulation_follows_the_whole_batch(stage, codec_folder, tmp_
         assert float((whole - half).abs().max()) > 1e-3 * scale
     with pytest.raises(ValueError, match="grad_accumulation"):
         _config(stage, codec_folder, **{"train.batch_size": 3, "train.grad_accumulation": 2})
+
+
+def test_the_regression_term_adds_the_teachers_ode_to_the_student_update(codec_folder, tmp_path, monkeypatch):
+    """With `distill.regression_weight` w, the student's first gradient is the distribution-matching one
+    plus w times the gradient of ode-init's regression: linear in w, and not the DMD gradient alone."""
+    recorded = _record_gradients(monkeypatch)
+    shape = preset("tiny-dmd").model
+    for seed, role in ((1, "student"), (2, "teacher")):  # random heads: no gradient vanishes
+        save_model(randomize(CausalDiT(shape), seed=seed), tmp_path / role)
+    firsts, logged = [], []
+    for weight in (0.0, 1.0, 2.0):
+        recorded.clear()
+        config = _config("dmd", codec_folder, **{
+            "train.steps": 1, "train.checkpoint_every": 1, "optim.grad_clip": 0.0, "distill.regression_weight": weight,
+            "init.model": str(tmp_path / "student"), "init.teacher": str(tmp_path / "teacher")})  # fmt: skip
+        train(config, tmp_path / f"w{weight}")
+        firsts.append(recorded[0])  # the student updates before the critic
+        logged.append(json.loads((tmp_path / f"w{weight}" / "metrics.jsonl").read_text().splitlines()[0]))
+    dmd, once, twice = firsts
+    scale = float(dmd.abs().max())
+    assert scale > 0 and float((once - dmd).abs().max()) > 1e-3 * scale
+    assert float(((twice - once) - (once - dmd)).abs().max()) < 1e-4 * scale
+    assert (
+        "regression_loss" not in logged[0]
+        and logged[1]["regression_loss"] == logged[2]["regression_loss"] > 0
+    )
+    with pytest.raises(ValueError, match="regression_weight"):
+        _config("dmd", codec_folder, **{"distill.regression_weight": -1.0})
 
 
 @pytest.mark.parametrize("stage", ["context-teacher", "dmd"])

@@ -28,11 +28,17 @@ from contextforcing.world.free_run import (
     fit_threshold,
     free_runs,
     similarity_quantiles,
+    still_videos,
     student_free_generator,
     teacher_free_generator,
 )
 from contextforcing.world.recall_probe import ProbeConfig, teacher_context, teacher_sampler
-from contextforcing.world.render import background_frame, render_episode, render_episode_uint8
+from contextforcing.world.render import (
+    background_frame,
+    composite_sprite,
+    render_episode,
+    render_episode_uint8,
+)
 from contextforcing.world.rollout import teacher_continuer
 from contextforcing.world.text import WorldTextEncoder
 from contextforcing.world.types import world_version
@@ -88,6 +94,37 @@ def test_the_world_lives_and_a_still_hall_does_not():
     assert still["free_returns"] == 0 and still["free_recall"] is None
     assert still["promotions"]["per_minute"] == 0 and still["promotions"]["precision"] is None
     assert still["similarity_quantiles"]["q0.5"] == pytest.approx(0.99)
+
+
+def _standing_generator(config: FreeRunConfig):
+    """The episode each prompt of `config` names, its first subject standing where it was first seen for
+    70 % of the frames."""
+    num_frames = round(config.seconds * WORLD.fps)
+    episodes = [sample_episode(num_frames, step_generator(config.seed, i, "free/episode"), WORLD)
+                for i in range(config.videos)]  # fmt: skip
+    by_prompt = {episode.prompt: episode for episode in episodes}
+
+    def make(prompt, prefix, num_frames, generator):
+        episode = by_prompt[prompt]
+        frames = render_episode(episode, WORLD)
+        x, y = WORLD.width // 2 - WORLD.sprite_size - 4, episode.visits[0].y_in
+        box = (x, y, x + WORLD.sprite_size, y + WORLD.sprite_size)
+        standing = composite_sprite(background_frame(episode, WORLD), episode.identity, box, WORLD)
+        stop = round(0.7 * num_frames)
+        frames[:, :stop] = (standing / 127.5 - 1.0)[:, None].expand(-1, stop, -1, -1)
+        return FreeVideo(frames[None], None, ())
+
+    return make
+
+
+def test_a_subject_standing_most_of_the_minute_is_counted_and_the_world_never_stands():
+    config = FreeRunConfig(seconds=60.0, videos=3, seed=0)
+    standing = free_runs(_standing_generator(config), PixelCodec(), WORLD, config)
+    living = free_runs(_world_generator(), PixelCodec(), WORLD, config)
+    assert standing["summary"]["still_videos"] == 3 and living["summary"]["still_videos"] == 0
+    assert all(video["background"]["still_pixels"] > 0 for video in standing["videos"])
+    assert standing["summary"]["dynamics"]["presence"] >= 0.7
+    assert still_videos([{"dynamics": {}}]) is None  # measured against its median alone: unknown
 
 
 def test_every_model_gets_the_same_prompts_and_noise():

@@ -245,6 +245,11 @@ class DistillConfig:
     """The critic updates every step, the student every this many steps."""
     ode_steps: int = 24
     """ode-init: Euler steps of the teacher's ODE (the student's steps are added to the grid)."""
+    regression_weight: float = 0.0
+    """dmd / cdmd / long-tuning: weight of a regression onto the teacher's ODE added to every student update
+    (ode-init's loss on `num_frames` frames from prompts alone): the regression term of the first DMD, which
+    holds the student's map from noise to video near the teacher's while distribution matching seeks its
+    modes. 0 (the paper, and DMD2) leaves it out."""
 
     def __post_init__(self) -> None:
         if not self.denoising_steps or list(self.denoising_steps) != sorted(
@@ -267,6 +272,8 @@ class DistillConfig:
             )
         if self.num_grad_frames > self.num_frames:
             raise ValueError("DistillConfig.num_grad_frames exceeds num_frames")
+        if self.regression_weight < 0:
+            raise ValueError(f"DistillConfig.regression_weight must be >= 0, got {self.regression_weight}")
         for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DistillConfig.{name} must be >= 1, got {getattr(self, name)}")

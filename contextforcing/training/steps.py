@@ -154,41 +154,47 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     return {**metrics, "context_frames": float(len(indices)), "errors_injected": float(injected_any)}
 
 
-def ode_init_step(run: Run, step: int) -> dict[str, float]:
-    """Regress the causal student onto the teacher's ODE at the few-step timesteps (CausVid init)."""
+def _ode_regression(run: Run, gens: list[torch.Generator]) -> Tensor:
+    """The student's regression onto the teacher's ODE at the few-step timesteps, on `distill.num_frames`
+    frames from prompts alone: each chunk starts from the ODE state at one of the student's timesteps
+    and is asked for the ODE's clean end (CausVid's initialisation; DMD's regression term)."""
     dist = run.config.distill
     steps, ode = dist.sampler.timesteps, dist.ode
     grid = sorted(set(ode.timesteps.tolist()) | set(steps.tolist()), reverse=True)
+    batch = run.source.sample_prompts(gens)
+    uncond = run.source.negative(len(gens))
+    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
+    noise = _per_sample_noise(shape, gens, run.device)
+    states, recorded = {}, set(steps.tolist())
+
+    def predict(x: Tensor, t: Tensor) -> Tensor:
+        return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
+
+    def record(t_now: float, x: Tensor) -> None:
+        if t_now in recorded:
+            states[t_now] = x
+
+    with torch.no_grad(), run.autocast():
+        clean = euler_sample(predict, noise, grid, on_step=record)
+    chunk = run.config.memory.frames_per_chunk
+    num_chunks = dist.num_frames // chunk
+    choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
+    choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
+    stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
+    batch_index = torch.arange(len(gens), device=run.device)[:, None]
+    frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
+    inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
+    t_frames = steps.float().to(run.device)[choice]
+    with run.autocast():
+        v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
+    return ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
+
+
+def ode_init_step(run: Run, step: int) -> dict[str, float]:
+    """Regress the causal student onto the teacher's ODE at the few-step timesteps (CausVid init)."""
 
     def micro(gens: list[torch.Generator]) -> tuple[Tensor, dict[str, float]]:
-        batch = run.source.sample_prompts(gens)
-        uncond = run.source.negative(len(gens))
-        shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
-        noise = _per_sample_noise(shape, gens, run.device)
-        states, recorded = {}, set(steps.tolist())
-
-        def predict(x: Tensor, t: Tensor) -> Tensor:
-            return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
-
-        def record(t_now: float, x: Tensor) -> None:
-            if t_now in recorded:
-                states[t_now] = x
-
-        with torch.no_grad(), run.autocast():
-            clean = euler_sample(predict, noise, grid, on_step=record)
-        chunk = run.config.memory.frames_per_chunk
-        num_chunks = dist.num_frames // chunk
-        # Each chunk of each sample starts from the ODE state at one of the student's timesteps.
-        choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
-        choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
-        stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
-        batch_index = torch.arange(len(gens), device=run.device)[:, None]
-        frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
-        inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
-        t_frames = steps.float().to(run.device)[choice]
-        with run.autocast():
-            v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
-        loss = ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
+        loss = _ode_regression(run, gens)
         return loss, {"loss": loss.item()}
 
     return run.accumulate("student", run.sample_generators(step, "data"), micro)
@@ -281,7 +287,13 @@ def _student_update(run: Run, plan: DistillPlan, step: int) -> dict[str, float]:
         real, fake = x0_from_velocity(x_t, real_v.float(), t), x0_from_velocity(x_t, fake_v.float(), t)
         grad = dmd_gradient(x, real, fake)
         loss = dmd_generator_loss(x, grad)
-        return loss, {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
+        metrics = {"student_loss": loss.item(), "dmd_grad_norm": grad.norm().item()}
+        weight = run.config.distill.regression_weight
+        if weight:
+            regression = _ode_regression(run, gens)
+            loss = loss + weight * regression
+            metrics["regression_loss"] = regression.item()
+        return loss, metrics
 
     return run.accumulate("student", run.sample_generators(step, "student"), micro)
 

@@ -60,6 +60,7 @@ __all__ = [
     "fit_threshold",
     "free_runs",
     "similarity_quantiles",
+    "still_videos",
     "student_free_generator",
     "teacher_free_generator",
 ]
@@ -227,6 +228,15 @@ def free_runs(
     }
 
 
+def still_videos(videos: list[dict[str, Any]]) -> int | None:
+    """How many of the measured videos leave a subject standing in one place for more than half of their
+    frames: the prompt's room stood in for the median somewhere (`dynamics.video_background`). None if a
+    video was measured against its median alone."""
+    if any("background" not in video for video in videos):
+        return None
+    return sum(video["background"]["still_pixels"] > 0 for video in videos)
+
+
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
@@ -245,6 +255,7 @@ def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
         "free_returns": len(returns),
         "free_recall": sum(r["recalled"] for r in returns) / len(returns) if returns else None,
         "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
+        "still_videos": still_videos(videos),
     }
     if "promotions" in videos[0]:
         out["promotions"] = {

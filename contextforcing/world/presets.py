@@ -210,6 +210,35 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # (docs/design.md, "The twelfth round").
     "world2-cdmd-shortonly-layout-slow24": lambda: override(WORLD_PRESETS["world2-cdmd-shortonly-slow24"](), {
         "distill.teacher_context": "layout"}),
+    # Stage 2 from the ODE initialisation, not the Stage-1 student: under a rolling window the ODE
+    # initialisation's subjects turn and leave where the Stage-1 student's stand (docs/design.md, "The
+    # thirteenth round"; these presets train from runs/world2-ode-init).
+    "world2-cdmd-whole-prompt-from-ode": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt"](), {
+        "init.model": f"{RUNS}/world2-ode-init/model"}),
+    # The same with the memory laid out as the teacher's training layout: the sink, the first frame of
+    # every second chunk in a slow tier of 12, and the 6 frames before the chunk (docs/design.md, "The
+    # thirteenth round").
+    "world2-cdmd-uniform-from-ode": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-from-ode"](), {
+        "memory.promotion": "uniform", "memory.promotion_interval": 2, "memory.num_promoted_frames": 1,
+        "memory.num_fast_frames": 9}),
+    # The same with the regression term of the first DMD: every student update also regresses onto the
+    # teacher's ODE on 6 frames from prompts alone, as the ODE initialisation was trained (docs/design.md,
+    # "The thirteenth round").
+    "world2-cdmd-uniform-from-ode-regression": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-from-ode"](), {
+        "distill.regression_weight": 1.0, "distill.ode_steps": 16}),
+    # Stage 2 from the ODE initialisation under the rolling window of 21 frames, the memory under which
+    # the ODE initialisation's subjects turn and leave, judged by the teacher in its own layout.
+    "world2-cdmd-window-from-ode": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-from-ode"](), {
+        "memory.num_sink_frames": 0, "memory.num_slow_frames": 0, "memory.num_fast_frames": 21,
+        "memory.promotion": "none", "memory.positions": "absolute", "memory.num_promoted_frames": 1,
+        "distill.teacher_context": "layout"}),
+    # The same with the teacher's score unguided (distill.guidance_scale 0: the conditional teacher alone,
+    # where the teacher's own minutes are sampled at cond + 3 (cond - uncond)).
+    "world2-cdmd-window-from-ode-unguided": lambda: override(WORLD_PRESETS["world2-cdmd-window-from-ode"](), {
+        "distill.guidance_scale": 0.0}),
+    # Stage 2 with the memory of `cdmd-whole-prompt` from the ODE initialisation, the teacher's score unguided.
+    "world2-cdmd-whole-prompt-from-ode-unguided": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-from-ode"](), {
+        "distill.guidance_scale": 0.0}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from contextforcing.world.free_run import still_videos
 from contextforcing.world.recall_probe import wilson_interval
 
 __all__ = [
@@ -102,7 +103,7 @@ def _free(row: dict[str, Any], *keys: str) -> list[Any]:
 def _median_measured(row: dict[str, Any]) -> bool:
     """Whether the row's subjects were found against each video's median alone (a JSON from before
     `dynamics.video_background`)."""
-    return any("background" not in video for seed in row["seeds"] for video in seed["free"]["videos"])
+    return still_videos([video for seed in row["seeds"] for video in seed["free"]["videos"]]) is None
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -119,6 +120,13 @@ _MEDIAN_NOTE = (
 
 def _median_note(rows: list[dict[str, Any]]) -> list[str]:
     return ["", _MEDIAN_NOTE] if any(map(_median_measured, rows)) else []
+
+
+def _still(row: dict[str, Any]) -> str:
+    """Videos of the row that leave a subject standing for more than half of the minute (`free_run.still_videos`)."""
+    videos = [video for seed in row["seeds"] for video in seed["free"]["videos"]]
+    still = still_videos(videos)
+    return "–" if still is None else f"{still} / {len(videos)}"
 
 
 def _free_recall(row: dict[str, Any]) -> str:
@@ -150,9 +158,9 @@ def _free_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"| row | presence (world {world['presence']['mean']:.2f}) | visits / min (world "
         f"{world['visits_per_minute']['mean']:.1f}) | mean dwell, s (world {world['mean_dwell_seconds']['mean']:.1f}) "
-        "| dynamics within 25 %, seeds | free-running recall | "
+        "| videos with a subject standing | dynamics within 25 %, seeds | free-running recall | "
         "incoherent / min | tau | promotions / min | precision | recall |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         passed = [s["free"]["summary"]["dynamics_check"]["passes"] for s in row["seeds"]]
@@ -160,7 +168,7 @@ def _free_table(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {_name(row)} | {_spread(_free(row, 'dynamics', 'presence'))} "
             f"| {_spread(_free(row, 'dynamics', 'visits_per_minute'), 1)} "
-            f"| {_spread(_free(row, 'dynamics', 'mean_dwell_seconds'), 1)} | {sum(passed)} / {len(passed)} "
+            f"| {_spread(_free(row, 'dynamics', 'mean_dwell_seconds'), 1)} | {_still(row)} | {sum(passed)} / {len(passed)} "
             f"| {_free_recall(row)} | {_spread(_free(row, 'incoherent_per_minute'), 1)} | {_tau(row)} "
             + (f"| {_spread(_free(row, 'promotions', 'per_minute'), 1)} "
                f"| {_spread(_free(row, 'promotions', 'precision'))} | {_spread(_free(row, 'promotions', 'recall'))} |"
@@ -222,16 +230,17 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def world2_headline(rows: list[dict[str, Any]]) -> list[str]:
     """The README's table: free-running dynamics and recall, and forced recall at 24 s by answer."""
     lines = [
-        "| row | presence | visits / min | mean dwell, s | free-running recall | incoherent / min | "
-        "forced recall 12 s | forced recall 24 s, answer early | forced recall 24 s, answer late | memory score |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| row | presence | visits / min | mean dwell, s | videos with a subject standing | free-running recall "
+        "| incoherent / min | forced recall 12 s | forced recall 24 s, answer early | forced recall 24 s, answer late "
+        "| memory score |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         score = memory_score(row)
         lines.append(
             f"| {_name(row)} | {_spread(_free(row, 'dynamics', 'presence'))} "
             f"| {_spread(_free(row, 'dynamics', 'visits_per_minute'), 1)} "
-            f"| {_spread(_free(row, 'dynamics', 'mean_dwell_seconds'), 1)} | {_free_recall(row)} "
+            f"| {_spread(_free(row, 'dynamics', 'mean_dwell_seconds'), 1)} | {_still(row)} | {_free_recall(row)} "
             f"| {_spread(_free(row, 'incoherent_per_minute'), 1)} | {_cell(*_pooled(row, (12.0,)))} "
             f"| {_cell(*_pooled(row, (24.0,), 'early'))} | {_cell(*_pooled(row, (24.0,), 'late'))} "
             f"| {'–' if score is None else f'{score:.2f}'} |"
