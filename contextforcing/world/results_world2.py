@@ -100,10 +100,15 @@ def _free(row: dict[str, Any], *keys: str) -> list[Any]:
     return values
 
 
+def _videos(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every free-running video of a row, seed after seed."""
+    return [video for seed in row["seeds"] for video in seed["free"]["videos"]]
+
+
 def _median_measured(row: dict[str, Any]) -> bool:
     """Whether the row's subjects were found against each video's median alone (a JSON from before
     `dynamics.video_background`)."""
-    return still_videos([video for seed in row["seeds"] for video in seed["free"]["videos"]]) is None
+    return still_videos(_videos(row)) is None
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -124,18 +129,13 @@ def _median_note(rows: list[dict[str, Any]]) -> list[str]:
 
 def _still(row: dict[str, Any]) -> str:
     """Videos of the row that leave a subject standing for more than half of the minute (`free_run.still_videos`)."""
-    videos = [video for seed in row["seeds"] for video in seed["free"]["videos"]]
+    videos = _videos(row)
     still = still_videos(videos)
     return "–" if still is None else f"{still} / {len(videos)}"
 
 
 def _free_recall(row: dict[str, Any]) -> str:
-    returns = [
-        r
-        for seed in row["seeds"]
-        for video in seed["free"]["videos"]
-        for r in video["free_recall"]["returns"]
-    ]
+    returns = [r for video in _videos(row) for r in video["free_recall"]["returns"]]
     return _cell(sum(r["recalled"] for r in returns), len(returns)) + f" (n={len(returns)})"
 
 
