@@ -81,6 +81,8 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-short-slow24 --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-shortonly-slow24 --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-shortonly-layout-slow24 --resume $(W2_TEACHER)
+	$(RUN) train --preset world2-cdmd-prompt-unguided --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-cdmd-slow24-from-ode-unguided-layout --resume $(W2_TEACHER) && wait $$p
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
@@ -89,7 +91,7 @@ FINISHED := $(BIN)/python -c "import json, sys; run = sys.argv[1]; \
 	sys.exit(json.load(open(run + '/model/config.json'))['step'] < json.load(open(run + '/config.json'))['train']['steps'])"
 ship-world2:
 	for pair in world2-teacher:world2-context-teacher-erft \
-	            world2-self-forcing:world2-dmd world2-context-forcing:world2-cdmd; do \
+	            world2-self-forcing:world2-dmd world2-context-forcing:world2-cdmd-prompt-unguided; do \
 	  name=$${pair%%:*}; run=runs/$${pair#*:}; [ -d $$run/model ] || { echo "skip $$name: no $$run/model"; continue; }; \
 	  $(FINISHED) $$run || { echo "skip $$name: $$run is not finished"; continue; }; \
 	  rm -rf $(SHIPPED)/$$name; mkdir -p $(SHIPPED)/$$name; cp $$run/config.json $(SHIPPED)/$$name/ && \
@@ -102,12 +104,13 @@ results-world2: setup
 	    context-forcing-layer-fit whole-chunks-slow-24-tau-0.9914 cdmd-whole-chunks-slow-24 \
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
 	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
-	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 & p=$$!; \
+	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 \
+	    cdmd-prompt-unguided ode-init-whole-world-fit & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
 	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 \
-	    cdmd-short-only-slow-24 && wait $$p
+	    cdmd-short-only-slow-24 cdmd-prompt-unguided-uniform-every-2 cdmd-prompt-unguided-no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

@@ -239,6 +239,13 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # Stage 2 with the memory of `cdmd-whole-prompt` from the ODE initialisation, the teacher's score unguided.
     "world2-cdmd-whole-prompt-from-ode-unguided": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-from-ode"](), {
         "distill.guidance_scale": 0.0}),
+    # The same judged by the teacher in its own training layout, not through the student's memory (from
+    # which, unguided, it empties the hall), for 200 steps: trained on, its presence falls (docs/design.md,
+    # "The fourteenth round"). And the same with a slow tier of 24 frames, 300 steps.
+    "world2-cdmd-prompt-unguided": lambda: override(WORLD_PRESETS["world2-cdmd-whole-prompt-from-ode-unguided"](), {
+        "distill.teacher_context": "layout", "train.steps": 200}),
+    "world2-cdmd-slow24-from-ode-unguided-layout": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), {
+        "memory.num_slow_frames": 24, "train.steps": 300}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

@@ -23,6 +23,7 @@ __all__ = [
     "MEMORY_SCORE_GAPS",
     "PROMPT_WHOLE_CHUNK_ORDER",
     "TRAINED_WHOLE_CHUNK_ORDER",
+    "UNGUIDED_ORDER",
     "WHOLE_CHUNK_ORDER",
     "memory_score",
     "world2_headline",
@@ -56,6 +57,15 @@ PROMPT_WHOLE_CHUNK_ORDER = (
     "cdmd-prompt-slow-24-no-bounded-positions",
 )
 """The same order with the full row's student trained under that memory on rollouts from the prompt alone."""
+UNGUIDED_ORDER = (
+    "cdmd-prompt-unguided",
+    "cdmd-prompt-unguided-uniform-every-2",
+    "ode-init-whole-world-fit",
+    "cdmd-prompt-unguided-no-bounded-positions",
+)
+"""The same order for the student trained from the ODE initialisation on the teacher's unguided score, read
+in the teacher's own layout (whole chunks, a slow tier of 12, tau fitted on the world); without contextual
+distillation is the ODE initialisation it was trained from."""
 
 
 def _pooled(row: dict[str, Any], gaps: tuple[float, ...] | None = None, answer: str | None = None):
@@ -196,7 +206,8 @@ def _ablation(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     orders = ((ABLATION_ORDER, ""), (WHOLE_CHUNK_ORDER, ", promotions keeping whole chunks"),
               (TRAINED_WHOLE_CHUNK_ORDER, ", Stage 2 trained with whole chunks and a slow tier of 24"),
-              (PROMPT_WHOLE_CHUNK_ORDER, ", the same trained on rollouts from the prompt alone"))  # fmt: skip
+              (PROMPT_WHOLE_CHUNK_ORDER, ", the same trained on rollouts from the prompt alone"),
+              (UNGUIDED_ORDER, ", Stage 2 from the ODE initialisation on the teacher's unguided score"))  # fmt: skip
     for order, rule in orders:
         present = [name for name in order if scores.get(name) is not None]
         if len(present) < 2:

@@ -8,8 +8,11 @@ and Context Forcing's memory without contextual distillation), the Stage-2 stude
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
 here they change the memory of the Context Forcing student at inference only. The second world's rows
 also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`, and
-the two `runs/world2-cdmd-whole-prompt*-every5` by their presets): the LongLive baseline and the Stage-2 students
-trained with whole-chunk promotion, on returns or on rollouts from the prompt alone, with their own ablations.
+the two `runs/world2-cdmd-whole-prompt*-every5` by their presets): the LongLive baseline, the Stage-2 student
+under the released rule (`runs/world2-cdmd`), the Stage-2 students trained with whole-chunk promotion, on
+returns or on rollouts from the prompt alone, with their own ablations, and the one trained from the ODE
+initialisation on the teacher's unguided score (`runs/world2-cdmd-prompt-unguided`, shipped in float16 as
+world2-context-forcing).
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ TEACHER_ROW = Row(name="teacher", run="teacher", memory=None,
                   description="the context teacher (bidirectional, 20 Euler steps, CFG 3)")  # fmt: skip
 
 
-# The second world: the same rows on its own trained models (`make pipeline-world2`, shipped as world2-*).
-_W2_STAGE1, _W2_STAGE2 = "world2-self-forcing", "world2-context-forcing"
+# The second world: the same rows on its own trained models (`make pipeline-world2`). The Stage-1 student
+# ships (world2-self-forcing); the released-rule rows read the Stage-2 student of preset world2-cdmd, which
+# shipped as world2-context-forcing until that name went to the student of `cdmd-prompt-unguided`.
+_W2_STAGE1, _W2_STAGE2 = "world2-self-forcing", "runs/world2-cdmd"
 _EVENT_SHARE = 0.2
 """The share of promotion tests that fire with a fitted threshold: about the share of the world's chunks
 in which a subject enters, leaves or changes (some 15 events a minute over 80 chunks)."""
@@ -89,6 +94,7 @@ promotions, and at the event share the first entrance stays in the layers that s
 
 _WHOLE = memory_preset("context", num_promoted_frames=3)
 _WHOLE_24 = memory_preset("context", num_promoted_frames=3, num_slow_frames=24)
+_UNGUIDED = "runs/world2-cdmd-prompt-unguided"
 
 
 def _world_fit(*, name: str, run: str, memory: MemoryConfig, description: str) -> Row:
@@ -167,6 +173,17 @@ WORLD2_ROWS: tuple[Row, ...] = (
     _world_fit(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
         memory=replace(_WHOLE_24, positions="absolute"),
         description="ablation: cdmd-whole-chunks-slow-24 with absolute positions at inference"),
+    _world_fit(name="cdmd-prompt-unguided", run=_UNGUIDED, memory=_WHOLE,
+        description="Stage 2 from the ODE initialisation, the teacher's score unguided and read in its own layout "
+                    "(preset world2-cdmd-prompt-unguided, 200 steps), whole chunks, tau fitted on the world"),
+    Row(name="cdmd-prompt-unguided-uniform-every-2", run=_UNGUIDED,
+        memory=replace(_WHOLE, promotion="uniform", promotion_interval=2),
+        description="ablation: cdmd-prompt-unguided promoting every 2 chunks (inference only)"),
+    _world_fit(name="ode-init-whole-world-fit", run="runs/world2-ode-init", memory=_WHOLE,
+        description="ablation: the ODE initialisation (what cdmd-prompt-unguided was trained from), same memory"),
+    _world_fit(name="cdmd-prompt-unguided-no-bounded-positions", run=_UNGUIDED,
+        memory=replace(_WHOLE, positions="absolute"),
+        description="ablation: cdmd-prompt-unguided with absolute positions at inference"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
     Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),

@@ -26,9 +26,10 @@ SHIPPED_NAMES = (
 """The codecs of the first and second world, the run folders (config.json + model/) of the first
 world's trained models, and the second world's (stored in float16, `make ship-world2`): its context
 teacher after ERFT (the distillation stages' teacher), its Stage-1 (DMD) student and its Stage-2
-(Contextual DMD) student. The first world's two prefix variants and the second world's LongLive
-baseline are not shipped (the package keeps its models under 50 MB): their rows read the run folders
-that `make pipeline` and `make students-world2` train."""
+(Contextual DMD) student, the one trained from the ODE initialisation on the teacher's unguided score
+(preset world2-cdmd-prompt-unguided). The first world's two prefix variants, the second world's LongLive
+baseline and its other Stage-2 students are not shipped (the package keeps its models under 50 MB):
+their rows read the run folders that `make pipeline` and `make students-world2` train."""
 
 
 def shipped(name: str) -> Path:
