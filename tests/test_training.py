@@ -478,6 +478,25 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
     assert second["world2-context-teacher-erft"].init.model == "runs/world2-context-teacher/model"
 
 
+def test_the_shipped_second_world_student_is_the_unguided_stage_2_preset():
+    """The shipped world2-context-forcing is what `make ship-world2` takes from the run of preset
+    world2-cdmd-prompt-unguided: that preset's config (its teacher given as the shipped one), at the
+    preset's last step."""
+    from contextforcing.config import to_dict
+    from contextforcing.world.presets import WORLD_PRESETS
+    from contextforcing.world.shipped import shipped
+
+    folder = shipped("world2-context-forcing")
+    made = to_dict(
+        override(
+            WORLD_PRESETS["world2-cdmd-prompt-unguided"](),
+            {"init.teacher": "contextforcing/world/checkpoints/world2-teacher/model"},
+        )
+    )
+    assert json.loads((folder / "config.json").read_text()) == made
+    assert json.loads((folder / "model" / "config.json").read_text())["step"] == made["train"]["steps"]
+
+
 @pytest.mark.parametrize(
     ("base", "judges_context", "same_as"), [("cdmd", True, "cdmd"), ("cdmd", False, "long-tuning")]
 )
