@@ -105,7 +105,7 @@ results-world2: setup
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
 	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
 	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 \
-	    cdmd-prompt-unguided ode-init-whole-world-fit & p=$$!; \
+	    cdmd-prompt-unguided ode-init-whole-world-fit cdmd-slow-24-unguided & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \

@@ -176,6 +176,9 @@ WORLD2_ROWS: tuple[Row, ...] = (
     _world_fit(name="cdmd-prompt-unguided", run=_UNGUIDED, memory=_WHOLE,
         description="Stage 2 from the ODE initialisation, the teacher's score unguided and read in its own layout "
                     "(preset world2-cdmd-prompt-unguided, 200 steps), whole chunks, tau fitted on the world"),
+    _world_fit(name="cdmd-slow-24-unguided", run="runs/world2-cdmd-slow24-from-ode-unguided-layout", memory=_WHOLE_24,
+        description="the same trained and measured with a slow tier of 24, 300 steps "
+                    "(preset world2-cdmd-slow24-from-ode-unguided-layout)"),
     Row(name="cdmd-prompt-unguided-uniform-every-2", run=_UNGUIDED,
         memory=replace(_WHOLE, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-prompt-unguided promoting every 2 chunks (inference only)"),
