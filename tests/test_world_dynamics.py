@@ -6,14 +6,19 @@ import torch
 
 from contextforcing.world.dynamics import (
     Sighting,
+    cast_of,
     coherence,
     detect_subjects,
     dynamics,
     dynamics_check,
     event_scores,
     free_recall,
+    pooled_chance,
+    recall_by_gap,
+    shuffled_recall,
     video_background,
     video_events,
+    visits_of,
     world_dynamics,
 )
 from contextforcing.world.episodes import sample_episode
@@ -52,6 +57,82 @@ def test_true_episodes_come_back_as_they_left():
     for seed in range(3):
         result = free_recall(detect_subjects(_video(seed)[1], WORLD), WORLD)
         assert result["num_returns"] >= 1 and result["recall"] == 1.0
+        # each return names the end of the visit it is compared with, which lies before it
+        assert all(0 < r["left_at"] < r["frame"] for r in result["returns"])
+
+
+def test_free_recall_compares_a_return_with_the_last_visit_out_of_its_doorway():
+    def door(sighting):
+        return sighting.x < WORLD.width / 2, sighting.y < WORLD.height / 2
+
+    checked = 0
+    for seed in range(3):
+        sightings = detect_subjects(_video(seed)[1], WORLD)
+        visits = visits_of(sightings)
+        for record in free_recall(sightings, WORLD)["returns"]:
+            before = [
+                stop
+                for start, stop in visits
+                if start < record["frame"] and door(sightings[start]) == door(sightings[record["frame"]])
+            ]
+            assert record["left_at"] == before[-1]  # the latest earlier visit out of the same doorway
+            checked += 1
+    assert checked >= 3
+
+
+def _returns(*pairs):
+    return [{"identity": came, "left_as": left, "recalled": came == left} for came, left in pairs]
+
+
+def test_chance_recall_is_the_recall_of_the_returns_identities_shuffled():
+    one_subject = _returns((3, 3), (3, 3), (3, 3))
+    assert shuffled_recall(one_subject) == 1.0  # a cast of one keeps every return, by chance alone
+    # two identities, two of each among the returns: half of any dealing matches
+    assert shuffled_recall(_returns((0, 0), (1, 1), (0, 1), (1, 0))) == 0.5
+    assert shuffled_recall(_returns((0, 1), (1, 0))) == 0.5 and shuffled_recall([]) is None
+    # all left as 1, one in three comes back as 1: dealing those identities matches one time in three
+    assert shuffled_recall(_returns((0, 1), (0, 1), (1, 1))) == 1 / 3
+    # pooled over videos by their returns, each video shuffled on its own
+    assert pooled_chance([one_subject, _returns((0, 1), (1, 0)), []]) == (3 * 1.0 + 2 * 0.5) / 5
+    assert pooled_chance([[], []]) is None
+
+
+def test_the_worlds_returns_come_back_far_above_chance():
+    returns = [free_recall(detect_subjects(_video(seed)[1], WORLD), WORLD) for seed in range(3)]
+    assert all(r["recall"] == 1.0 for r in returns)
+    assert pooled_chance([r["returns"] for r in returns]) < 0.8
+
+
+def test_recall_by_gap_groups_returns_by_the_seconds_since_the_exit():
+    returns = [
+        {"frame": 10, "left_at": 6, "recalled": True},  # 1 s at 4 fps
+        {"frame": 40, "left_at": 20, "recalled": False},  # 5 s
+        {"frame": 60, "left_at": 28, "recalled": True},  # 8 s: the group that starts there
+        {"frame": 200, "left_at": 100, "recalled": True},  # 25 s
+        {"frame": 230, "left_at": 160, "recalled": False},  # 17.5 s
+    ]
+    groups = recall_by_gap(returns, fps=4.0, edges=(0.0, 4.0, 8.0, 16.0))
+    assert [(g["from_s"], g["to_s"]) for g in groups] == [(0.0, 4.0), (4.0, 8.0), (8.0, 16.0), (16.0, None)]
+    assert [(g["returns"], g["recalled"]) for g in groups] == [(1, 1), (1, 0), (1, 1), (2, 1)]
+
+
+def test_the_cast_read_from_true_episodes_is_the_cast_they_show():
+    for seed in range(3):
+        episode, frames = _video(seed)
+        current, doorways, shown = list(episode.identities), set(), set()
+        for visit in episode.visits:
+            if visit.enter_frame >= len(frames):
+                break
+            doorways.add((visit.door_in, visit.y_in))
+            shown.add(current[visit.subject])
+            if visit.change_frame is not None and visit.change_frame < len(frames):
+                current[visit.subject] = visit.change_to
+                shown.add(visit.change_to)
+        assert cast_of(detect_subjects(frames, WORLD), WORLD) == {
+            "doorways": len(doorways),
+            "identities": len(shown),
+        }
+        assert len(doorways) >= 2  # the world's episodes bring more than one subject
 
 
 def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():

@@ -178,19 +178,68 @@ def free_recall(sightings: list[Sighting | None], config: WorldConfig) -> dict[s
     """The returns a video makes on its own, and the share that come back as they left.
 
     A return is a visit out of a doorway that an earlier visit used; it comes back as it left when the
-    identity read on its first chunk is the one read on the last chunk of that earlier visit.
+    identity read on its first chunk is the one read on the last chunk of that earlier visit. Each return
+    also names the frame at which that earlier visit ended (`left_at`), so recall can be read by gap.
     """
     chunk, last_exit, records = config.chunk_frames, {}, []
     for start, stop in visits_of(sightings):
         door = _doorway(sightings[start], config)
         entry = _majority(sightings[start : min(stop, start + chunk)])
-        if door in last_exit and entry is not None and last_exit[door] is not None:
-            records.append({"frame": start, "identity": entry, "left_as": last_exit[door],
-                            "recalled": entry == last_exit[door]})  # fmt: skip
-        last_exit[door] = _majority(sightings[max(start, stop - chunk) : stop])
+        left_as, left_at = last_exit.get(door, (None, None))
+        if entry is not None and left_as is not None:
+            records.append({"frame": start, "identity": entry, "left_as": left_as, "left_at": left_at,
+                            "recalled": entry == left_as})  # fmt: skip
+        last_exit[door] = (_majority(sightings[max(start, stop - chunk) : stop]), stop)
     recalled = sum(r["recalled"] for r in records)
     return {"returns": records, "num_returns": len(records),
-            "recall": recalled / len(records) if records else None}  # fmt: skip
+            "recall": recalled / len(records) if records else None, "chance": shuffled_recall(records)}  # fmt: skip
+
+
+def shuffled_recall(returns: list[dict[str, Any]]) -> float | None:
+    """The recall one video's returns would have if the identities they come back with were dealt among
+    them at random: the mean, over its returns, of the share of its returns that come back as the identity
+    this one left as. A video that draws one identity has chance 1; the world's own episodes, about 0.5."""
+    if not returns:
+        return None
+    entries = Counter(r["identity"] for r in returns)
+    return sum(entries[r["left_as"]] for r in returns) / len(returns) ** 2
+
+
+def pooled_chance(videos_returns: list[list[dict[str, Any]]]) -> float | None:
+    """`shuffled_recall` of several videos pooled over their returns (each video shuffled on its own)."""
+    total = sum(len(returns) for returns in videos_returns)
+    if not total:
+        return None
+    return sum(len(r) * shuffled_recall(r) for r in videos_returns if r) / total
+
+
+def cast_of(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, int]:
+    """How many doorways a video's visits come out of, and how many identities its visits show (read on
+    each visit's first and last chunk). A video that brings one subject back and back keeps every return
+    as it left; these say whether it holds the world's cast of two or three."""
+    chunk, doorways, identities = config.chunk_frames, set(), set()
+    for start, stop in visits_of(sightings):
+        doorways.add(_doorway(sightings[start], config))
+        identities.add(_majority(sightings[start : min(stop, start + chunk)]))
+        identities.add(_majority(sightings[max(start, stop - chunk) : stop]))
+    return {"doorways": len(doorways), "identities": len(identities - {None})}
+
+
+GAP_EDGES_SECONDS = (0.0, 4.0, 8.0, 16.0)
+
+
+def recall_by_gap(
+    returns: list[dict[str, Any]], fps: float, edges: tuple[float, ...] = GAP_EDGES_SECONDS
+) -> list[dict]:
+    """Free returns (`free_recall`'s records) grouped by the seconds between the exit they are compared
+    with and the return: per group [from_s, to_s) (the last open-ended), the returns and those recalled."""
+    bounds = [*edges, math.inf]
+    groups = []
+    for low, high in itertools.pairwise(bounds):
+        inside = [r for r in returns if low <= (r["frame"] - r["left_at"]) / fps < high]
+        groups.append({"from_s": low, "to_s": None if high == math.inf else high, "returns": len(inside),
+                       "recalled": sum(r["recalled"] for r in inside)})  # fmt: skip
+    return groups
 
 
 def max_step_pixels(config: WorldConfig) -> float:
@@ -263,7 +312,8 @@ def event_scores(predicted: list[int], truth: list[int], tolerance: int, num_fra
 @functools.lru_cache(maxsize=4)
 def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 16, seed: int = 0) -> dict:
     """The world's own dynamics, measured with the same detector on its rendered episodes: mean, min and
-    max of presence, visits per minute and mean dwell over `episodes` videos of `seconds`."""
+    max of presence, visits per minute, mean dwell, doorways and identities (`cast_of`) over `episodes`
+    videos of `seconds`."""
     num_frames = round(seconds * config.fps)
     rows = []
     for index in range(episodes):
@@ -271,8 +321,9 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         episode = sample_episode(num_frames, generator, config)
         frames = render_episode_uint8(episode, config)
         background = video_background(frames, config, background_frame(episode, config))
-        rows.append(dynamics(detect_subjects(frames, config, background), config.fps))
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+        sightings = detect_subjects(frames, config, background)
+        rows.append({**dynamics(sightings, config.fps), **cast_of(sightings, config)})
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "doorways", "identities")
     return {
         key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
               "max": max(r[key] for r in rows)}

@@ -37,12 +37,15 @@ from contextforcing.memory.trace import MemoryTrace
 from contextforcing.model.dit import CausalDiT
 from contextforcing.runtime import step_generator
 from contextforcing.world.dynamics import (
+    cast_of,
     coherence,
     detect_subjects,
     dynamics,
     dynamics_check,
     event_scores,
     free_recall,
+    pooled_chance,
+    recall_by_gap,
     video_background,
     video_events,
     world_dynamics,
@@ -157,6 +160,7 @@ def free_video_metrics(
         "background": background.to_dict(),
         "dynamics": dynamics(sightings, world.fps),
         "free_recall": free_recall(sightings, world),
+        "cast": cast_of(sightings, world),
         "coherence": coherence(sightings, world),
     }
     if promoted is not None:
@@ -254,6 +258,11 @@ def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
         "dynamics_check": dynamics_check(mean, reference),
         "free_returns": len(returns),
         "free_recall": sum(r["recalled"] for r in returns) / len(returns) if returns else None,
+        "free_recall_chance": pooled_chance([v["free_recall"]["returns"] for v in videos]),
+        "free_recall_by_gap": recall_by_gap(returns, world.fps),
+        "cast": {
+            key: sum(v["cast"][key] for v in videos) / len(videos) for key in ("doorways", "identities")
+        },
         "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
         "still_videos": still_videos(videos),
     }

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from contextforcing.eval.windows import per_window
 from contextforcing.world.dynamics import (
+    cast_of,
     coherence,
     detect_subjects,
     dynamics,
@@ -75,7 +76,7 @@ def world_video_metrics(
     frames: Tensor, episode: Episode, config: WorldConfig, window_seconds: float = 10.0
 ) -> dict[str, Any]:
     """Pixel-level metrics of uint8 frames [T, H, W, 3]: recall events and background drift against the
-    episode, and dynamics, free-running recall and coherence from the pixels alone."""
+    episode, and dynamics, free-running recall, the cast and coherence from the pixels alone."""
     images = frames.permute(0, 3, 1, 2).float()
     background = video_background(images, config, background_frame(episode, config))
     sightings = detect_subjects(images, config, background)
@@ -85,5 +86,6 @@ def world_video_metrics(
         "subject_background": background.to_dict(),
         "dynamics": dynamics(sightings, config.fps),
         "free_recall": free_recall(sightings, config),
+        "cast": cast_of(sightings, config),
         "coherence": coherence(sightings, config),
     }

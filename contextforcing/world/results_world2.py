@@ -15,6 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from contextforcing.world.dynamics import pooled_chance
 from contextforcing.world.free_run import still_videos
 from contextforcing.world.recall_probe import wilson_interval
 
@@ -145,8 +146,14 @@ def _still(row: dict[str, Any]) -> str:
 
 
 def _free_recall(row: dict[str, Any]) -> str:
-    returns = [r for video in _videos(row) for r in video["free_recall"]["returns"]]
-    return _cell(sum(r["recalled"] for r in returns), len(returns)) + f" (n={len(returns)})"
+    """Free-running recall pooled over the row's videos, and the chance it would have with each video's
+    return identities shuffled among its returns (`dynamics.shuffled_recall`)."""
+    per_video = [video["free_recall"]["returns"] for video in _videos(row)]
+    returns = [r for video in per_video for r in video]
+    chance = pooled_chance(per_video)
+    return _cell(sum(r["recalled"] for r in returns), len(returns)) + (
+        f" (n={len(returns)}; chance {chance:.2f})" if chance is not None else f" (n={len(returns)})"
+    )
 
 
 def _tau(row: dict[str, Any]) -> str:
@@ -168,7 +175,7 @@ def _free_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
         f"| row | presence (world {world['presence']['mean']:.2f}) | visits / min (world "
         f"{world['visits_per_minute']['mean']:.1f}) | mean dwell, s (world {world['mean_dwell_seconds']['mean']:.1f}) "
-        "| videos with a subject standing | dynamics within 25 %, seeds | free-running recall | "
+        "| videos with a subject standing | dynamics within 25 %, seeds | free-running recall (chance) | "
         "incoherent / min | tau | promotions / min | precision | recall |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -241,7 +248,7 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> Path:
 def world2_headline(rows: list[dict[str, Any]]) -> list[str]:
     """The README's table: free-running dynamics and recall, and forced recall at 24 s by answer."""
     lines = [
-        "| row | presence | visits / min | mean dwell, s | videos with a subject standing | free-running recall "
+        "| row | presence | visits / min | mean dwell, s | videos with a subject standing | free-running recall (chance) "
         "| incoherent / min | forced recall 12 s | forced recall 24 s, answer early | forced recall 24 s, answer late "
         "| memory score |",
         "|---|---|---|---|---|---|---|---|---|---|---|",

@@ -96,6 +96,16 @@ def _run(args: argparse.Namespace) -> int:
         "pass" if check["passes"] else "fail", _fmt(summary["free_recall"]), summary["free_returns"],
         summary["incoherent_per_minute"],
     )  # fmt: skip
+    logger.info(
+        "free recall by chance (the returns' identities shuffled within each video) %s",
+        _fmt(summary["free_recall_chance"]),
+    )
+    logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
+                summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
+                summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
+    logger.info("free recall by gap since the exit: %s", "  ".join(
+        f"{g['from_s']:g}-{'' if g['to_s'] is None else format(g['to_s'], 'g')} s {g['recalled']}/{g['returns']}"
+        for g in summary["free_recall_by_gap"]))  # fmt: skip
     if "promotions" in summary:
         promotions = summary["promotions"]
         logger.info("promotions/min %.1f  precision %s  recall %s  (events/min %.1f)  similarity %s",
