@@ -83,6 +83,7 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-shortonly-layout-slow24 --resume $(W2_TEACHER)
 	$(RUN) train --preset world2-cdmd-prompt-unguided --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-slow24-from-ode-unguided-layout --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-slow24-held66 --resume $(W2_TEACHER)
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
@@ -105,7 +106,7 @@ results-world2: setup
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
 	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
 	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 \
-	    cdmd-prompt-unguided ode-init-whole-world-fit cdmd-slow-24-unguided & p=$$!; \
+	    cdmd-prompt-unguided ode-init-whole-world-fit cdmd-slow-24-unguided cdmd-slow-24-unguided-held-66 & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \

@@ -391,6 +391,22 @@ def test_resume_with_allowed_config_change_and_nothing_left(run_copy, caplog):
     assert steps == [1, 2, 3]
 
 
+def test_resume_of_a_checkpoint_written_before_a_key_was_added(run_copy, caplog):
+    """A key the library added since (here distill.rollout_cap_frames) resumes at its default without a
+    word, and is named if set to anything else."""
+    state_file = run_copy / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["distill"]["rollout_cap_frames"]
+    state_file.write_text(json.dumps(state))
+    caplog.set_level(logging.INFO)
+    assert main(_train(run_copy, "--resume", "--steps", "3")) == 0
+    assert "changed config" not in caplog.text and "model of step 3" in caplog.text
+    state = json.loads(state_file.read_text())
+    del state["config"]["distill"]["rollout_cap_frames"]
+    state_file.write_text(json.dumps(state))
+    assert main(_train(run_copy, "--resume", "--steps", "4", "--set", "distill.rollout_cap_frames=999")) != 0
+
+
 # Interrupted checkpoint writes
 
 

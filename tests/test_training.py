@@ -482,19 +482,39 @@ def test_the_shipped_second_world_student_is_the_unguided_stage_2_preset():
     """The shipped world2-context-forcing is what `make ship-world2` takes from the run of preset
     world2-cdmd-prompt-unguided: that preset's config (its teacher given as the shipped one), at the
     preset's last step."""
-    from contextforcing.config import to_dict
+    from contextforcing.config import from_dict, to_dict
     from contextforcing.world.presets import WORLD_PRESETS
     from contextforcing.world.shipped import shipped
 
     folder = shipped("world2-context-forcing")
-    made = to_dict(
-        override(
-            WORLD_PRESETS["world2-cdmd-prompt-unguided"](),
-            {"init.teacher": "contextforcing/world/checkpoints/world2-teacher/model"},
-        )
+    config = override(
+        WORLD_PRESETS["world2-cdmd-prompt-unguided"](),
+        {"init.teacher": "contextforcing/world/checkpoints/world2-teacher/model"},
     )
-    assert json.loads((folder / "config.json").read_text()) == made
+    made = to_dict(config)
+    shipped_config = from_dict(type(config), json.loads((folder / "config.json").read_text()))
+    assert to_dict(shipped_config) == made  # keys added since it shipped read at their defaults
     assert json.loads((folder / "model" / "config.json").read_text())["step"] == made["train"]["steps"]
+
+
+def test_a_capped_curriculum_is_the_uncapped_one_held_at_the_cap():
+    """world2-cdmd-slow24-held66 draws the rollouts of world2-cdmd-slow24-from-ode-unguided-layout up to
+    step 200, then those of the same run resumed with its longest rollout at 66 frames."""
+    from contextforcing.training.plan import rollout_frames
+    from contextforcing.training.stages import stage_spec
+    from contextforcing.world.presets import WORLD_PRESETS
+
+    base = WORLD_PRESETS["world2-cdmd-slow24-from-ode-unguided-layout"]()
+    held = WORLD_PRESETS["world2-cdmd-slow24-held66"]()
+    resumed = override(base, {"distill.max_rollout_frames": 66, "distill.rollout_decay_steps": 200})
+    spec = stage_spec("cdmd")
+
+    def lengths(config, steps):
+        return [rollout_frames(config, spec, step, torch.Generator().manual_seed(step)) for step in steps]
+
+    assert lengths(held, range(200)) == lengths(base, range(200))
+    assert lengths(held, range(200, 300)) == lengths(resumed, range(200, 300))
+    assert max(lengths(held, range(300))) == 66 < max(lengths(base, range(200, 300)))
 
 
 @pytest.mark.parametrize(

@@ -219,6 +219,9 @@ class DistillConfig:
     """cdmd / long-tuning: longest rollout, reached after `rollout_decay_steps`."""
     rollout_decay_steps: int = 600
     """Trainer steps over which the longest rollout grows linearly from min to max."""
+    rollout_cap_frames: int = 0
+    """cdmd / long-tuning: if > 0, no rollout is longer than this; the longest rollout grows at the pace
+    min, max and the decay steps set, and holds here (0: it grows to `max_rollout_frames`)."""
     num_context_frames: int = 21
     """cdmd: clean student-made context frames given to teacher and critic."""
     num_grad_frames: int = 18
@@ -260,6 +263,11 @@ class DistillConfig:
             raise ValueError("DistillConfig needs 0 <= min_timestep <= max_timestep <= 1000")
         if self.min_rollout_frames > self.max_rollout_frames:
             raise ValueError("DistillConfig.min_rollout_frames exceeds max_rollout_frames")
+        if self.rollout_cap_frames and self.rollout_cap_frames < self.min_rollout_frames:
+            raise ValueError(
+                f"DistillConfig.rollout_cap_frames must be 0 or at least min_rollout_frames "
+                f"({self.min_rollout_frames}), got {self.rollout_cap_frames}"
+            )
         if self.prefix_frames < 0 or self.prefix_frames > self.min_rollout_frames - self.num_frames:
             raise ValueError("DistillConfig.prefix_frames must lie in [0, min_rollout_frames - num_frames]")
         if self.prefix_events and not (

@@ -64,14 +64,16 @@ def history_indices(config: ContextTeacherConfig, frames: int) -> list[int]:
 
 
 def rollout_frames(config: ExperimentConfig, spec: StageSpec, step: int, generator: torch.Generator) -> int:
-    """The curriculum: L ~ U[min, max(step)] in whole chunks, max growing linearly over the decay steps;
-    `distill.num_frames` for a stage without curriculum."""
+    """The curriculum: L ~ U[min, max(step)] in whole chunks, max growing linearly over the decay steps
+    and held at `distill.rollout_cap_frames` if set; `distill.num_frames` for a stage without curriculum."""
     dist, chunk = config.distill, config.memory.frames_per_chunk
     if not spec.curriculum:
         return dist.num_frames
     progress = min(1.0, step / dist.rollout_decay_steps)
     low = dist.min_rollout_frames // chunk
     high = int(low + progress * (dist.max_rollout_frames // chunk - low))
+    if dist.rollout_cap_frames:
+        high = min(high, dist.rollout_cap_frames // chunk)
     return chunk * int(torch.randint(low, high + 1, (1,), generator=generator))
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from contextforcing.config import to_dict
+from contextforcing.config import from_dict, to_dict
 from contextforcing.files import write_text_atomically
 from contextforcing.training.config import ExperimentConfig
 
@@ -40,10 +40,20 @@ def _flat(record: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _with_defaults(saved: dict, kind: type[ExperimentConfig]) -> dict:
+    """A saved config with the keys added since it was written set to their defaults (a key the library
+    added does not change the run); as saved if it no longer loads, so that the comparison names the keys."""
+    try:
+        return to_dict(from_dict(kind, saved))
+    except (TypeError, ValueError):
+        return saved
+
+
 def check_resumable(saved: dict, config: ExperimentConfig, where: Path, *, allow_config_change: bool) -> None:
     """Raise ValueError unless the config a checkpoint was written with fits `config`: the same stage and
-    architecture always; the same everything else (but `RESUMABLE_CHANGES`) unless `allow_config_change`."""
-    old, new = _flat(saved), _flat(to_dict(config))
+    architecture always; the same everything else (but `RESUMABLE_CHANGES`, and keys added since, at their
+    defaults) unless `allow_config_change`."""
+    old, new = _flat(_with_defaults(saved, type(config))), _flat(to_dict(config))
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
 
     def listing(keys: list[str]) -> str:

@@ -246,6 +246,11 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "distill.teacher_context": "layout", "train.steps": 200}),
     "world2-cdmd-slow24-from-ode-unguided-layout": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), {
         "memory.num_slow_frames": 24, "train.steps": 300}),
+    # The slow-24 student with its longest rollout held at 66 frames (16.5 s), the length it reaches at step
+    # 200: the same run to step 200, then rollouts no longer than at step 200 (docs/design.md, "The
+    # fifteenth round").
+    "world2-cdmd-slow24-held66": lambda: override(WORLD_PRESETS["world2-cdmd-slow24-from-ode-unguided-layout"](), {
+        "distill.rollout_cap_frames": 66}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

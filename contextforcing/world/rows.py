@@ -179,6 +179,9 @@ WORLD2_ROWS: tuple[Row, ...] = (
     _world_fit(name="cdmd-slow-24-unguided", run="runs/world2-cdmd-slow24-from-ode-unguided-layout", memory=_WHOLE_24,
         description="the same trained and measured with a slow tier of 24, 300 steps "
                     "(preset world2-cdmd-slow24-from-ode-unguided-layout)"),
+    _world_fit(name="cdmd-slow-24-unguided-held-66", run="runs/world2-cdmd-slow24-held66", memory=_WHOLE_24,
+        description="the same with rollouts held at 66 frames from step 200 on, 300 steps "
+                    "(preset world2-cdmd-slow24-held66)"),
     Row(name="cdmd-prompt-unguided-uniform-every-2", run=_UNGUIDED,
         memory=replace(_WHOLE, promotion="uniform", promotion_interval=2),
         description="ablation: cdmd-prompt-unguided promoting every 2 chunks (inference only)"),
