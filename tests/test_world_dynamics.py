@@ -145,6 +145,9 @@ def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("presence", "visits_per_minute")}
     assert dynamics_check(mean, world)["passes"]
     assert 0.25 <= world["presence"]["mean"] <= 0.55 and 4 <= world["visits_per_minute"]["mean"] <= 9
+    # the world's returns come back as they left, far above the chance of its casts of two or three
+    assert world["free_recall"] == 1.0 and world["free_recall_chance"] < 0.8
+    assert 2 <= world["doorways"]["mean"] <= 3 and world["identities"]["mean"] >= world["doorways"]["mean"]
 
 
 def _standing(room: torch.Tensor, frames: int = 240, still: int = 168) -> torch.Tensor:

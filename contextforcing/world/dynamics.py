@@ -313,9 +313,10 @@ def event_scores(predicted: list[int], truth: list[int], tolerance: int, num_fra
 def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 16, seed: int = 0) -> dict:
     """The world's own dynamics, measured with the same detector on its rendered episodes: mean, min and
     max of presence, visits per minute, mean dwell, doorways and identities (`cast_of`) over `episodes`
-    videos of `seconds`."""
+    videos of `seconds`; and their free-running recall and its chance (`shuffled_recall`), pooled over the
+    returns."""
     num_frames = round(seconds * config.fps)
-    rows = []
+    rows, returns = [], []
     for index in range(episodes):
         generator = torch.Generator().manual_seed(seed * 100_003 + index)
         episode = sample_episode(num_frames, generator, config)
@@ -323,11 +324,14 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         background = video_background(frames, config, background_frame(episode, config))
         sightings = detect_subjects(frames, config, background)
         rows.append({**dynamics(sightings, config.fps), **cast_of(sightings, config)})
+        returns.append(free_recall(sightings, config)["returns"])
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "doorways", "identities")
+    pooled = [r for video in returns for r in video]
     return {
-        key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
-              "max": max(r[key] for r in rows)}
-        for key in keys
+        **{key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
+                 "max": max(r[key] for r in rows)} for key in keys},
+        "free_recall": sum(r["recalled"] for r in pooled) / len(pooled) if pooled else None,
+        "free_recall_chance": pooled_chance(returns),
     }  # fmt: skip
 
 

@@ -97,9 +97,10 @@ def _run(args: argparse.Namespace) -> int:
         summary["incoherent_per_minute"],
     )  # fmt: skip
     logger.info(
-        "free recall by chance (the returns' identities shuffled within each video) %s",
-        _fmt(summary["free_recall_chance"]),
-    )
+        "free recall by chance (the returns' identities shuffled within each video) %s; the world's episodes: "
+        "free recall %s, chance %s", _fmt(summary["free_recall_chance"]),
+        _fmt(summary["world_dynamics"]["free_recall"]), _fmt(summary["world_dynamics"]["free_recall_chance"]),
+    )  # fmt: skip
     logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
                 summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
                 summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
