@@ -162,6 +162,27 @@ def test_a_prefix_is_the_episodes_own_start_and_is_judged_with_the_video():
             free_runs(recorder, PixelCodec(), WORLD, dataclasses.replace(config, prefix_seconds=bad))
 
 
+def test_after_a_prefix_only_the_returns_the_model_makes_are_counted_apart():
+    config = FreeRunConfig(seconds=60.0, videos=3, seed=0, prefix_seconds=24.0)
+    episodes = [sample_episode(240, step_generator(0, i, "free/episode"), WORLD) for i in range(3)]
+
+    def continuing(prompt, prefix, num_frames, generator):  # the episode whose start the prefix is, on
+        for episode in episodes:
+            frames = render_episode(episode, WORLD)[None]
+            if torch.equal(frames[:, :, : prefix.shape[2]], prefix):
+                return FreeVideo(frames[:, :, prefix.shape[2] :], None, ())
+        raise AssertionError("the prefix is no episode's start")
+
+    result = free_runs(continuing, PixelCodec(), WORLD, config)
+    after = result["summary"]["after_prefix"]
+    made = [r for v in result["videos"] for r in v["free_recall"]["returns"] if r["frame"] >= 96]
+    assert after["free_returns"] == len(made) > 0 and after["free_recall"] == 1.0
+    still = free_runs(_still_generator, PixelCodec(), WORLD, config)["summary"]["after_prefix"]
+    assert still["free_returns"] == 0 and still["free_recall"] is None and still["free_recall_chance"] is None
+    alone = free_runs(_still_generator, PixelCodec(), WORLD, dataclasses.replace(config, prefix_seconds=0.0))
+    assert "after_prefix" not in alone["summary"]
+
+
 def test_a_fitted_threshold_promotes_the_share_asked_for():
     similarities = torch.linspace(0.9, 1.0, 101).tolist()
     tau = fit_threshold(similarities, 0.2)

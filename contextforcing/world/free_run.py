@@ -228,6 +228,7 @@ def free_runs(
             config.seconds,
             similarities,
             [sum(tests, ()) for tests in zip(*by_layer, strict=True)],
+            config.prefix_frames(world),
         ),
     }
 
@@ -241,13 +242,17 @@ def still_videos(videos: list[dict[str, Any]]) -> int | None:
     return sum(video["background"]["still_pixels"] > 0 for video in videos)
 
 
+def _share(returns: list[dict[str, Any]]) -> float | None:
+    return sum(r["recalled"] for r in returns) / len(returns) if returns else None
+
+
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
 
 
 def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
-             similarities: list[float], by_layer: list[tuple[float, ...]]) -> dict[str, Any]:  # fmt: skip
+             similarities: list[float], by_layer: list[tuple[float, ...]], prefix_frames: int = 0) -> dict[str, Any]:  # fmt: skip
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     reference = world_dynamics(world, seconds=seconds)
@@ -257,7 +262,7 @@ def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
         "world_dynamics": reference,
         "dynamics_check": dynamics_check(mean, reference),
         "free_returns": len(returns),
-        "free_recall": sum(r["recalled"] for r in returns) / len(returns) if returns else None,
+        "free_recall": _share(returns),
         "free_recall_chance": pooled_chance([v["free_recall"]["returns"] for v in videos]),
         "free_recall_by_gap": recall_by_gap(returns, world.fps),
         "cast": {
@@ -266,6 +271,14 @@ def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
         "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
         "still_videos": still_videos(videos),
     }
+    if prefix_frames:
+        # the returns the model makes after the episode's own first seconds (those in the prefix are the world's)
+        made = [[r for r in v["free_recall"]["returns"] if r["frame"] >= prefix_frames] for v in videos]
+        out["after_prefix"] = {
+            "free_returns": sum(len(r) for r in made),
+            "free_recall": _share([r for v in made for r in v]),
+            "free_recall_chance": pooled_chance(made),
+        }
     if "promotions" in videos[0]:
         out["promotions"] = {
             key: _mean([v["promotions"][key] for v in videos])

@@ -101,6 +101,10 @@ def _run(args: argparse.Namespace) -> int:
         "free recall %s, chance %s", _fmt(summary["free_recall_chance"]),
         _fmt(summary["world_dynamics"]["free_recall"]), _fmt(summary["world_dynamics"]["free_recall_chance"]),
     )  # fmt: skip
+    if "after_prefix" in summary:
+        after = summary["after_prefix"]
+        logger.info("after the prefix: free recall %s (%d returns), chance %s", _fmt(after["free_recall"]),
+                    after["free_returns"], _fmt(after["free_recall_chance"]))  # fmt: skip
     logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
                 summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
                 summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
