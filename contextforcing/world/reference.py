@@ -23,7 +23,7 @@ from torch import Tensor
 
 from contextforcing.eval.plots import plot_curve, save_figure
 from contextforcing.eval.summary import mean_curves
-from contextforcing.world.dynamics import dynamics_check, world_dynamics
+from contextforcing.world.dynamics import dynamics_check, pooled_chance, world_dynamics
 from contextforcing.world.meta import episode_from_metadata
 from contextforcing.world.metrics import world_video_metrics
 from contextforcing.world.recall import effective_context_length, recall_curve
@@ -128,7 +128,7 @@ def _share(events: list[dict[str, Any]], key: str) -> float | None:
 
 def _living(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) -> dict[str, Any]:
     """Dynamics averaged over the videos and checked against the world's own; pooled free-running
-    recall; coherence."""
+    recall and its chance; the cast; coherence."""
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(w["dynamics"][key] for w in worlds) / len(worlds) for key in keys}
     world = world_dynamics(config, seconds=num_frames / config.fps)
@@ -139,6 +139,10 @@ def _living(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) 
         "dynamics_check": dynamics_check(mean, world),
         "free_returns": len(free),
         "free_recall": _share(free, "recalled"),
+        "free_recall_chance": pooled_chance([w["free_recall"]["returns"] for w in worlds]),
+        "cast": {
+            key: sum(w["cast"][key] for w in worlds) / len(worlds) for key in ("doorways", "identities")
+        },
         "incoherent_per_minute": sum(w["coherence"]["incoherent_per_minute"] for w in worlds) / len(worlds),
     }
 
