@@ -213,6 +213,22 @@ def pooled_chance(videos_returns: list[list[dict[str, Any]]]) -> float | None:
     return sum(len(r) * shuffled_recall(r) for r in videos_returns if r) / total
 
 
+def pooled_free_recall(videos_returns: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """The free returns of several videos (`free_recall`'s records, per video): how many, the share that
+    come back as they left, and its chance (`pooled_chance`); None where there is no return."""
+    returns = [r for video in videos_returns for r in video]
+    return {
+        "free_returns": len(returns),
+        "free_recall": sum(r["recalled"] for r in returns) / len(returns) if returns else None,
+        "free_recall_chance": pooled_chance(videos_returns),
+    }
+
+
+def mean_cast(casts: list[dict[str, int]]) -> dict[str, float]:
+    """`cast_of` averaged over videos."""
+    return {key: sum(cast[key] for cast in casts) / len(casts) for key in ("doorways", "identities")}
+
+
 def cast_of(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, int]:
     """How many doorways a video's visits come out of, and how many identities its visits show (read on
     each visit's first and last chunk). A video that brings one subject back and back keeps every return
@@ -326,12 +342,12 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         rows.append({**dynamics(sightings, config.fps), **cast_of(sightings, config)})
         returns.append(free_recall(sightings, config)["returns"])
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "doorways", "identities")
-    pooled = [r for video in returns for r in video]
+    free = pooled_free_recall(returns)
     return {
         **{key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
                  "max": max(r[key] for r in rows)} for key in keys},
-        "free_recall": sum(r["recalled"] for r in pooled) / len(pooled) if pooled else None,
-        "free_recall_chance": pooled_chance(returns),
+        "free_recall": free["free_recall"],
+        "free_recall_chance": free["free_recall_chance"],
     }  # fmt: skip
 
 

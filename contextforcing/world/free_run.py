@@ -44,7 +44,8 @@ from contextforcing.world.dynamics import (
     dynamics_check,
     event_scores,
     free_recall,
-    pooled_chance,
+    mean_cast,
+    pooled_free_recall,
     recall_by_gap,
     video_background,
     video_events,
@@ -242,43 +243,38 @@ def still_videos(videos: list[dict[str, Any]]) -> int | None:
     return sum(video["background"]["still_pixels"] > 0 for video in videos)
 
 
-def _share(returns: list[dict[str, Any]]) -> float | None:
-    return sum(r["recalled"] for r in returns) / len(returns) if returns else None
-
-
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
 
 
-def _summary(videos: list[dict[str, Any]], world: WorldConfig, seconds: float,
-             similarities: list[float], by_layer: list[tuple[float, ...]], prefix_frames: int = 0) -> dict[str, Any]:  # fmt: skip
+def _summary(
+    videos: list[dict[str, Any]],
+    world: WorldConfig,
+    seconds: float,
+    similarities: list[float],
+    by_layer: list[tuple[float, ...]],
+    prefix_frames: int = 0,
+) -> dict[str, Any]:
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     reference = world_dynamics(world, seconds=seconds)
-    returns = [r for v in videos for r in v["free_recall"]["returns"]]
+    per_video = [v["free_recall"]["returns"] for v in videos]
     out = {
         "dynamics": mean,
         "world_dynamics": reference,
         "dynamics_check": dynamics_check(mean, reference),
-        "free_returns": len(returns),
-        "free_recall": _share(returns),
-        "free_recall_chance": pooled_chance([v["free_recall"]["returns"] for v in videos]),
-        "free_recall_by_gap": recall_by_gap(returns, world.fps),
-        "cast": {
-            key: sum(v["cast"][key] for v in videos) / len(videos) for key in ("doorways", "identities")
-        },
+        **pooled_free_recall(per_video),
+        "free_recall_by_gap": recall_by_gap([r for v in per_video for r in v], world.fps),
+        "cast": mean_cast([v["cast"] for v in videos]),
         "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
         "still_videos": still_videos(videos),
     }
     if prefix_frames:
         # the returns the model makes after the episode's own first seconds (those in the prefix are the world's)
-        made = [[r for r in v["free_recall"]["returns"] if r["frame"] >= prefix_frames] for v in videos]
-        out["after_prefix"] = {
-            "free_returns": sum(len(r) for r in made),
-            "free_recall": _share([r for v in made for r in v]),
-            "free_recall_chance": pooled_chance(made),
-        }
+        out["after_prefix"] = pooled_free_recall(
+            [[r for r in v if r["frame"] >= prefix_frames] for v in per_video]
+        )
     if "promotions" in videos[0]:
         out["promotions"] = {
             key: _mean([v["promotions"][key] for v in videos])

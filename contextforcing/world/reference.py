@@ -23,7 +23,7 @@ from torch import Tensor
 
 from contextforcing.eval.plots import plot_curve, save_figure
 from contextforcing.eval.summary import mean_curves
-from contextforcing.world.dynamics import dynamics_check, pooled_chance, world_dynamics
+from contextforcing.world.dynamics import dynamics_check, mean_cast, pooled_free_recall, world_dynamics
 from contextforcing.world.meta import episode_from_metadata
 from contextforcing.world.metrics import world_video_metrics
 from contextforcing.world.recall import effective_context_length, recall_curve
@@ -132,17 +132,12 @@ def _living(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) 
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(w["dynamics"][key] for w in worlds) / len(worlds) for key in keys}
     world = world_dynamics(config, seconds=num_frames / config.fps)
-    free = [r for w in worlds for r in w["free_recall"]["returns"]]
     return {
         "dynamics": mean,
         "world_dynamics": world,
         "dynamics_check": dynamics_check(mean, world),
-        "free_returns": len(free),
-        "free_recall": _share(free, "recalled"),
-        "free_recall_chance": pooled_chance([w["free_recall"]["returns"] for w in worlds]),
-        "cast": {
-            key: sum(w["cast"][key] for w in worlds) / len(worlds) for key in ("doorways", "identities")
-        },
+        **pooled_free_recall([w["free_recall"]["returns"] for w in worlds]),
+        "cast": mean_cast([w["cast"] for w in worlds]),
         "incoherent_per_minute": sum(w["coherence"]["incoherent_per_minute"] for w in worlds) / len(worlds),
     }
 
