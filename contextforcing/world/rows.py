@@ -104,6 +104,18 @@ def _world_fit(*, name: str, run: str, memory: MemoryConfig, description: str) -
     )
 
 
+def _uniform_every_2(*, name: str, run: str, memory: MemoryConfig, of: str) -> Row:
+    """Inference-time ablation of row `of`: its memory promoting every second chunk instead of on surprisal."""
+    return Row(name=name, run=run, memory=replace(memory, promotion="uniform", promotion_interval=2),
+               description=f"ablation: {of} promoting every 2 chunks (inference only)")  # fmt: skip
+
+
+def _absolute_positions(*, name: str, run: str, memory: MemoryConfig, of: str) -> Row:
+    """Inference-time ablation of row `of`: its memory with absolute positions, tau fitted on the world."""
+    return _world_fit(name=name, run=run, memory=replace(memory, positions="absolute"),
+                      description=f"ablation: {of} with absolute positions at inference")  # fmt: skip
+
+
 WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="self-forcing", run=_W2_STAGE1, memory=memory_preset("window"),
         description="Stage-1 (DMD) student, rolling window of 21 frames"),
@@ -159,20 +171,16 @@ WORLD2_ROWS: tuple[Row, ...] = (
         memory=_WHOLE_24,
         description="cdmd-short-only-slow-24 judged by a teacher reading the rollout in its own layout "
                     "(preset world2-cdmd-shortonly-layout-slow24)"),
-    Row(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
-        memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
-        description="ablation: cdmd-whole-prompt-slow-24 promoting every 2 chunks (inference only)"),
-    _world_fit(name="cdmd-prompt-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-prompt-slow24",
-        memory=replace(_WHOLE_24, positions="absolute"),
-        description="ablation: cdmd-whole-prompt-slow-24 with absolute positions at inference"),
-    Row(name="cdmd-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-slow24",
-        memory=replace(_WHOLE_24, promotion="uniform", promotion_interval=2),
-        description="ablation: cdmd-whole-chunks-slow-24 promoting every 2 chunks (inference only)"),
+    _uniform_every_2(name="cdmd-prompt-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-prompt-slow24",
+                     memory=_WHOLE_24, of="cdmd-whole-prompt-slow-24"),
+    _absolute_positions(name="cdmd-prompt-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-prompt-slow24",
+                        memory=_WHOLE_24, of="cdmd-whole-prompt-slow-24"),
+    _uniform_every_2(name="cdmd-slow-24-uniform-every-2", run="runs/world2-cdmd-whole-slow24", memory=_WHOLE_24,
+                     of="cdmd-whole-chunks-slow-24"),
     _world_fit(name="no-contextual-distillation-slow-24-world-fit", run=_W2_STAGE1, memory=_WHOLE_24,
         description="ablation: Stage-1 student (what cdmd-whole-chunks-slow-24 was trained from), same memory"),
-    _world_fit(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
-        memory=replace(_WHOLE_24, positions="absolute"),
-        description="ablation: cdmd-whole-chunks-slow-24 with absolute positions at inference"),
+    _absolute_positions(name="cdmd-slow-24-no-bounded-positions", run="runs/world2-cdmd-whole-slow24",
+                        memory=_WHOLE_24, of="cdmd-whole-chunks-slow-24"),
     _world_fit(name="cdmd-prompt-unguided", run=_UNGUIDED, memory=_WHOLE,
         description="Stage 2 from the ODE initialisation, the teacher's score unguided and read in its own layout "
                     "(preset world2-cdmd-prompt-unguided, 200 steps), whole chunks, tau fitted on the world"),
@@ -182,14 +190,12 @@ WORLD2_ROWS: tuple[Row, ...] = (
     _world_fit(name="cdmd-slow-24-unguided-held-66", run="runs/world2-cdmd-slow24-held66", memory=_WHOLE_24,
         description="the same with rollouts held at 66 frames from step 200 on, 300 steps "
                     "(preset world2-cdmd-slow24-held66)"),
-    Row(name="cdmd-prompt-unguided-uniform-every-2", run=_UNGUIDED,
-        memory=replace(_WHOLE, promotion="uniform", promotion_interval=2),
-        description="ablation: cdmd-prompt-unguided promoting every 2 chunks (inference only)"),
+    _uniform_every_2(name="cdmd-prompt-unguided-uniform-every-2", run=_UNGUIDED, memory=_WHOLE,
+                     of="cdmd-prompt-unguided"),
     _world_fit(name="ode-init-whole-world-fit", run="runs/world2-ode-init", memory=_WHOLE,
         description="ablation: the ODE initialisation (what cdmd-prompt-unguided was trained from), same memory"),
-    _world_fit(name="cdmd-prompt-unguided-no-bounded-positions", run=_UNGUIDED,
-        memory=replace(_WHOLE, positions="absolute"),
-        description="ablation: cdmd-prompt-unguided with absolute positions at inference"),
+    _absolute_positions(name="cdmd-prompt-unguided-no-bounded-positions", run=_UNGUIDED, memory=_WHOLE,
+                        of="cdmd-prompt-unguided"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
     Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
