@@ -18,6 +18,7 @@ __all__ = [
     "memory_from_flags",
     "non_negative_float",
     "non_negative_int",
+    "positive_float",
     "positive_int",
     "positive_seconds",
     "seed",
@@ -55,15 +56,26 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0."""
+def _finite_float(text: str, positive: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number {'>' if positive else '>='} 0, got {text!r}"
+        )
     return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    return _finite_float(text, positive=False)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    return _finite_float(text, positive=True)
 
 
 def seed(text: str) -> int:

@@ -246,6 +246,7 @@ def test_probe_recall_reads_a_teachers_own_layout_unless_given_a_student(teacher
     [
         (["--guidance", "nan"], "argument --guidance: expected a finite number >= 0, got 'nan'"),
         (["--guidance", "-1"], "argument --guidance: expected a finite number >= 0, got '-1'"),
+        (["--shift", "0"], "argument --shift: expected a finite number > 0, got '0'"),
         (["--prefix-seconds", "strong"], "argument --prefix-seconds: expected a number, got 'strong'"),
         (["--prefix-seconds", "0.5"], "--prefix-seconds: a prefix of 0.5 s must be whole chunks of 3 frames"),
         (["--prefix-seconds", "60"], "shorter than the video's 60 s"),

@@ -16,6 +16,7 @@ from contextforcing.world.dynamics import (
     pooled_chance,
     recall_by_gap,
     shuffled_recall,
+    switch_rate,
     video_background,
     video_events,
     visits_of,
@@ -51,6 +52,22 @@ def test_true_episodes_are_coherent_and_shuffled_ones_are_not():
         assert shuffled["incoherent_per_minute"] >= 3
         shuffled_total += shuffled["incoherent_per_minute"]
     assert shuffled_total / 3 >= 5
+
+
+def test_the_switch_rate_is_identity_changes_away_from_the_gate_per_pair_of_frames_with_a_subject():
+    def seen(x: float, identity: int) -> Sighting:
+        return Sighting(x, 20.0, int(x) - 12, int(x) + 12, identity)
+
+    away, gate = 20.0, WORLD.width / 2
+    one = [seen(away, i) for i in (0, 0, 1, 1, 0)] + [None] + [seen(gate, i) for i in (1, 2, 2)]
+    other = [None, seen(away, 3), seen(away, 3), None]
+    rate = switch_rate([coherence(one, WORLD), coherence(other, WORLD)])
+    assert rate == 2 / (4 + 2 + 1)  # 0->1 and 1->0 away from the gate; 1->2 is at the gate
+    assert coherence(one, WORLD)["switch_frames"] == [2, 4]
+    assert switch_rate([coherence([None, seen(away, 0), None], WORLD)]) is None
+    for seed in range(3):
+        true = coherence(detect_subjects(_video(seed)[1], WORLD), WORLD)
+        assert true["subject_pairs"] > 50 and switch_rate([true]) == 0.0
 
 
 def test_true_episodes_come_back_as_they_left():

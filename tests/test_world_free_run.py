@@ -88,7 +88,8 @@ def test_the_world_lives_and_a_still_hall_does_not():
     still = free_runs(_still_generator, PixelCodec(), WORLD, config)["summary"]
     assert living["dynamics"]["presence"] > 0.25 and living["dynamics"]["visits_per_minute"] > 3
     assert living["free_returns"] > 0 and living["free_recall"] > 0.9
-    assert living["incoherent_per_minute"] < 0.5
+    assert living["incoherent_per_minute"] < 0.5 and living["switch_rate"] == 0.0
+    assert still["switch_rate"] is None  # no two consecutive frames show a subject
     assert living["promotions"]["precision"] == 1.0 and living["promotions"]["recall"] == 1.0
     assert still["dynamics"]["presence"] == 0 and not still["dynamics_check"]["passes"]
     assert still["free_returns"] == 0 and still["free_recall"] is None
@@ -259,11 +260,11 @@ def test_the_free_run_command_writes_its_results_and_every_video_it_judged(tmp_p
     assert main(["train", "--preset", "tiny-context-teacher", "--out", str(run)]) == 0
     out, videos = tmp_path / "free.json", tmp_path / "videos"
     argv = ["free-run", str(run), "--seconds", "3", "--videos", "2", "--steps", "2", "--guidance", "0",
-            "--prefix-seconds", "0.75", "--out", str(out), "--save-videos", str(videos)]  # fmt: skip
+            "--shift", "2", "--prefix-seconds", "0.75", "--out", str(out), "--save-videos", str(videos)]  # fmt: skip
     assert main(argv) == 0
     record = json.loads(out.read_text())
     assert record["free_run"] == {"videos": 2, "seconds": 3.0, "seed": 0, "prefix_seconds": 0.75,
-                                  "num_steps": 2, "guidance_scale": 0.0}  # fmt: skip
+                                  "num_steps": 2, "shift": 2.0, "guidance_scale": 0.0}  # fmt: skip
     assert sorted(p.name for p in videos.iterdir()) == ["video0.mp4", "video1.mp4"]
     frames, fps = read_video(videos / "video0.mp4")
     assert frames.shape[0] == 12 and fps == pytest.approx(4.0)

@@ -50,7 +50,9 @@ __all__ = [
     "dynamics_check",
     "event_scores",
     "free_recall",
+    "living",
     "max_step_pixels",
+    "switch_rate",
     "video_background",
     "video_events",
     "visits_of",
@@ -276,26 +278,41 @@ def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str
     """Transitions the world cannot make: jumps, appearances and vanishings away from doors, identity
     changes away from the gate (version 2) or at all (version 1), and visits shorter than the world's
     shortest (a subject that turns back in a doorway); counts and the total per minute. The video's first
-    and last frames are no transitions (a visit may be cut there)."""
+    and last frames are no transitions (a visit may be cut there). `subject_pairs` counts the consecutive
+    frames that both show a subject, against which the switches are a rate (`switch_rate`);
+    `switch_frames` names the frame each switch lands on."""
     limit, counts = max_step_pixels(config), Counter(jumps=0, appearances=0, vanishings=0, switches=0)
+    pairs, switch_frames = 0, []
     counts["short_visits"] = sum(
         stop - start < config.min_visit_frames
         for start, stop in visits_of(sightings)
         if start > 0 and stop < len(sightings)
     )
-    for before, after in itertools.pairwise(sightings):
+    for frame, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
         if before is None and after is not None:
             counts["appearances"] += not _at_door(after, config)
         elif before is not None and after is None:
             counts["vanishings"] += not _at_door(before, config)
         elif before is not None and after is not None:
+            pairs += 1
             if math.hypot(after.x - before.x, after.y - before.y) > limit:
                 counts["jumps"] += 1
             elif _switches(before, after):
                 at_gate = config.version == 2 and abs(after.x - config.width / 2) <= _GATE_MARGIN
-                counts["switches"] += not at_gate
+                if not at_gate:
+                    counts["switches"] += 1
+                    switch_frames.append(frame)
     minutes = len(sightings) / config.fps / 60.0
-    return {**counts, "incoherent_per_minute": sum(counts.values()) / minutes if minutes else 0.0}
+    return {**counts, "incoherent_per_minute": sum(counts.values()) / minutes if minutes else 0.0,
+            "subject_pairs": pairs, "switch_frames": switch_frames}  # fmt: skip
+
+
+def switch_rate(coherences: list[dict[str, Any]]) -> float | None:
+    """Identity changes away from the gate per consecutive pair of frames that both show a subject, pooled
+    over videos (`coherence`); None where no two consecutive frames show one. Unlike the switches a
+    minute, it does not fall with presence."""
+    pairs = sum(c["subject_pairs"] for c in coherences)
+    return sum(c["switches"] for c in coherences) / pairs if pairs else None
 
 
 def _switches(before: Sighting, after: Sighting) -> bool:
@@ -362,3 +379,21 @@ def dynamics_check(measured: dict[str, Any], world: dict[str, Any], tolerance: f
                     "in_range": world[key]["min"] <= value <= world[key]["max"]}  # fmt: skip
     out["passes"] = all(entry["passes"] for entry in out.values())
     return out
+
+
+def living(videos: list[dict[str, Any]], config: WorldConfig, seconds: float) -> dict[str, Any]:
+    """What `free-run` and `evaluate` say of videos of `seconds` each, measured one by one (each with
+    "dynamics", "free_recall", "cast" and "coherence"): dynamics averaged and checked against the world's
+    own, pooled free-running recall and its chance, the mean cast, and coherence."""
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+    mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
+    world = world_dynamics(config, seconds=seconds)
+    return {
+        "dynamics": mean,
+        "world_dynamics": world,
+        "dynamics_check": dynamics_check(mean, world),
+        **pooled_free_recall([v["free_recall"]["returns"] for v in videos]),
+        "cast": mean_cast([v["cast"] for v in videos]),
+        "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
+        "switch_rate": switch_rate([v["coherence"] for v in videos]),
+    }

@@ -41,15 +41,13 @@ from contextforcing.world.dynamics import (
     coherence,
     detect_subjects,
     dynamics,
-    dynamics_check,
     event_scores,
     free_recall,
-    mean_cast,
+    living,
     pooled_free_recall,
     recall_by_gap,
     video_background,
     video_events,
-    world_dynamics,
 )
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.recall_probe import Continuer
@@ -256,18 +254,10 @@ def _summary(
     by_layer: list[tuple[float, ...]],
     prefix_frames: int = 0,
 ) -> dict[str, Any]:
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
-    mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
-    reference = world_dynamics(world, seconds=seconds)
     per_video = [v["free_recall"]["returns"] for v in videos]
     out = {
-        "dynamics": mean,
-        "world_dynamics": reference,
-        "dynamics_check": dynamics_check(mean, reference),
-        **pooled_free_recall(per_video),
+        **living(videos, world, seconds),
         "free_recall_by_gap": recall_by_gap([r for v in per_video for r in v], world.fps),
-        "cast": mean_cast([v["cast"] for v in videos]),
-        "incoherent_per_minute": sum(v["coherence"]["incoherent_per_minute"] for v in videos) / len(videos),
         "still_videos": still_videos(videos),
     }
     if prefix_frames:

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from contextforcing.eval.plots import plot_curve, save_figure
 from contextforcing.eval.summary import mean_curves
-from contextforcing.world.dynamics import dynamics_check, mean_cast, pooled_free_recall, world_dynamics
+from contextforcing.world.dynamics import living
 from contextforcing.world.meta import episode_from_metadata
 from contextforcing.world.metrics import world_video_metrics
 from contextforcing.world.recall import effective_context_length, recall_curve
@@ -126,29 +126,13 @@ def _share(events: list[dict[str, Any]], key: str) -> float | None:
     return sum(bool(e[key]) for e in events) / len(events) if events else None
 
 
-def _living(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) -> dict[str, Any]:
-    """Dynamics averaged over the videos and checked against the world's own; pooled free-running
-    recall and its chance; the cast; coherence."""
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
-    mean = {key: sum(w["dynamics"][key] for w in worlds) / len(worlds) for key in keys}
-    world = world_dynamics(config, seconds=num_frames / config.fps)
-    return {
-        "dynamics": mean,
-        "world_dynamics": world,
-        "dynamics_check": dynamics_check(mean, world),
-        **pooled_free_recall([w["free_recall"]["returns"] for w in worlds]),
-        "cast": mean_cast([w["cast"] for w in worlds]),
-        "incoherent_per_minute": sum(w["coherence"]["incoherent_per_minute"] for w in worlds) / len(worlds),
-    }
-
-
 def _summary(worlds: list[dict[str, Any]], config: WorldConfig, num_frames: int) -> dict[str, Any]:
     if not worlds:
         return {}
     events = [event for world in worlds for event in world["recall_events"]]
     curve = recall_curve(events, "recalled")
     return {
-        **_living(worlds, config, num_frames),
+        **living(worlds, config, num_frames / config.fps),
         "recall_answer_early": _share([e for e in events if e["answer_early"]], "matches_truth"),
         "recall_answer_late": _share([e for e in events if not e["answer_early"]], "matches_truth"),
         "stale_returns": _share(events, "stale"),

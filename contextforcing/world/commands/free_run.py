@@ -11,6 +11,7 @@ import logging
 from contextforcing.arguments import (
     memory_from_flags,
     non_negative_float,
+    positive_float,
     positive_int,
     positive_seconds,
     seed,
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=positive_int, default=20, help="teachers: Euler steps")
     parser.add_argument("--guidance", type=non_negative_float, default=EulerConfig().guidance_scale,
                         help="teachers: CFG scale, cond + g (cond - uncond)")  # fmt: skip
+    parser.add_argument("--shift", type=positive_float, default=EulerConfig().shift,
+                        help="teachers: timestep shift of the Euler schedule")  # fmt: skip
     parser.add_argument("--seed", type=seed, default=defaults.seed)
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument(
@@ -73,9 +76,9 @@ def _run(args: argparse.Namespace) -> int:
     memory = memory_from_flags(args.memory or config.memory, args.set_memory)
     text_encoder = world_text_encoder(config.model)
     codec = world_codec(config.data.codec)
+    euler = EulerConfig(num_steps=args.steps, shift=args.shift, guidance_scale=args.guidance)
     if teacher:
-        probe = ProbeConfig(teacher=EulerConfig(num_steps=args.steps, guidance_scale=args.guidance),
-                            num_target_frames=config.teacher.num_target_frames)  # fmt: skip
+        probe = ProbeConfig(teacher=euler, num_target_frames=config.teacher.num_target_frames)
         sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
         generate = teacher_free_generator(teacher_continuer(sampler))
     else:
@@ -105,6 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         after = summary["after_prefix"]
         logger.info("after the prefix: free recall %s (%d returns), chance %s", _fmt(after["free_recall"]),
                     after["free_returns"], _fmt(after["free_recall_chance"]))  # fmt: skip
+    logger.info("identity switches away from the gate: %s of the consecutive frames showing a subject",
+                _fmt(summary["switch_rate"]))  # fmt: skip
     logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
                 summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
                 summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
@@ -122,7 +127,8 @@ def _run(args: argparse.Namespace) -> int:
             "memory": None if teacher else memory.to_dict(),
             "free_run": {"videos": args.videos, "seconds": args.seconds, "seed": args.seed,
                          "prefix_seconds": args.prefix_seconds,
-                         **({"num_steps": args.steps, "guidance_scale": args.guidance} if teacher else {})},
+                         **({"num_steps": euler.num_steps, "shift": euler.shift,
+                              "guidance_scale": euler.guidance_scale} if teacher else {})},
             **result,
         }  # fmt: skip
         write_text_atomically(args.out, json.dumps(record, indent=1))
