@@ -254,6 +254,11 @@ class DistillConfig:
     holds the student's map from noise to video near the teacher's while distribution matching seeks its
     modes. 0 (the paper, and DMD2) leaves it out."""
 
+    @property
+    def longest_rollout_frames(self) -> int:
+        """The longest rollout the curriculum reaches: `max_rollout_frames`, or the cap if one is set."""
+        return min(self.max_rollout_frames, self.rollout_cap_frames or self.max_rollout_frames)
+
     def __post_init__(self) -> None:
         if not self.denoising_steps or list(self.denoising_steps) != sorted(
             self.denoising_steps, reverse=True

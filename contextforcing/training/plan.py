@@ -71,9 +71,9 @@ def rollout_frames(config: ExperimentConfig, spec: StageSpec, step: int, generat
         return dist.num_frames
     progress = min(1.0, step / dist.rollout_decay_steps)
     low = dist.min_rollout_frames // chunk
-    high = int(low + progress * (dist.max_rollout_frames // chunk - low))
-    if dist.rollout_cap_frames:
-        high = min(high, dist.rollout_cap_frames // chunk)
+    high = min(
+        int(low + progress * (dist.max_rollout_frames // chunk - low)), dist.longest_rollout_frames // chunk
+    )
     return chunk * int(torch.randint(low, high + 1, (1,), generator=generator))
 
 

@@ -252,7 +252,7 @@ def _summary(
     seconds: float,
     similarities: list[float],
     by_layer: list[tuple[float, ...]],
-    prefix_frames: int = 0,
+    prefix_frames: int,
 ) -> dict[str, Any]:
     per_video = [v["free_recall"]["returns"] for v in videos]
     out = {
