@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SHIPPED := contextforcing/world/checkpoints
 
-.PHONY: codec-world2 pipeline-world2 students-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
+.PHONY: codec-world2 pipeline-world2 students-world2 students-long-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,14 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-prompt-unguided --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-slow24-from-ode-unguided-layout --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-slow24-held66 --resume $(W2_TEACHER)
+
+# The teacher of longer reach (a slow frame every 9 frames, averaged weights), from the shipped teacher,
+# then its ODE initialisation and the shipped student's recipe judged by it (docs/design.md, "The
+# seventeenth round").
+students-long-world2: setup
+	$(RUN) train --preset world2-teacher-long --resume --set init.model=$(SHIPPED)/world2-teacher/model
+	$(RUN) train --preset world2-ode-init-long --resume
+	$(RUN) train --preset world2-cdmd-prompt-unguided-long --resume
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose

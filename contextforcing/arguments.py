@@ -15,6 +15,7 @@ from contextforcing.memory.config import MemoryConfig, memory_preset
 from contextforcing.runtime import MAX_SEED
 
 __all__ = [
+    "assignments",
     "memory_from_flags",
     "non_negative_float",
     "non_negative_int",
@@ -89,15 +90,21 @@ def seed(text: str) -> int:
     return value
 
 
-def memory_from_flags(base: str | MemoryConfig, assignments: list[str]) -> MemoryConfig:
-    """A memory (a preset's name, or a config) with `--set-memory KEY=VALUE` overrides, coerced by the
-    field types."""
+def assignments(flag: str, items: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` items of a repeatable flag as a dict; raises ValueError naming the flag otherwise."""
     updates = {}
-    for item in assignments:
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set-memory expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         updates[key.strip()] = value.strip()
+    return updates
+
+
+def memory_from_flags(base: str | MemoryConfig, items: list[str]) -> MemoryConfig:
+    """A memory (a preset's name, or a config) with `--set-memory KEY=VALUE` overrides, coerced by the
+    field types."""
+    updates = assignments("--set-memory", items)
     config = memory_preset(base) if isinstance(base, str) else base
     try:
         return override(config, updates)

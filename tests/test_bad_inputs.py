@@ -218,6 +218,11 @@ def test_probe_recall_gives_a_students_memory_to_a_teacher_only(dmd_run, capsys)
     assert f"--context-from is for a teacher's run; {dmd_run} holds a dmd student" in line
 
 
+def test_probe_recall_sets_the_layout_of_a_teacher_only(dmd_run, capsys):
+    line = _error(capsys, ["probe-recall", str(dmd_run), "--set-layout", "slow_interval=9"])
+    assert f"--set-layout sets the layout a teacher reads its history in; {dmd_run} holds a student" in line
+
+
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("runs") / "teacher"
@@ -231,13 +236,16 @@ def teacher_run(tmp_path_factory):
         (["--context-from", "TEACHER"], "--context-from needs a student's run; TEACHER holds a teacher"),
         (["--set-memory", "similarity_threshold=0.9"], "--set-memory sets a student's memory; TEACHER holds a teacher"),
         (["--memory", "sink"], "--memory sets a student's memory; TEACHER holds a teacher"),
+        (["--set-layout", "slow_interval"], "--set-layout expects KEY=VALUE, got 'slow_interval'"),
+        (["--set-layout", "slow_gap=9"], "--set-layout: unknown"),
+        (["--set-layout", "slow_interval=9", "--context-from", "STUDENT"], "is read in a student's memory"),
     ],
 )  # fmt: skip
-def test_probe_recall_reads_a_teachers_own_layout_unless_given_a_student(teacher_run, flags, named, capsys):
-    line = _error(
-        capsys,
-        ["probe-recall", str(teacher_run), *[str(teacher_run) if f == "TEACHER" else f for f in flags]],
-    )
+def test_probe_recall_reads_a_teachers_own_layout_unless_given_a_student(
+    teacher_run, dmd_run, flags, named, capsys
+):
+    runs = {"TEACHER": str(teacher_run), "STUDENT": str(dmd_run)}
+    line = _error(capsys, ["probe-recall", str(teacher_run), *[runs.get(f, f) for f in flags]])
     assert named.replace("TEACHER", str(teacher_run)) in line
 
 

@@ -174,14 +174,30 @@ def test_the_probe_command_reads_a_student_and_a_teacher_in_its_memory(tmp_path)
     argv = ["probe-recall", str(teacher), "--context-from", str(student), "--set-memory",
             "similarity_threshold=0.5", *short, "--out", str(tmp_path / "t.json")]  # fmt: skip
     assert main(argv) == 0
+    assert main(["probe-recall", str(teacher), *short, "--out", str(tmp_path / "layout.json")]) == 0
+    without_slow = ["probe-recall", str(teacher), *short, "--set-layout", "num_slow_frames=0", "--out",
+                    str(tmp_path / "other.json")]  # fmt: skip
+    assert main(without_slow) == 0
     own = json.loads((tmp_path / "s.json").read_text())
     in_memory = json.loads((tmp_path / "t.json").read_text())
+    layout = json.loads((tmp_path / "layout.json").read_text())
+    taught = json.loads((teacher / "config.json").read_text())["teacher"]
+    clip = taught["num_sink_frames"] + taught["num_slow_frames"] * taught["slow_interval"]
+    clip += taught["num_recent_frames"] + taught["num_target_frames"]
+    # Only a teacher read in its own layout says how far back the returns it was trained on lie.
+    assert own["trained_reach"] is None and in_memory["trained_reach"] is None
+    assert layout["trained_reach"]["clip_frames"] == clip and layout["memory"] is None
+    # Another layout is read as asked and recorded; the reach stays that of the layout it was trained in.
+    other = json.loads((tmp_path / "other.json").read_text())
+    assert layout["layout"] == taught and other["layout"] == {**taught, "num_slow_frames": 0}
+    assert other["trained_reach"] == layout["trained_reach"] and own["layout"] is None
+    assert other["results"][0]["kept_frames"] < layout["results"][0]["kept_frames"]
     assert (
         own["stage"] == "dmd"
         and own["context_from"] is None
         and own["memory"]["similarity_threshold"] == 0.95
     )
     assert in_memory["context_from"] == str(student) and in_memory["memory"]["similarity_threshold"] == 0.5
-    for record in (own, in_memory):
+    for record in (own, in_memory, layout, other):
         (row,) = record["results"]
         assert row["count"] == 1 and 3 <= row["kept_from_start"] <= row["kept_frames"]

@@ -429,6 +429,29 @@ def test_forced_returns_can_land_on_the_first_target_frame(codec_folder):
     assert share("anywhere") < 0.5 and share("first") > 0.97
 
 
+def test_a_teachers_clip_bounds_the_gaps_of_the_returns_it_trains():
+    from contextforcing.training.config import ContextTeacherConfig
+    from contextforcing.training.plan import context_teacher_clip_frames
+    from contextforcing.world.clips import return_gaps
+    from contextforcing.world.config import WorldDataConfig
+    from contextforcing.world.types import world_version
+
+    world = world_version(2)
+    data = WorldDataConfig(world=world, return_prob=0.4, novelty_prob=0.5, return_at="first")
+
+    def gaps(slow_interval):
+        layout = ContextTeacherConfig(num_target_frames=6, slow_interval=slow_interval)
+        frames = context_teacher_clip_frames(layout, layout.num_slow_frames)
+        return frames, return_gaps(data, frames, 6, 60, torch.Generator().manual_seed(0))
+
+    (short_frames, short), (long_frames, long) = gaps(6), gaps(9)
+    assert (short_frames, long_frames) == (87, 123) and len(short) == len(long) == 60
+    # The returning subject's earlier visit (4 s) lies after the sink, before the target's first frame.
+    assert max(short) <= (short_frames - 6 - 3) / world.fps - world.min_visit_seconds
+    assert max(long) > max(short) + 4 and sum(g > 18 for g in long) >= 6
+    assert return_gaps(data, 12, 6, 5, torch.Generator().manual_seed(0)) == []
+
+
 def test_novelty_redraws_put_a_new_identity_in_the_target(codec_folder):
     from contextforcing.world.clips import WorldClipSource
     from contextforcing.world.components import world_codec
@@ -476,6 +499,28 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
     context, window = second["world2-context-teacher"], second["world2-window-teacher"]
     assert context.data == window.data and window.teacher.recent_only and not context.teacher.recent_only
     assert second["world2-context-teacher-erft"].init.model == "runs/world2-context-teacher/model"
+
+
+def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
+    """world2-cdmd-prompt-unguided-long reads its teacher in the layout world2-teacher-long trained, and
+    the shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
+    from contextforcing.config import to_json
+    from contextforcing.training.roles import check_teacher_layout
+    from contextforcing.training.stages import STAGES as SPECS
+    from contextforcing.world.presets import WORLD_PRESETS
+
+    long, erft = WORLD_PRESETS["world2-teacher-long"](), WORLD_PRESETS["world2-context-teacher-erft"]()
+    assert (long.teacher.slow_interval, erft.teacher.slow_interval) == (9, 6)
+    assert override(erft, {"teacher.slow_interval": 9, "train.steps": 2000, "train.ema_decay": 0.999,
+                           "init.model": long.init.model}) == long  # fmt: skip
+    (tmp_path / "model").mkdir()
+    (tmp_path / "config.json").write_text(to_json(long))
+    teacher = {"init.teacher": str(tmp_path / "model")}
+    judged = override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), teacher)
+    check_teacher_layout(judged, SPECS["cdmd"])
+    assert WORLD_PRESETS["world2-ode-init-long"]().init.teacher == "runs/world2-teacher-long/model"
+    with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
+        check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])
 
 
 def test_the_shipped_second_world_student_is_the_unguided_stage_2_preset():
@@ -569,3 +614,25 @@ def test_the_teacher_of_stage_2_sees_the_context_its_setting_names(mode):
         assert {b - a for a, b in itertools.pairwise(slow)} == {6}
     plan = SimpleNamespace(teacher_sees_context=False, context_start=33, target_start=54)
     assert _teacher_context(SimpleNamespace(config=config), plan, rollout) is None
+
+
+def test_contextual_dmd_refuses_a_teacher_layout_other_than_the_teachers_own(codec_folder, tmp_path):
+    from contextforcing.config import to_json
+    from contextforcing.training.roles import check_teacher_layout
+    from contextforcing.training.stages import STAGES as SPECS
+
+    trained = tmp_path / "teacher"
+    (trained / "model").mkdir(parents=True)
+    saved = override(preset("tiny-context-teacher"), {"teacher.slow_interval": 9})
+    (trained / "config.json").write_text(to_json(saved))
+    judged = {"init.teacher": str(trained / "model"), "distill.teacher_context": "layout"}
+    spec = SPECS["cdmd"]
+    with pytest.raises(
+        ValueError, match=r"teacher\.slow_interval=6, but init\.teacher .* was trained with 9"
+    ):
+        check_teacher_layout(_config("cdmd", codec_folder, **judged), spec)
+    check_teacher_layout(_config("cdmd", codec_folder, **judged, **{"teacher.slow_interval": 9}), spec)
+    # The student's memory or the contiguous window is laid out without the teacher's layout.
+    check_teacher_layout(
+        _config("cdmd", codec_folder, **{**judged, "distill.teacher_context": "memory"}), spec
+    )

@@ -10,8 +10,10 @@ All three share one DiTConfig; a checkpoint of another architecture is refused b
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,7 +24,7 @@ from contextforcing.model.weights import load_model
 from contextforcing.training.config import ExperimentConfig
 from contextforcing.training.stages import StageSpec
 
-__all__ = ["Roles", "build_roles", "load_role"]
+__all__ = ["Roles", "build_roles", "check_teacher_layout", "load_role"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,33 @@ def load_role(path: str, config: DiTConfig, device: torch.device, *, seed: int, 
     return model
 
 
+_LAYOUT_FIELDS = ("num_sink_frames", "num_slow_frames", "slow_interval", "num_recent_frames", "recent_only",
+                  "context_timestep")  # fmt: skip
+
+
+def check_teacher_layout(config: ExperimentConfig, spec: StageSpec) -> None:
+    """Refuse a Contextual DMD run that lays out its teacher's context (`distill.teacher_context="layout"`)
+    otherwise than the teacher was trained: the layout is read from `teacher.*` of this run's config,
+    and a teacher that is a run's `model/` folder has its own beside it (`config.json`)."""
+    if not (spec.judges_context and config.distill.teacher_context == "layout" and config.init.teacher):
+        return
+    trained_config = Path(config.init.teacher).parent / "config.json"
+    if not trained_config.is_file():
+        return
+    trained = json.loads(trained_config.read_text()).get("teacher", {})
+    for field in _LAYOUT_FIELDS:
+        ours = getattr(config.teacher, field)
+        if field in trained and trained[field] != ours:
+            raise ValueError(
+                f"teacher.{field}={ours!r}, but init.teacher {config.init.teacher} was trained with "
+                f"{trained[field]!r} ({trained_config}); set teacher.{field}={trained[field]!r}"
+            )
+
+
 def build_roles(config: ExperimentConfig, spec: StageSpec, device: torch.device) -> Roles:
     """The roles of `spec`, loaded from `config.init` (or seeded fresh)."""
     seed, init = config.train.seed, config.init
+    check_teacher_layout(config, spec)
     if spec.trained == "teacher":
         teacher = load_role(init.model, config.model, device, seed=seed, name="teacher").train()
         return Roles(trained="teacher", teacher=teacher)

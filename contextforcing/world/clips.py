@@ -8,6 +8,7 @@ one identity of many, are then fixed shares of the training signal.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
@@ -23,7 +24,7 @@ from contextforcing.world.render import render_episode
 from contextforcing.world.timeline import novel_frames, returns
 from contextforcing.world.types import Episode
 
-__all__ = ["WorldClipSource"]
+__all__ = ["WorldClipSource", "draw_episode", "return_gaps"]
 
 _MAX_REDRAWS = 256
 
@@ -38,6 +39,46 @@ def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> b
 def _shows_a_new_identity(episode: Episode, start: int) -> bool:
     """Whether a subject shows an identity nothing before tells at a frame >= start."""
     return any(start <= frame for frame in novel_frames(episode))
+
+
+def draw_episode(
+    data: WorldDataConfig, num_frames: int, generator: torch.Generator, target_frames: int = 0
+) -> Episode:
+    """A world episode, redrawn (with probability `data.return_prob`) until a subject returns in the
+    last `target_frames` frames (on the first of them if `data.return_at` is "first"), or (with
+    probability `data.novelty_prob`) until a subject shows a new identity in them."""
+    world, start = data.world, num_frames - target_frames
+    draw = float(torch.rand((), generator=generator)) if target_frames > 0 else 1.0
+    if draw < data.return_prob:
+        wanted = partial(_returns_within, start=start, exactly=data.return_at == "first")
+    elif draw < data.return_prob + data.novelty_prob:
+        wanted = partial(_shows_a_new_identity, start=start)
+    else:
+        return sample_episode(num_frames, generator, world)
+    episode = sample_episode(num_frames, generator, world)
+    for _ in range(_MAX_REDRAWS):
+        if wanted(episode):
+            break
+        episode = sample_episode(num_frames, generator, world)
+    return episode
+
+
+def return_gaps(
+    data: WorldDataConfig, num_frames: int, target_frames: int, count: int, generator: torch.Generator
+) -> list[float]:
+    """Gaps in seconds (the subject's exit to its return) of `count` returns that land in the target of
+    a clip of `num_frames`, as the clips redrawn for a return draw them: the gaps a teacher trained on
+    such clips has seen. The longest is bounded by the clip: the earlier visit has to lie inside it. Fewer
+    than `count` come back when a clip is too short for a return to land in it."""
+    forced, first = replace(data, return_prob=1.0, novelty_prob=0.0), data.return_at == "first"
+    start, gaps = num_frames - target_frames, []
+    while len(gaps) < count:
+        episode = draw_episode(forced, num_frames, generator, target_frames)
+        landed = [r for r in returns(episode) if (r.frame == start if first else r.frame >= start)]
+        if not landed:  # every redraw missed: returns are too rare in such a clip to count
+            break
+        gaps.append(landed[0].gap_frames / data.world.fps)
+    return gaps
 
 
 def _encode_distinct(codec: Codec, frames: Tensor) -> Tensor:
@@ -100,20 +141,5 @@ class WorldClipSource:
         return render_episode(episode, self.data.world), episode.prompt
 
     def episode(self, num_frames: int, generator: torch.Generator, target_frames: int = 0) -> Episode:
-        """A world episode, redrawn (with probability `return_prob`) until a subject returns in the
-        last `target_frames` frames (on the first of them if `return_at` is "first"), or (with probability
-        `novelty_prob`) until a subject shows a new identity in them."""
-        world, start = self.data.world, num_frames - target_frames
-        draw = float(torch.rand((), generator=generator)) if target_frames > 0 else 1.0
-        if draw < self.data.return_prob:
-            wanted = partial(_returns_within, start=start, exactly=self.data.return_at == "first")
-        elif draw < self.data.return_prob + self.data.novelty_prob:
-            wanted = partial(_shows_a_new_identity, start=start)
-        else:
-            return sample_episode(num_frames, generator, world)
-        episode = sample_episode(num_frames, generator, world)
-        for _ in range(_MAX_REDRAWS):
-            if wanted(episode):
-                break
-            episode = sample_episode(num_frames, generator, world)
-        return episode
+        """A world episode for a clip of `num_frames` (`draw_episode`)."""
+        return draw_episode(self.data, num_frames, generator, target_frames)

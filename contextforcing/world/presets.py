@@ -251,6 +251,19 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # fifteenth round").
     "world2-cdmd-slow24-held66": lambda: override(WORLD_PRESETS["world2-cdmd-slow24-from-ode-unguided-layout"](), {
         "distill.rollout_cap_frames": 66}),
+    # A teacher of longer reach: ERFT again from the ERFT teacher with a slow frame every 9 frames (its
+    # longest history 27 s, clips of 123 frames), its weights averaged. With a slow frame every 6, its clips
+    # of 87 frames hold no return after a gap of more than 15.5 s, and it recalls few at 18 s; the world's
+    # subjects come back after 24 s and more (docs/design.md, "The seventeenth round"). Its ODE
+    # initialisation and the shipped student's recipe judged by it, in its own layout.
+    "world2-teacher-long": lambda: override(WORLD_PRESETS["world2-context-teacher-erft"](), {
+        "init.model": f"{RUNS}/world2-context-teacher-erft/model", "train.steps": 2000, "train.ema_decay": 0.999,
+        "teacher.slow_interval": 9}),
+    "world2-ode-init-long": lambda: override(WORLD_PRESETS["world2-ode-init"](), {
+        "init.teacher": f"{RUNS}/world2-teacher-long/model"}),
+    "world2-cdmd-prompt-unguided-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), {
+        "init.teacher": f"{RUNS}/world2-teacher-long/model", "init.model": f"{RUNS}/world2-ode-init-long/model",
+        "teacher.slow_interval": 9}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),

@@ -7,10 +7,14 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contextforcing.arguments import positive_int, positive_seconds, seed
 from contextforcing.files import check_output_file, write_text_atomically
 from contextforcing.world.recall_probe import ProbeConfig
+
+if TYPE_CHECKING:
+    from contextforcing.world.config import WorldExperimentConfig
 
 __all__ = ["register"]
 
@@ -32,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds")  # fmt: skip
     parser.add_argument("--set-memory", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the memory, e.g. similarity_threshold=0.97 (repeatable)")  # fmt: skip
+    parser.add_argument("--set-layout", action="append", default=[], metavar="KEY=VALUE",
+                        help="teachers: read the history in a layout other than the one trained, a field of "
+                             "teacher.*, e.g. slow_interval=9 (repeatable)")  # fmt: skip
     parser.add_argument("--kept", action="store_true",
                         help="also measure whether the context (a student's memory, or a teacher's layout) "
                              "keeps the answer at each return: answer_kept, first_kept")  # fmt: skip
@@ -47,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from contextforcing.arguments import memory_from_flags
+    from contextforcing.arguments import assignments, memory_from_flags
+    from contextforcing.config import override, to_dict
     from contextforcing.diffusion.sampling import EulerConfig
     from contextforcing.training.run_folder import load_run
     from contextforcing.training.stages import stage_spec
@@ -84,6 +92,15 @@ def _run(args: argparse.Namespace) -> int:
             f"{flag} sets a student's memory; {args.folder} holds a teacher, which reads its training "
             "layout (give --context-from STUDENT_RUN for the memory of a student)"
         )
+    if args.set_layout and (not teacher or student is not None):
+        raise ValueError(
+            f"--set-layout sets the layout a teacher reads its history in; {args.folder} "
+            + ("holds a student" if not teacher else "is read in a student's memory (--context-from)")
+        )
+    try:
+        layout = override(config.teacher, assignments("--set-layout", args.set_layout))
+    except ValueError as error:
+        raise ValueError(f"--set-layout: {error}") from None
     own = student.config.memory if student is not None else config.memory
     memory = memory_from_flags(args.memory or own, args.set_memory)
     text_encoder = world_text_encoder(config.model)
@@ -91,12 +108,13 @@ def _run(args: argparse.Namespace) -> int:
         sampler = memory_teacher_sampler(model, config.teacher, student.model, memory, text_encoder, probe)
         keeper = memory_keeper(student.model, memory, text_encoder)
     elif teacher:
-        sampler = teacher_sampler(model, config.teacher, text_encoder, probe)
-        keeper = layout_keeper(config.teacher)
+        sampler = teacher_sampler(model, layout, text_encoder, probe)
+        keeper = layout_keeper(layout)
     else:
         sampler = student_sampler(model, memory, text_encoder, probe, run.few_step)
         keeper = memory_keeper(model, memory, text_encoder)
     keeper = keeper if args.kept else None
+    reach = _trained_reach(config, args.seed) if teacher and student is None else None
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
         kept = (
@@ -117,8 +135,34 @@ def _run(args: argparse.Namespace) -> int:
             "step": run.step,
             "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
                       "num_target_frames": frames},
+            "layout": to_dict(layout) if teacher and student is None else None,
+            "trained_reach": reach,
             "results": results,
         }  # fmt: skip
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(args.out, json.dumps(record, indent=2))
     return 0
+
+
+_REACH_RETURNS = 200
+
+
+def _trained_reach(config: WorldExperimentConfig, seed: int) -> dict[str, float | int]:
+    """How far back the returns a teacher was trained on lie: the gaps of returns landing on the target
+    of its longest training clip (`clips.return_gaps`), logged beside its recall against gap."""
+    import torch
+
+    from contextforcing.training.plan import context_teacher_clip_frames
+    from contextforcing.world.clips import return_gaps
+
+    layout = config.teacher
+    frames = context_teacher_clip_frames(layout, layout.num_slow_frames)
+    gaps = torch.tensor(return_gaps(config.data, frames, layout.num_target_frames, _REACH_RETURNS,
+                                    torch.Generator().manual_seed(seed)))  # fmt: skip
+    reach = {"clip_frames": frames, "returns": len(gaps)}
+    if len(gaps):
+        reach |= {"median_gap_seconds": gaps.median().item(), "longest_gap_seconds": gaps.max().item()}
+    logger.info("its longest training clip (%d frames, %.1f s) holds returns after gaps of up to %s s "
+                "(%d returns drawn)", frames, frames / config.data.world.fps,
+                f"{reach['longest_gap_seconds']:.1f}" if len(gaps) else "-", len(gaps))  # fmt: skip
+    return reach
