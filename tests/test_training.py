@@ -502,8 +502,9 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
-    """world2-cdmd-prompt-unguided-long reads its teacher in the layout world2-teacher-long trained, and
-    the shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
+    """world2-cdmd-prompt-unguided-long and world2-cdmd-returns-long read their teacher in the layout
+    world2-teacher-long trained, and the shipped recipe's layout (a slow frame every 6) is refused for that
+    teacher."""
     from contextforcing.config import to_json
     from contextforcing.training.roles import check_teacher_layout
     from contextforcing.training.stages import STAGES as SPECS
@@ -518,6 +519,10 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     teacher = {"init.teacher": str(tmp_path / "model")}
     judged = override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), teacher)
     check_teacher_layout(judged, SPECS["cdmd"])
+    returns = override(WORLD_PRESETS["world2-cdmd-returns-long"](), teacher)
+    check_teacher_layout(returns, SPECS["cdmd"])
+    # Its judged returns come after gaps the long teacher's clips hold (up to 24.5 s), beyond 15.5 s.
+    assert returns.distill.prefix_frames / returns.data.world.fps == 30.0 and returns.distill.prefix_events
     assert WORLD_PRESETS["world2-ode-init-long"]().init.teacher == "runs/world2-teacher-long/model"
     with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
         check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])

@@ -264,6 +264,14 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-cdmd-prompt-unguided-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), {
         "init.teacher": f"{RUNS}/world2-teacher-long/model", "init.model": f"{RUNS}/world2-ode-init-long/model",
         "teacher.slow_interval": 9}),
+    # The long teacher's student tuned where its reach matters: each rollout continues 30 s of a true clip
+    # for the 6 frames on which, in half of them, a subject comes back (a new identity in 30 %), judged by
+    # the long teacher in its own layout, which holds returns after up to 24.5 s.
+    "world2-cdmd-returns-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
+        "distill.prefix_frames": 120, "distill.prefix_events": True, "distill.min_rollout_frames": 126,
+        "distill.max_rollout_frames": 126, "data.return_prob": 0.5, "data.novelty_prob": 0.3,
+        "data.return_at": "first", "init.model": f"{RUNS}/world2-cdmd-prompt-unguided-long/model",
+        "train.steps": 100}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
