@@ -502,7 +502,7 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
-    """world2-cdmd-prompt-unguided-long and world2-cdmd-returns-long read their teacher in the layout
+    """world2-cdmd-prompt-unguided-long, -returns-long and -mixed-long read their teacher in the layout
     world2-teacher-long trained, and the shipped recipe's layout (a slow frame every 6) is refused for that
     teacher."""
     from contextforcing.config import to_json
@@ -521,6 +521,11 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     check_teacher_layout(judged, SPECS["cdmd"])
     returns = override(WORLD_PRESETS["world2-cdmd-returns-long"](), teacher)
     check_teacher_layout(returns, SPECS["cdmd"])
+    mixed = override(WORLD_PRESETS["world2-cdmd-mixed-long"](), teacher)
+    check_teacher_layout(mixed, SPECS["cdmd"])
+    assert (
+        mixed.distill.mixes_prefix and mixed.distill.longest_step_frames == returns.distill.max_rollout_frames
+    )
     # Its judged returns come after gaps the long teacher's clips hold (up to 24.5 s), beyond 15.5 s.
     assert returns.distill.prefix_frames / returns.data.world.fps == 30.0 and returns.distill.prefix_events
     assert WORLD_PRESETS["world2-ode-init-long"]().init.teacher == "runs/world2-teacher-long/model"
@@ -565,6 +570,33 @@ def test_a_capped_curriculum_is_the_uncapped_one_held_at_the_cap():
     assert lengths(held, range(200)) == lengths(base, range(200))
     assert lengths(held, range(200, 300)) == lengths(resumed, range(200, 300))
     assert max(lengths(held, range(300))) == 66 < max(lengths(base, range(200, 300)))
+
+
+def test_a_mixed_run_continues_a_true_prefix_on_its_share_of_the_steps():
+    """distill.prefix_prob < 1: a step continues the true prefix (prefix + judged frames) with that
+    probability, and the others roll out from the prompt alone on the curriculum, as a run without a
+    prefix draws them."""
+    from contextforcing.training.plan import distill_plan
+    from contextforcing.training.stages import stage_spec
+
+    spec = stage_spec("cdmd")
+    prompt_only = override(preset("tiny-cdmd"), {"distill.prefix_frames": 0})
+    mixed = override(prompt_only, {"distill.prefix_frames": 12, "distill.prefix_events": True,
+                                   "distill.prefix_prob": 0.5})  # fmt: skip
+
+    def plans(config):
+        return [distill_plan(config, spec, step, torch.Generator().manual_seed(step)) for step in range(200)]
+
+    drawn, alone = plans(mixed), plans(prompt_only)
+    prefixed = [plan for plan in drawn if plan.prefix]
+    assert 70 < len(prefixed) < 130 and {plan.num_frames for plan in prefixed} == {18}
+    low, high = prompt_only.distill.min_rollout_frames, prompt_only.distill.max_rollout_frames
+    assert all(low <= plan.num_frames <= high for plan in drawn if not plan.prefix)
+    assert not any(plan.prefix for plan in alone)
+    assert mixed.distill.longest_step_frames == 18 and prompt_only.distill.longest_step_frames == high
+    for bad in ({"distill.prefix_events": False}, {"distill.prefix_prob": 1.5}):
+        with pytest.raises(ValueError, match="prefix_prob"):
+            override(mixed, bad)
 
 
 @pytest.mark.parametrize(

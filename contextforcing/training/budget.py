@@ -146,7 +146,7 @@ def stage_budget(name: str, config: ExperimentConfig, gpus: int, latent_size: tu
         teacher = 2 * steps * forward_flops(model, dist.num_frames * per_frame, dist.num_frames * per_frame)
         flops = teacher + grad_pass(dist.num_frames)
     else:
-        length = dist.longest_rollout_frames if spec.curriculum else dist.num_frames
+        length = dist.longest_step_frames if spec.curriculum else dist.num_frames
         cached = min(config.memory.context_capacity(length), length)
         kv_cache = samples * 2 * model.num_layers * cached * per_frame * model.dim * _DTYPE_BYTES[precision]
         judged = dist.num_frames + (dist.num_context_frames if spec.judges_context else 0)

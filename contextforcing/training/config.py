@@ -234,6 +234,11 @@ class DistillConfig:
     clips are (`target_frames` = `num_frames`: the world source's `data.return_prob` and
     `data.novelty_prob`), so that a return or a new identity falls on the frames right after it, which a
     rollout of exactly `prefix_frames + num_frames` frames judges."""
+    prefix_prob: float = 1.0
+    """cdmd / long-tuning with `prefix_events`: the share of steps that continue a true prefix (a rollout of
+    `prefix_frames + num_frames`); the other steps roll out from the prompt alone on the curriculum
+    (`min/max_rollout_frames`), so that one run is judged both on events after a long true history and on
+    the minutes it makes on its own."""
     teacher_context: Literal["window", "memory", "layout"] = "window"
     """cdmd: the teacher sees the contiguous window before the target (released code), the student's
     sink/slow/fast memory layout (the paper's wording), or the rollout before the target laid out as the
@@ -259,6 +264,17 @@ class DistillConfig:
         """The longest rollout the curriculum reaches: `max_rollout_frames`, or the cap if one is set."""
         return min(self.max_rollout_frames, self.rollout_cap_frames or self.max_rollout_frames)
 
+    @property
+    def mixes_prefix(self) -> bool:
+        """Whether some steps continue a true prefix and the others roll out from the prompt alone."""
+        return self.prefix_frames > 0 and self.prefix_prob < 1.0
+
+    @property
+    def longest_step_frames(self) -> int:
+        """The longest rollout of any step: the curriculum's, or a mixed run's prefix steps if longer."""
+        prefix_step = self.prefix_frames + self.num_frames if self.mixes_prefix else 0
+        return max(self.longest_rollout_frames, prefix_step)
+
     def __post_init__(self) -> None:
         if not self.denoising_steps or list(self.denoising_steps) != sorted(
             self.denoising_steps, reverse=True
@@ -273,9 +289,17 @@ class DistillConfig:
                 f"DistillConfig.rollout_cap_frames must be 0 or at least min_rollout_frames "
                 f"({self.min_rollout_frames}), got {self.rollout_cap_frames}"
             )
-        if self.prefix_frames < 0 or self.prefix_frames > self.min_rollout_frames - self.num_frames:
+        if not 0.0 <= self.prefix_prob <= 1.0:
+            raise ValueError(f"DistillConfig.prefix_prob must lie in [0, 1], got {self.prefix_prob}")
+        if (
+            self.mixes_prefix
+        ):  # prefix steps are `prefix_frames + num_frames` long, the others the curriculum's
+            if not self.prefix_events:
+                raise ValueError("DistillConfig.prefix_prob < 1 mixes steps judged right after a true prefix "
+                                 "with steps from the prompt alone: it needs prefix_events")  # fmt: skip
+        elif self.prefix_frames < 0 or self.prefix_frames > self.min_rollout_frames - self.num_frames:
             raise ValueError("DistillConfig.prefix_frames must lie in [0, min_rollout_frames - num_frames]")
-        if self.prefix_events and not (
+        elif self.prefix_events and not (
             self.prefix_frames > 0
             and self.min_rollout_frames == self.max_rollout_frames == self.prefix_frames + self.num_frames
         ):

@@ -88,6 +88,7 @@ class DistillPlan:
         target_start: first judged frame (the judged window is [target_start, L)).
         context_start: first frame of the clean context the teacher sees (cdmd window mode).
         teacher_sees_context: whether teacher and critic get a context before the target.
+        prefix: whether the rollout continues `distill.prefix_frames` true frames.
     """
 
     num_frames: int
@@ -96,6 +97,7 @@ class DistillPlan:
     target_start: int
     context_start: int
     teacher_sees_context: bool
+    prefix: bool = False
 
     @property
     def first_target_chunk(self) -> int | None:
@@ -119,6 +121,10 @@ def distill_plan(
     dist, chunk = config.distill, config.memory.frames_per_chunk
     every_chunk = spec.exit_policy == "every-chunk"
     length = rollout_frames(config, spec, step, generator)
+    prefix = spec.prefix and dist.prefix_frames > 0
+    if prefix and dist.mixes_prefix:  # drawn only then, so that other runs draw the plans they always drew
+        prefix = float(torch.rand((), generator=generator)) < dist.prefix_prob
+        length = dist.prefix_frames + dist.num_frames if prefix else length
     exit_step = 1 + int(torch.randint(len(dist.denoising_steps), (1,), generator=generator))
     num_chunks = length // chunk
     grad_from = length - (dist.num_frames if every_chunk else dist.num_grad_frames)
@@ -136,4 +142,5 @@ def distill_plan(
         target_start=target_start,
         context_start=max(0, target_start - dist.num_context_frames),
         teacher_sees_context=spec.judges_context,
+        prefix=prefix,
     )

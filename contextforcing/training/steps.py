@@ -251,8 +251,7 @@ class _Judged:
 
 def _judged_rollout(run: Run, plan: DistillPlan, gens: list[torch.Generator]) -> _Judged:
     dist = run.config.distill
-    with_prefix = dist.prefix_frames > 0 and run.stage.prefix
-    if not with_prefix:
+    if not plan.prefix:
         batch, prefix = run.source.sample_prompts(gens), None
     elif dist.prefix_events:  # the clip's events fall on the judged frames right after the prefix
         batch = run.source.sample(dist.prefix_frames + dist.num_frames, gens, target_frames=dist.num_frames)

@@ -272,6 +272,12 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
         "distill.max_rollout_frames": 126, "data.return_prob": 0.5, "data.novelty_prob": 0.3,
         "data.return_at": "first", "init.model": f"{RUNS}/world2-cdmd-prompt-unguided-long/model",
         "train.steps": 100}),
+    # The long teacher's Stage 2 with a quarter of its steps judged on returns after 30 s of a true clip
+    # (`distill.prefix_prob`), the others from the prompt alone as the shipped student was trained: judged
+    # on returns alone, the student keeps its subject in view (docs/design.md, "The seventeenth round").
+    "world2-cdmd-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
+        "distill.prefix_frames": 120, "distill.prefix_events": True, "distill.prefix_prob": 0.25,
+        "data.return_prob": 0.5, "data.novelty_prob": 0.3, "data.return_at": "first"}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
