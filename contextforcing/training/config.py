@@ -291,9 +291,8 @@ class DistillConfig:
             )
         if not 0.0 <= self.prefix_prob <= 1.0:
             raise ValueError(f"DistillConfig.prefix_prob must lie in [0, 1], got {self.prefix_prob}")
-        if (
-            self.mixes_prefix
-        ):  # prefix steps are `prefix_frames + num_frames` long, the others the curriculum's
+        # A mixed run's prefix steps are `prefix_frames + num_frames` long, its other steps the curriculum's.
+        if self.mixes_prefix:
             if not self.prefix_events:
                 raise ValueError("DistillConfig.prefix_prob < 1 mixes steps judged right after a true prefix "
                                  "with steps from the prompt alone: it needs prefix_events")  # fmt: skip
