@@ -86,13 +86,14 @@ def _run(args: argparse.Namespace) -> int:
     student = load_run(args.context_from, WorldExperimentConfig) if args.context_from else None
     if student is not None and stage_spec(student.config.stage).trained == "teacher":
         raise ValueError(f"--context-from needs a student's run; {args.context_from} holds a teacher")
-    if teacher and student is None and (args.memory or args.set_memory):
+    in_layout = teacher and student is None  # a teacher reading its history in its own layout
+    if in_layout and (args.memory or args.set_memory):
         flag = "--memory" if args.memory else "--set-memory"
         raise ValueError(
             f"{flag} sets a student's memory; {args.folder} holds a teacher, which reads its training "
             "layout (give --context-from STUDENT_RUN for the memory of a student)"
         )
-    if args.set_layout and (not teacher or student is not None):
+    if args.set_layout and not in_layout:
         raise ValueError(
             f"--set-layout sets the layout a teacher reads its history in; {args.folder} "
             + ("holds a student" if not teacher else "is read in a student's memory (--context-from)")
@@ -114,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         sampler = student_sampler(model, memory, text_encoder, probe, run.few_step)
         keeper = memory_keeper(model, memory, text_encoder)
     keeper = keeper if args.kept else None
-    reach = _trained_reach(config, args.seed) if teacher and student is None else None
+    reach = _trained_reach(config, args.seed) if in_layout else None
     results = probe_recall(sampler, world_codec(config.data.codec), config.data.world, probe, keeper)
     for row in results:
         kept = (
@@ -130,12 +131,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.out:
         record = {
             "run": str(run.folder), "stage": config.stage,
-            "memory": None if teacher and student is None else memory.to_dict(),
+            "memory": None if in_layout else memory.to_dict(),
             "context_from": None if student is None else str(student.folder),
             "step": run.step,
             "probe": {"episodes_per_gap": args.episodes, "num_steps": args.steps, "seed": args.seed,
                       "num_target_frames": frames},
-            "layout": to_dict(layout) if teacher and student is None else None,
+            "layout": to_dict(layout) if in_layout else None,
             "trained_reach": reach,
             "results": results,
         }  # fmt: skip
