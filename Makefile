@@ -92,6 +92,7 @@ students-long-world2: setup
 	$(RUN) train --preset world2-teacher-long --resume --set init.model=$(SHIPPED)/world2-teacher/model
 	$(RUN) train --preset world2-ode-init-long --resume
 	$(RUN) train --preset world2-cdmd-prompt-unguided-long --resume
+	$(RUN) train --preset world2-cdmd-uniform-long --resume
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -502,9 +503,9 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
-    """world2-cdmd-prompt-unguided-long, -returns-long and -mixed-long read their teacher in the layout
-    world2-teacher-long trained, and the shipped recipe's layout (a slow frame every 6) is refused for that
-    teacher."""
+    """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long and
+    world2-ode-init-long-prefix read their teacher in the layout world2-teacher-long trained, and the
+    shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
     from contextforcing.config import to_json
     from contextforcing.training.roles import check_teacher_layout
     from contextforcing.training.stages import STAGES as SPECS
@@ -529,6 +530,15 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     # Its judged returns come after gaps the long teacher's clips hold (up to 24.5 s), beyond 15.5 s.
     assert returns.distill.prefix_frames / returns.data.world.fps == 30.0 and returns.distill.prefix_events
     assert WORLD_PRESETS["world2-ode-init-long"]().init.teacher == "runs/world2-teacher-long/model"
+    # The regression after 30 s of a true clip, and Stage 2 under a memory spaced as the teacher's.
+    prefixed = override(WORLD_PRESETS["world2-ode-init-long-prefix"](), teacher)
+    check_teacher_layout(prefixed, SPECS["ode-init"])
+    assert prefixed.memory == judged.memory and prefixed.distill.regression_prefix_frames == 120
+    check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-regression-long"](), teacher), SPECS["cdmd"])
+    uniform = override(WORLD_PRESETS["world2-cdmd-uniform-long"](), teacher)
+    check_teacher_layout(uniform, SPECS["cdmd"])
+    chunk = uniform.memory.frames_per_chunk
+    assert uniform.memory.promotion_interval * chunk == uniform.teacher.slow_interval == 9
     with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
         check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])
 
@@ -673,3 +683,81 @@ def test_contextual_dmd_refuses_a_teacher_layout_other_than_the_teachers_own(cod
     check_teacher_layout(
         _config("cdmd", codec_folder, **{**judged, "distill.teacher_context": "memory"}), spec
     )
+    # A regression after a true prefix reads it in the teacher's layout, whatever the stage judges.
+    regression = {"init.teacher": str(trained / "model"), "distill.regression_prefix_frames": 12}
+    with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
+        check_teacher_layout(_config("ode-init", codec_folder, **regression), SPECS["ode-init"])
+
+
+def _regression_run(codec_folder, tmp_path, **updates):
+    """A tiny ode-init run with random-head roles, whose regression continues 12 true frames."""
+    from contextforcing.training.trainer import Run
+    from contextforcing.world.components import world_source
+
+    shape = preset("tiny-ode-init").model
+    for seed, role in ((1, "student"), (2, "teacher")):  # random heads: no prediction vanishes
+        save_model(randomize(CausalDiT(shape), seed=seed), tmp_path / role)
+    config = _config("ode-init", codec_folder, **{
+        "distill.regression_prefix_frames": 12, "data.return_prob": 1.0,
+        "init.model": str(tmp_path / "student"), "init.teacher": str(tmp_path / "teacher"), **updates})  # fmt: skip
+    return Run(config, tmp_path / "run", world_source)
+
+
+def test_a_regression_after_a_true_prefix_reads_it_in_both_roles(codec_folder, tmp_path, monkeypatch):
+    """The teacher's ODE reads the prefix laid out as it was trained, and the student's loss depends on the
+    prefix through its memory alone: with the teacher's ODE held fixed, another prefix gives another loss."""
+    import contextforcing.training.steps as steps
+    from contextforcing.training.plan import history_indices
+
+    run = _regression_run(codec_folder, tmp_path)
+    drawn, contexts, guided = [], [], steps.guided_velocity
+    sample = run.source.sample
+    monkeypatch.setattr(run.source, "sample", lambda *a, **k: drawn.append(sample(*a, **k)) or drawn[-1])
+    monkeypatch.setattr(steps, "guided_velocity", lambda *a: contexts.append(a[6]) or guided(*a))
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    loss = steps._ode_regression(run, gens)
+    layout = history_indices(run.config.teacher, 12)
+    assert drawn[0].latents.shape[2] == 12 + 6 and 0 < len(layout) < 12
+    assert all(torch.equal(c, drawn[0].latents[:, :, layout]) for c in contexts)
+    loss.backward()
+    assert all(p.grad is None for p in run.roles.teacher.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in run.roles.student.parameters() if p.grad is not None) > 0
+
+    # The teacher's ODE held at its first answer: only the student's memory of the prefix changes.
+    ode = steps._teacher_ode(run, drawn[0].text, torch.randn(2, 8, 6, *run.source.latent_size), contexts[0])
+    monkeypatch.setattr(steps, "_teacher_ode", lambda *a: ode)
+
+    def loss_after(prefix_shift: float) -> float:
+        latents = drawn[0].latents.clone()
+        latents[:, :, :12] += prefix_shift
+        batch = replace(drawn[0], latents=latents)
+        monkeypatch.setattr(run.source, "sample", lambda *a, **k: batch)
+        with torch.no_grad():
+            return float(steps._ode_regression(run, [torch.Generator().manual_seed(s) for s in (0, 1)]))
+
+    same, again, shifted = loss_after(0.0), loss_after(0.0), loss_after(1.0)
+    assert same == again and abs(shifted - same) > 1e-4 * same
+
+
+def test_a_regression_prefix_is_refused_where_it_would_not_run(codec_folder):
+    with pytest.raises(ValueError, match="regression_prefix_frames=4 is not a multiple of the chunk 3"):
+        _config("ode-init", codec_folder, **{"distill.regression_prefix_frames": 4})
+    with pytest.raises(ValueError, match="stage dmd runs no regression"):
+        _config("dmd", codec_folder, **{"distill.regression_prefix_frames": 12})
+    with pytest.raises(ValueError, match="regression_prefix_frames must be >= 0"):
+        _config("ode-init", codec_folder, **{"distill.regression_prefix_frames": -3})
+    _config("dmd", codec_folder, **{"distill.regression_prefix_frames": 12, "distill.regression_weight": 1.0})
+
+
+def test_a_stage_reads_clips_for_a_teacher_a_prefix_or_a_regression_after_one():
+    """What decides whether a latent cache is needed (`data.cache_source`) and whether a rollout continues
+    a true prefix (`plan.distill_plan`)."""
+    from contextforcing.training.config import DistillConfig
+    from contextforcing.training.stages import STAGES as SPECS
+
+    plain, prefixed = DistillConfig(), DistillConfig(prefix_frames=12)
+    assert SPECS["teacher"].reads_clips(plain) and SPECS["context-teacher"].reads_clips(plain)
+    assert not any(SPECS[s].reads_clips(plain) for s in ("ode-init", "dmd", "cdmd", "long-tuning"))
+    assert SPECS["cdmd"].continues_prefix(prefixed) and SPECS["long-tuning"].reads_clips(prefixed)
+    assert not SPECS["dmd"].continues_prefix(prefixed) and not SPECS["dmd"].reads_clips(prefixed)
+    assert SPECS["ode-init"].reads_clips(DistillConfig(regression_prefix_frames=12))

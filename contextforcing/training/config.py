@@ -258,6 +258,12 @@ class DistillConfig:
     (ode-init's loss on `num_frames` frames from prompts alone): the regression term of the first DMD, which
     holds the student's map from noise to video near the teacher's while distribution matching seeks its
     modes. 0 (the paper, and DMD2) leaves it out."""
+    regression_prefix_frames: int = 0
+    """ode-init, and the regression term: if > 0, the regression continues this many true frames of a clip
+    drawn as the context teacher's clips are (a return or a new identity on the `num_frames` after them,
+    `data.return_prob` and `data.novelty_prob`). The student writes them into its memory and regresses each
+    chunk after them, reading that memory; the teacher's ODE reads the same frames laid out as it was
+    trained (`teacher.*`). 0 regresses `num_frames` frames from prompts alone."""
 
     @property
     def longest_rollout_frames(self) -> int:
@@ -310,6 +316,10 @@ class DistillConfig:
             raise ValueError("DistillConfig.num_grad_frames exceeds num_frames")
         if self.regression_weight < 0:
             raise ValueError(f"DistillConfig.regression_weight must be >= 0, got {self.regression_weight}")
+        if self.regression_prefix_frames < 0:
+            raise ValueError(
+                f"DistillConfig.regression_prefix_frames must be >= 0, got {self.regression_prefix_frames}"
+            )
         for name in ("student_every", "ode_steps", "num_frames", "rollout_decay_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DistillConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -404,7 +414,13 @@ class ExperimentConfig:
 
         spec = stage_spec(self.stage)
         chunk = self.memory.frames_per_chunk
-        for name in ("num_frames", "num_context_frames", "min_rollout_frames", "max_rollout_frames"):
+        for name in (
+            "num_frames",
+            "num_context_frames",
+            "min_rollout_frames",
+            "max_rollout_frames",
+            "regression_prefix_frames",
+        ):
             if getattr(self.distill, name) % chunk:
                 raise ValueError(
                     f"distill.{name}={getattr(self.distill, name)} is not a multiple of the chunk {chunk}"
@@ -414,3 +430,9 @@ class ExperimentConfig:
             and self.distill.min_rollout_frames < self.distill.num_frames + self.distill.num_context_frames
         ):
             raise ValueError(f"{self.stage} needs min_rollout_frames >= num_frames + num_context_frames")
+        regresses = self.stage == "ode-init" or (spec.is_distillation and self.distill.regression_weight > 0)
+        if self.distill.regression_prefix_frames and not regresses:
+            raise ValueError(
+                f"distill.regression_prefix_frames is set, but stage {self.stage} runs no regression "
+                "(ode-init, or distill.regression_weight > 0)"
+            )

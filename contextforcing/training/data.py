@@ -274,8 +274,7 @@ def cache_source(config: ExperimentConfig, device: torch.device) -> ClipSource:
             f"the model reads {config.model.in_channels}"
         )
     spec = stage_spec(config.stage)
-    reads_clips = spec.trained == "teacher" or (spec.prefix and config.distill.prefix_frames > 0)
-    if reads_clips and source.latents is None:
+    if spec.reads_clips(config.distill) and source.latents is None:
         raise ValueError(f"stage {config.stage} trains on clips: pass --videos (data.latent_cache)")
     return source
 

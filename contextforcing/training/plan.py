@@ -121,7 +121,7 @@ def distill_plan(
     dist, chunk = config.distill, config.memory.frames_per_chunk
     every_chunk = spec.exit_policy == "every-chunk"
     length = rollout_frames(config, spec, step, generator)
-    prefix = spec.prefix and dist.prefix_frames > 0
+    prefix = spec.continues_prefix(dist)
     if prefix and dist.mixes_prefix:  # drawn only then, so that other runs draw the plans they always drew
         prefix = float(torch.rand((), generator=generator)) < dist.prefix_prob
         length = dist.prefix_frames + dist.num_frames if prefix else length

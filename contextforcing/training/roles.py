@@ -81,10 +81,15 @@ _LAYOUT_FIELDS = ("num_sink_frames", "num_slow_frames", "slow_interval", "num_re
 
 
 def check_teacher_layout(config: ExperimentConfig, spec: StageSpec) -> None:
-    """Refuse a Contextual DMD run that lays out its teacher's context (`distill.teacher_context="layout"`)
-    otherwise than the teacher was trained: the layout is read from `teacher.*` of this run's config,
-    and a teacher that is a run's `model/` folder has its own beside it (`config.json`)."""
-    if not (spec.judges_context and config.distill.teacher_context == "layout" and config.init.teacher):
+    """Refuse a run that lays out its teacher's context (Contextual DMD with
+    `distill.teacher_context="layout"`, or a regression after a true prefix) otherwise than the teacher
+    was trained: the layout is read from `teacher.*` of this run's config, and a teacher that is a run's
+    `model/` folder has its own beside it (`config.json`)."""
+    dist = config.distill
+    in_layout = (
+        spec.judges_context and dist.teacher_context == "layout"
+    ) or dist.regression_prefix_frames > 0
+    if not (in_layout and config.init.teacher):
         return
     trained_config = Path(config.init.teacher).parent / "config.json"
     if not trained_config.is_file():

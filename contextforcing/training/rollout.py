@@ -24,7 +24,7 @@ from contextforcing.memory.context import ContextMemory, MemoryRead
 from contextforcing.model.dit import CausalDiT, TextCache
 from contextforcing.model.layout import LayerContext
 
-__all__ = ["Rollout", "self_rollout"]
+__all__ = ["Rollout", "copied_read", "prefix_memory", "self_rollout"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +40,27 @@ class Rollout:
     """Clean latents [B, C, U, H, W] the student held in memory just before `snapshot_chunk`."""
 
 
-def _copied(read: MemoryRead) -> MemoryRead:
+def copied_read(read: MemoryRead) -> MemoryRead:
+    """A read whose K/V are copies, for a call that keeps autograd history: the store is reordered in
+    place after each chunk."""
     if read.context is None:
         return read
     context = [LayerContext(c.keys.clone(), c.values.clone(), c.positions) for c in read.context]
     return replace(read, context=context)
+
+
+def prefix_memory(
+    student: CausalDiT, memory_config: MemoryConfig, text: TextCache, prefix: Tensor, num_frames: int
+) -> ContextMemory:
+    """A memory for `num_frames`-frame videos holding the clean prefix [B, C, P, H, W] (P whole chunks),
+    written chunk by chunk through the refresh pass as `self_rollout` writes a prefix."""
+    chunk = memory_config.frames_per_chunk
+    if prefix.shape[2] % chunk:
+        raise ValueError(f"a prefix of {prefix.shape[2]} frames is not whole chunks of {chunk}")
+    memory = new_memory(student, memory_config, prefix.shape[0], num_frames, tuple(prefix.shape[3:]))
+    for start in range(0, prefix.shape[2], chunk):
+        write_clean_chunk(student, memory, prefix[:, :, start : start + chunk], text)
+    return memory
 
 
 def self_rollout(
@@ -79,25 +95,24 @@ def self_rollout(
     num_chunks = noise.shape[2] // chunk
     if len(exit_steps) != num_chunks or len(grad_chunks) != num_chunks:
         raise ValueError(f"need one exit step and one grad flag per chunk ({num_chunks})")
-    memory = new_memory(student, memory_config, noise.shape[0], noise.shape[2], tuple(noise.shape[3:]))
-    first_pass = memory_config.decide_on == "first-pass"
-    num_prefix = 0 if prefix is None else prefix.shape[2] // chunk
-    if prefix is not None and prefix.shape[2] % chunk:
-        raise ValueError(f"a prefix of {prefix.shape[2]} frames is not whole chunks of {chunk}")
+    if prefix is None:
+        prefix = noise[:, :, :0]
+    num_prefix = prefix.shape[2] // chunk
     if any(grad_chunks[:num_prefix]):
         raise ValueError("a prefix chunk cannot take gradient")
-    outputs, snapshot = [], None
-    for index in range(num_chunks):
+    if snapshot_chunk is not None and snapshot_chunk < num_prefix:
+        raise ValueError(
+            f"a snapshot before chunk {snapshot_chunk} falls inside the prefix ({num_prefix} chunks)"
+        )
+    memory = prefix_memory(student, memory_config, text, prefix, noise.shape[2])
+    first_pass = memory_config.decide_on == "first-pass"
+    outputs, snapshot = [prefix] if num_prefix else [], None
+    for index in range(num_prefix, num_chunks):
         if index == snapshot_chunk:
             snapshot = memory.kept_frames()[1].clone()
-        if index < num_prefix:
-            clean = prefix[:, :, index * chunk : (index + 1) * chunk]
-            write_clean_chunk(student, memory, clean, text)
-            outputs.append(clean)
-            continue
         read = memory.read()
         if grad_chunks[index]:
-            read = _copied(read)
+            read = copied_read(read)
         result = denoise_chunk(
             student, noise[:, :, index * chunk : (index + 1) * chunk], text, read, timesteps=timesteps,
             generator=generator, exit_step=exit_steps[index], grad_at_exit=grad_chunks[index],

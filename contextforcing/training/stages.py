@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from contextforcing.training.steps import context_teacher_step, distill_step, ode_init_step, teacher_step
 
 if TYPE_CHECKING:
+    from contextforcing.training.config import DistillConfig
     from contextforcing.training.trainer import Run
 
 __all__ = ["STAGES", "StageSpec", "stage_spec"]
@@ -63,6 +64,19 @@ class StageSpec:
     @property
     def is_distillation(self) -> bool:
         return "critic" in self.roles
+
+    def continues_prefix(self, distill: DistillConfig) -> bool:
+        """Whether the stage's rollouts may continue `distill.prefix_frames` true frames."""
+        return self.prefix and distill.prefix_frames > 0
+
+    def reads_clips(self, distill: DistillConfig) -> bool:
+        """Whether the stage draws training clips, not prompts alone: a teacher's stage, rollouts that
+        continue a true prefix, or a regression after one (`distill.regression_prefix_frames`)."""
+        return (
+            self.trained == "teacher"
+            or self.continues_prefix(distill)
+            or distill.regression_prefix_frames > 0
+        )
 
 
 _DISTILL = {"step": distill_step, "roles": ("student", "teacher", "critic")}

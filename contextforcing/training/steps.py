@@ -24,6 +24,7 @@ from contextforcing.diffusion.flow import (
 )
 from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd_gradient, flow_matching_loss
 from contextforcing.diffusion.sampling import euler_sample
+from contextforcing.inference.rollout import write_clean_chunk
 from contextforcing.inference.teacher import context_velocity, frame_timesteps, guided_velocity
 from contextforcing.memory.policy import kept_after
 from contextforcing.model.layout import block_causal
@@ -34,7 +35,7 @@ from contextforcing.training.plan import (
     distill_plan,
     history_indices,
 )
-from contextforcing.training.rollout import self_rollout
+from contextforcing.training.rollout import copied_read, prefix_memory, self_rollout
 
 if TYPE_CHECKING:
     from contextforcing.training.config import ExperimentConfig
@@ -154,21 +155,20 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     return {**metrics, "context_frames": float(len(indices)), "errors_injected": float(injected_any)}
 
 
-def _ode_regression(run: Run, gens: list[torch.Generator]) -> Tensor:
-    """The student's regression onto the teacher's ODE at the few-step timesteps, on `distill.num_frames`
-    frames from prompts alone: each chunk starts from the ODE state at one of the student's timesteps
-    and is asked for the ODE's clean end (CausVid's initialisation; DMD's regression term)."""
+def _teacher_ode(run: Run, text: Tensor, noise: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The teacher's guided ODE from noise [B, C, F, H, W], after the clean context [B, C, K, H, W] if
+    any: its clean end [B, C, F, H, W] and its states at the student's few-step timesteps [K', B, C, F, H, W]."""
     dist = run.config.distill
     steps, ode = dist.sampler.timesteps, dist.ode
     grid = sorted(set(ode.timesteps.tolist()) | set(steps.tolist()), reverse=True)
-    batch = run.source.sample_prompts(gens)
-    uncond = run.source.negative(len(gens))
-    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
-    noise = _per_sample_noise(shape, gens, run.device)
+    uncond = run.source.negative(noise.shape[0])
+    mode = run.config.teacher.context_timestep
     states, recorded = {}, set(steps.tolist())
 
     def predict(x: Tensor, t: Tensor) -> Tensor:
-        return guided_velocity(run.roles.teacher, x, t, batch.text, uncond, ode.guidance_scale).float()
+        return guided_velocity(
+            run.roles.teacher, x, t, text, uncond, ode.guidance_scale, context, mode
+        ).float()
 
     def record(t_now: float, x: Tensor) -> None:
         if t_now in recorded:
@@ -176,18 +176,64 @@ def _ode_regression(run: Run, gens: list[torch.Generator]) -> Tensor:
 
     with torch.no_grad(), run.autocast():
         clean = euler_sample(predict, noise, grid, on_step=record)
-    chunk = run.config.memory.frames_per_chunk
-    num_chunks = dist.num_frames // chunk
-    choice = torch.stack([torch.randint(len(steps), (num_chunks,), generator=g) for g in gens])
+    return clean, torch.stack([states[s] for s in steps.tolist()])
+
+
+def _ode_inputs(run: Run, states: Tensor, gens: list[torch.Generator]) -> tuple[Tensor, Tensor]:
+    """Each chunk of each sample at one of the student's timesteps, drawn per sample: the ODE's state
+    there [B, C, F, H, W] (from `states` [K, B, C, F, H, W]) and the timesteps [B, F]."""
+    steps, chunk = run.config.distill.sampler.timesteps, run.config.memory.frames_per_chunk
+    num_frames = states.shape[3]
+    choice = torch.stack([torch.randint(len(steps), (num_frames // chunk,), generator=g) for g in gens])
     choice = choice.repeat_interleave(chunk, dim=1).to(run.device)  # [B, F]
-    stacked = torch.stack([states[s] for s in steps.tolist()])  # [K, B, C, F, H, W]
     batch_index = torch.arange(len(gens), device=run.device)[:, None]
-    frame_index = torch.arange(dist.num_frames, device=run.device)[None, :]
-    inputs = stacked[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)  # [B, C, F, H, W]
-    t_frames = steps.float().to(run.device)[choice]
+    frame_index = torch.arange(num_frames, device=run.device)[None, :]
+    inputs = states[choice, batch_index, :, frame_index].permute(0, 2, 1, 3, 4)
+    return inputs, steps.float().to(run.device)[choice]
+
+
+def _ode_regression(run: Run, gens: list[torch.Generator]) -> Tensor:
+    """The student's regression onto the teacher's ODE at the few-step timesteps, on `distill.num_frames`
+    frames from prompts alone: each chunk starts from the ODE state at one of the student's timesteps
+    and is asked for the ODE's clean end (CausVid's initialisation; DMD's regression term)."""
+    dist = run.config.distill
+    if dist.regression_prefix_frames:
+        return _regression_after_prefix(run, gens)
+    batch = run.source.sample_prompts(gens)
+    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
+    clean, states = _teacher_ode(run, batch.text, _per_sample_noise(shape, gens, run.device), None)
+    inputs, t_frames = _ode_inputs(run, states, gens)
     with run.autocast():
-        v = run.roles.student(inputs, t_frames, batch.text, layout=block_causal(dist.num_frames, chunk))
+        layout = block_causal(dist.num_frames, run.config.memory.frames_per_chunk)
+        v = run.roles.student(inputs, t_frames, batch.text, layout=layout)
     return ((x0_from_velocity(inputs, v.float(), t_frames) - clean) ** 2).mean()
+
+
+def _regression_after_prefix(run: Run, gens: list[torch.Generator]) -> Tensor:
+    """The same regression on the `num_frames` after `distill.regression_prefix_frames` true frames of a
+    clip whose events fall on them. The teacher's ODE reads those frames laid out as it was trained; the
+    student reads its memory of them, and each later chunk also the ODE's clean chunks before it."""
+    dist, student = run.config.distill, run.roles.student
+    num_prefix, chunk = dist.regression_prefix_frames, run.config.memory.frames_per_chunk
+    batch = run.source.sample(num_prefix + dist.num_frames, gens, target_frames=dist.num_frames)
+    prefix = batch.latents[:, :, :num_prefix]
+    context = prefix[:, :, history_indices(run.config.teacher, num_prefix)]
+    shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
+    clean, states = _teacher_ode(run, batch.text, _per_sample_noise(shape, gens, run.device), context)
+    inputs, t_frames = _ode_inputs(run, states, gens)
+    text = student.encode_text(batch.text)
+    with torch.no_grad(), run.autocast():
+        memory = prefix_memory(student, run.config.memory, text, prefix, num_prefix + dist.num_frames)
+    errors = []
+    for start in range(0, dist.num_frames, chunk):
+        frames, t = slice(start, start + chunk), t_frames[:, start]
+        read = copied_read(memory.read())  # the store is reordered in place by the write below
+        with run.autocast():
+            v = student(inputs[:, :, frames], t, text, layout=read.layout, context=read.context)
+        errors.append((x0_from_velocity(inputs[:, :, frames], v.float(), t) - clean[:, :, frames]) ** 2)
+        with torch.no_grad(), run.autocast():
+            write_clean_chunk(student, memory, clean[:, :, frames], text)
+    return torch.cat(errors, dim=2).mean()
 
 
 def ode_init_step(run: Run, step: int) -> dict[str, float]:

@@ -65,6 +65,16 @@ _WHOLE_CHUNKS = {
 }
 
 
+# 30 s of a true clip before the 6 frames on which, in half of the clips, a subject comes back (a new
+# identity in 30 %), for the regression after a true prefix.
+_LONG_RETURNS = {
+    "distill.regression_prefix_frames": 120,
+    "data.return_prob": 0.5,
+    "data.novelty_prob": 0.3,
+    "data.return_at": "first",
+}
+
+
 def _tiny(stage: str) -> WorldExperimentConfig:
     """Two steps of a stage on a tiny random model: every code path in seconds."""
     base = WorldExperimentConfig(
@@ -278,6 +288,24 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-cdmd-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
         "distill.prefix_frames": 120, "distill.prefix_events": True, "distill.prefix_prob": 0.25,
         "data.return_prob": 0.5, "data.novelty_prob": 0.3, "data.return_at": "first"}),
+    # The regression onto the long teacher's ODE after 30 s of a true clip whose return or new identity
+    # falls on the 6 frames after it (`distill.regression_prefix_frames`): the student regresses each chunk
+    # reading its memory of those 30 s, the teacher's ODE reads them in its own layout. As ode-init from the
+    # long teacher's ODE initialisation, and as the regression term of the long teacher's Stage 2 from the
+    # prompt alone.
+    # The ode-init student reads the memory the Stage-2 student will keep.
+    "world2-ode-init-long-prefix": lambda: replace(override(WORLD_PRESETS["world2-ode-init-long"](), {
+        **_LONG_RETURNS, "teacher.slow_interval": 9, "init.model": f"{RUNS}/world2-ode-init-long/model",
+        "train.steps": 200}), memory=WORLD_PRESETS["world2-cdmd-prompt-unguided-long"]().memory),
+    "world2-cdmd-regression-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
+        **_LONG_RETURNS, "distill.regression_weight": 1.0}),
+    # The long teacher's Stage 2 with a memory spaced as the teacher's context: the sink, the first frame of
+    # every third chunk in the slow tier (a slow frame every 9, the teacher's `slow_interval`) and the fast
+    # tier. Under the surprisal memory the answer to a return after 24 s lies in some layers only, and the
+    # students recall it at the baselines' rate; a memory spaced as the teacher's they read (docs/design.md,
+    # "The eighteenth round").
+    "world2-cdmd-uniform-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
+        "memory.promotion": "uniform", "memory.promotion_interval": 3, "memory.num_promoted_frames": 1}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
