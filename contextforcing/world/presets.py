@@ -291,9 +291,8 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # The regression onto the long teacher's ODE after 30 s of a true clip whose return or new identity
     # falls on the 6 frames after it (`distill.regression_prefix_frames`): the student regresses each chunk
     # reading its memory of those 30 s, the teacher's ODE reads them in its own layout. As ode-init from the
-    # long teacher's ODE initialisation, and as the regression term of the long teacher's Stage 2 from the
-    # prompt alone.
-    # The ode-init student reads the memory the Stage-2 student will keep.
+    # long teacher's ODE initialisation (the student reading the memory the Stage-2 student keeps), and as
+    # the regression term of the long teacher's Stage 2 from the prompt alone.
     "world2-ode-init-long-prefix": lambda: replace(override(WORLD_PRESETS["world2-ode-init-long"](), {
         **_LONG_RETURNS, "teacher.slow_interval": 9, "init.model": f"{RUNS}/world2-ode-init-long/model",
         "train.steps": 200}), memory=WORLD_PRESETS["world2-cdmd-prompt-unguided-long"]().memory),
