@@ -39,6 +39,7 @@ from contextforcing.training.rollout import copied_read, prefix_memory, self_rol
 
 if TYPE_CHECKING:
     from contextforcing.training.config import ExperimentConfig
+    from contextforcing.training.data import Batch
     from contextforcing.training.trainer import Run
 
 __all__ = ["context_teacher_step", "distill_step", "ode_init_step", "teacher_step"]
@@ -155,6 +156,14 @@ def context_teacher_step(run: Run, step: int) -> dict[str, float]:
     return {**metrics, "context_frames": float(len(indices)), "errors_injected": float(injected_any)}
 
 
+def _events_after(run: Run, num_prefix: int, gens: list[torch.Generator]) -> tuple[Batch, Tensor]:
+    """A clip of `num_prefix + distill.num_frames` frames drawn as the context teacher's clips are, a return
+    or a new identity on its last `num_frames`, and its first `num_prefix` frames [B, C, P, H, W]."""
+    num_frames = run.config.distill.num_frames
+    batch = run.source.sample(num_prefix + num_frames, gens, target_frames=num_frames)
+    return batch, batch.latents[:, :, :num_prefix]
+
+
 def _teacher_ode(run: Run, text: Tensor, noise: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
     """The teacher's guided ODE from noise [B, C, F, H, W], after the clean context [B, C, K, H, W] if
     any: its clean end [B, C, F, H, W] and its states at the student's few-step timesteps [K', B, C, F, H, W]."""
@@ -215,8 +224,7 @@ def _regression_after_prefix(run: Run, gens: list[torch.Generator]) -> Tensor:
     student reads its memory of them, and each later chunk also the ODE's clean chunks before it."""
     dist, student = run.config.distill, run.roles.student
     num_prefix, chunk = dist.regression_prefix_frames, run.config.memory.frames_per_chunk
-    batch = run.source.sample(num_prefix + dist.num_frames, gens, target_frames=dist.num_frames)
-    prefix = batch.latents[:, :, :num_prefix]
+    batch, prefix = _events_after(run, num_prefix, gens)
     context = prefix[:, :, history_indices(run.config.teacher, num_prefix)]
     shape = (run.config.model.in_channels, dist.num_frames, *run.source.latent_size)
     clean, states = _teacher_ode(run, batch.text, _per_sample_noise(shape, gens, run.device), context)
@@ -300,8 +308,7 @@ def _judged_rollout(run: Run, plan: DistillPlan, gens: list[torch.Generator]) ->
     if not plan.prefix:
         batch, prefix = run.source.sample_prompts(gens), None
     elif dist.prefix_events:  # the clip's events fall on the judged frames right after the prefix
-        batch = run.source.sample(dist.prefix_frames + dist.num_frames, gens, target_frames=dist.num_frames)
-        prefix = batch.latents[:, :, : dist.prefix_frames]
+        batch, prefix = _events_after(run, dist.prefix_frames, gens)
     else:
         batch = run.source.sample(dist.prefix_frames, gens)
         prefix = batch.latents

@@ -21,7 +21,7 @@ from contextforcing.world.assets import SCENE_CLASSES
 from contextforcing.world.config import WorldDataConfig
 from contextforcing.world.episodes import sample_episode
 from contextforcing.world.render import render_episode
-from contextforcing.world.timeline import novel_frames, returns
+from contextforcing.world.timeline import Return, novel_frames, returns
 from contextforcing.world.types import Episode
 
 __all__ = ["WorldClipSource", "draw_episode", "return_gaps"]
@@ -29,11 +29,15 @@ __all__ = ["WorldClipSource", "draw_episode", "return_gaps"]
 _MAX_REDRAWS = 256
 
 
+def _returns_landing(episode: Episode, start: int, *, exactly: bool = False) -> list[Return]:
+    """The returns (a subject re-entering after an earlier visit of its own) at a frame >= start, or at
+    `start` exactly, in time order."""
+    return [r for r in returns(episode) if (r.frame == start if exactly else r.frame >= start)]
+
+
 def _returns_within(episode: Episode, start: int, *, exactly: bool = False) -> bool:
-    """Whether a subject re-enters (after an earlier visit of its own) at a frame >= start, or at `start`
-    exactly."""
-    frames = [r.frame for r in returns(episode)]
-    return start in frames if exactly else any(start <= frame for frame in frames)
+    """Whether a subject re-enters at a frame >= start, or at `start` exactly."""
+    return bool(_returns_landing(episode, start, exactly=exactly))
 
 
 def _shows_a_new_identity(episode: Episode, start: int) -> bool:
@@ -74,7 +78,7 @@ def return_gaps(
     start, gaps = num_frames - target_frames, []
     while len(gaps) < count:
         episode = draw_episode(forced, num_frames, generator, target_frames)
-        landed = [r for r in returns(episode) if (r.frame == start if first else r.frame >= start)]
+        landed = _returns_landing(episode, start, exactly=first)
         if not landed:  # every redraw missed: returns are too rare in such a clip to count
             break
         gaps.append(landed[0].gap_frames / data.world.fps)
