@@ -25,13 +25,15 @@ BOUNDED = [name for name, cfg in MEMORY_POLICIES.items() if cfg.bounded]
 def configs(draw: st.DrawFn) -> MemoryConfig:
     chunk = draw(st.integers(1, 4))
     slow = draw(st.integers(0, 6))
+    promotion = draw(st.sampled_from(["surprisal", "uniform"])) if slow else "none"
     return MemoryConfig(
         num_sink_frames=draw(st.integers(0, 5)),
         num_slow_frames=slow,
         num_fast_frames=chunk + draw(st.integers(0, 6)),
         frames_per_chunk=chunk,
-        promotion=draw(st.sampled_from(["surprisal", "uniform"])) if slow else "none",
+        promotion=promotion,
         promotion_interval=draw(st.integers(1, 3)),
+        keyframe_interval=draw(st.integers(0, 3)) if promotion == "surprisal" else 0,
         num_promoted_frames=draw(st.integers(1, chunk)),
         positions=draw(st.sampled_from(["bounded", "block-relative"])),
     )
@@ -89,7 +91,9 @@ def test_sink_is_never_evicted_and_tiers_respect_capacity(rollout: tuple[MemoryC
 
 @settings(max_examples=150, deadline=None)
 @given(rollouts)
-def test_fast_tier_is_fifo_and_promotion_only_below_tau(rollout: tuple[MemoryConfig, list[float]]) -> None:
+def test_fast_tier_is_fifo_and_promotion_only_below_tau_or_on_keyframes(
+    rollout: tuple[MemoryConfig, list[float]],
+) -> None:
     config, similarities = rollout
     for index, (before, after, promoted) in enumerate(_run(config, similarities)):
         # FIFO: the fast tier is always the newest non-sink frames, oldest first.
@@ -97,7 +101,8 @@ def test_fast_tier_is_fifo_and_promotion_only_below_tau(rollout: tuple[MemoryCon
         keep = config.num_past_fast_frames
         assert after.fast == (newest[-keep:] if keep else ())
         if config.promotion == "surprisal" and promoted:
-            assert similarities[index] < config.similarity_threshold
+            keyframe = config.keyframe_interval and index % config.keyframe_interval == 0
+            assert keyframe or similarities[index] < config.similarity_threshold
         if promoted:
             assert promotion_due(config, index)
         gained = set(after.slow) - set(before.slow)
@@ -175,6 +180,33 @@ def test_surprisal_schedule_every_chunk_or_every_two() -> None:
     assert not should_promote(released, 3, 0.95) and should_promote(released, 3, 0.9499)
 
 
+def test_keyframes_promote_on_their_interval_whatever_the_similarity() -> None:
+    """Surprisal with `keyframe_interval=3` promotes chunks 3, 6, ... unchanged, and the others below tau;
+    the slow tier then holds the keyframes and the frames at the change, oldest evicted first."""
+    config = memory_preset("context", keyframe_interval=3, num_slow_frames=3, fill_slow=False)
+    similarities = [1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    steps = _run(config, similarities)
+    assert [promote for _, _, promote in steps] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert steps[-1][1].slow == (12, 18, 27)
+    assert (
+        not should_promote(config, 2, 1.0)
+        and should_promote(config, 4, 0.5)
+        and not should_promote(config, 5, 1.0)
+    )
+    assert [promote for _, _, promote in _run(memory_preset("context"), similarities)].count(True) == 1
+
+
 def test_slot_sources_reorder_old_and_new() -> None:
     old = MemoryLayout(sink=(0, 1, 2), slow=(6,), fast=(6, 7, 8))
     new = MemoryLayout(sink=(0, 1, 2), slow=(6, 9), fast=(9, 10, 11))
@@ -194,6 +226,9 @@ def test_slot_sources_reorder_old_and_new() -> None:
         ({"layer_thresholds": (0.9,), "per_layer_decisions": False}, "layer_thresholds needs"),
         ({"layer_thresholds": (0.9,), "promotion": "uniform"}, "layer_thresholds needs"),
         ({"layer_thresholds": (0.9,), "bookkeeping": "released"}, "layer_thresholds"),
+        ({"keyframe_interval": -1}, "keyframe_interval"),
+        ({"keyframe_interval": 3, "promotion": "uniform"}, "keyframe_interval"),
+        ({"keyframe_interval": 3, "bookkeeping": "released"}, "keyframe_interval"),
     ],
 )
 def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:

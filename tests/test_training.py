@@ -503,8 +503,8 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
-    """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long and
-    world2-ode-init-long-prefix read their teacher in the layout world2-teacher-long trained, and the
+    """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long,
+    -uniform-mixed-long, world2-ode-init-long-prefix and -prefix-uniform read their teacher in the layout world2-teacher-long trained, and the
     shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
     from contextforcing.config import to_json
     from contextforcing.training.roles import check_teacher_layout
@@ -539,6 +539,15 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     check_teacher_layout(uniform, SPECS["cdmd"])
     chunk = uniform.memory.frames_per_chunk
     assert uniform.memory.promotion_interval * chunk == uniform.teacher.slow_interval == 9
+    # The same spaced memory where the late answers are asked for: the regression after a prefix, the mix.
+    spaced_prefix = override(WORLD_PRESETS["world2-ode-init-long-prefix-uniform"](), teacher)
+    check_teacher_layout(spaced_prefix, SPECS["ode-init"])
+    assert (
+        spaced_prefix.memory == uniform.memory and replace(spaced_prefix, memory=prefixed.memory) == prefixed
+    )
+    spaced_mixed = override(WORLD_PRESETS["world2-cdmd-uniform-mixed-long"](), teacher)
+    check_teacher_layout(spaced_mixed, SPECS["cdmd"])
+    assert spaced_mixed.memory == uniform.memory and spaced_mixed.distill == mixed.distill
     with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
         check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])
 

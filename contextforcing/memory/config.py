@@ -3,6 +3,7 @@
 One mechanism serves every memory policy; a policy is a preset of this config (`memory_preset`):
 
     context        Context Forcing: 3 sink + 12 slow + 6 fast = 21 frames, surprisal promotion, bounded
+                   (`keyframe_interval` adds a promotion every so many chunks, whatever the similarity)
     context-released  the same tiers kept as the released code keeps them (`bookkeeping="released"`):
                    every call of a chunk is tested, promotions land before the chunk attends, in slot
                    order, duplicates and positions as released (see `released.py`, docs/design.md)
@@ -60,6 +61,9 @@ class MemoryConfig:
     """The promotion test (or uniform promotion) runs every this many chunks (released: 1, paper: 2)."""
     num_promoted_frames: int = 1
     """Leading frames of a chunk copied into the slow tier on promotion (the paper keeps the first)."""
+    keyframe_interval: int = 0
+    """Surprisal only: also promote every this many chunks, whatever the similarity (0: never), so that
+    the slow tier holds frames spaced through the past beside the frames promoted at changes."""
     decide_on: DecisionPass = "refresh"
     """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass. Neither is
     the released rule, which tests every call (`bookkeeping="released"`)."""
@@ -82,6 +86,11 @@ class MemoryConfig:
             raise ValueError(
                 f"MemoryConfig.num_fast_frames={self.num_fast_frames} must hold at least the chunk being "
                 f"generated (frames_per_chunk={self.frames_per_chunk})"
+            )
+        if self.keyframe_interval < 0 or (self.keyframe_interval and self.promotion != "surprisal"):
+            raise ValueError(
+                f"MemoryConfig.keyframe_interval={self.keyframe_interval} must be >= 0, and non-zero only with "
+                f"promotion='surprisal' (got promotion={self.promotion!r})"
             )
         if self.num_promoted_frames > self.frames_per_chunk:
             raise ValueError(
@@ -126,7 +135,7 @@ class MemoryConfig:
         """The released slot array is defined only for its own rule; name the first field that departs."""
         required = {"promotion": "surprisal", "promotion_interval": 1, "num_promoted_frames": 1,
                     "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded",
-                    "layer_thresholds": (), "fill_slow": True}  # fmt: skip
+                    "layer_thresholds": (), "fill_slow": True, "keyframe_interval": 0}  # fmt: skip
         for name, value in required.items():
             if getattr(self, name) != value:
                 raise ValueError(

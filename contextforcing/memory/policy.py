@@ -15,7 +15,8 @@ where the two differ):
   (so a promoted frame sits in slow and fast until it leaves the fast tier); when the slow tier
   overflows its oldest entry is evicted;
 - the promotion test runs on chunks whose previous chunk holds no sink frame, every
-  `promotion_interval` chunks; surprisal promotes when similarity < tau, uniform always promotes.
+  `promotion_interval` chunks; surprisal promotes when similarity < tau, uniform always promotes;
+  surprisal with a `keyframe_interval` also promotes every so many chunks, whatever the similarity.
 """
 
 from __future__ import annotations
@@ -61,14 +62,21 @@ def promotion_due(config: MemoryConfig, chunk_index: int) -> bool:
 
     The test compares a chunk with its predecessor, so it starts once the predecessor lies wholly
     outside the sink (chunk 2 for Context Forcing, as in the released code), and then runs every
-    `promotion_interval` chunks.
+    `promotion_interval` chunks; a chunk that `keyframe_interval` promotes is due as well.
     """
-    if config.promotion == "none":
+    if config.promotion == "none" or not _past_sink(config, chunk_index):
         return False
-    previous_start = (chunk_index - 1) * config.frames_per_chunk
-    if chunk_index < 1 or previous_start < config.num_sink_frames:
-        return False
-    return chunk_index % config.promotion_interval == 0
+    return chunk_index % config.promotion_interval == 0 or _keyframe(config, chunk_index)
+
+
+def _past_sink(config: MemoryConfig, chunk_index: int) -> bool:
+    """Whether the chunk before `chunk_index` lies wholly outside the sink."""
+    return chunk_index >= 1 and (chunk_index - 1) * config.frames_per_chunk >= config.num_sink_frames
+
+
+def _keyframe(config: MemoryConfig, chunk_index: int) -> bool:
+    """Whether `keyframe_interval` promotes chunk `chunk_index` whatever its similarity."""
+    return bool(config.keyframe_interval) and chunk_index % config.keyframe_interval == 0
 
 
 def should_promote(
@@ -84,7 +92,7 @@ def should_promote(
     """
     if not promotion_due(config, chunk_index):
         return False
-    if config.promotion == "uniform":
+    if config.promotion == "uniform" or _keyframe(config, chunk_index):
         return True
     if similarity is None:
         raise ValueError(f"surprisal promotion of chunk {chunk_index} needs a similarity")

@@ -67,6 +67,17 @@ _WHOLE_CHUNKS = {
 
 # 30 s of a true clip before the 6 frames on which, in half of the clips, a subject comes back (a new
 # identity in 30 %), for the regression after a true prefix.
+# A quarter of Stage 2's steps judged on the 6 frames after 30 s of a true clip, on which a subject
+# comes back in half of them (a new identity in 30 %); the others from the prompt alone.
+_MIXED_LONG = {
+    "distill.prefix_frames": 120,
+    "distill.prefix_events": True,
+    "distill.prefix_prob": 0.25,
+    "data.return_prob": 0.5,
+    "data.novelty_prob": 0.3,
+    "data.return_at": "first",
+}
+
 _LONG_RETURNS = {
     "distill.regression_prefix_frames": 120,
     "data.return_prob": 0.5,
@@ -285,9 +296,7 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # The long teacher's Stage 2 with a quarter of its steps judged on returns after 30 s of a true clip
     # (`distill.prefix_prob`), the others from the prompt alone as the shipped student was trained: judged
     # on returns alone, the student keeps its subject in view (docs/design.md, "The seventeenth round").
-    "world2-cdmd-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
-        "distill.prefix_frames": 120, "distill.prefix_events": True, "distill.prefix_prob": 0.25,
-        "data.return_prob": 0.5, "data.novelty_prob": 0.3, "data.return_at": "first"}),
+    "world2-cdmd-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), _MIXED_LONG),
     # The regression onto the long teacher's ODE after 30 s of a true clip whose return or new identity
     # falls on the 6 frames after it (`distill.regression_prefix_frames`): the student regresses each chunk
     # reading its memory of those 30 s, the teacher's ODE reads them in its own layout. As ode-init from the
@@ -305,6 +314,12 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # "The eighteenth round").
     "world2-cdmd-uniform-long": lambda: override(WORLD_PRESETS["world2-cdmd-prompt-unguided-long"](), {
         "memory.promotion": "uniform", "memory.promotion_interval": 3, "memory.num_promoted_frames": 1}),
+    # The spaced memory where the late answers are asked for: the regression after 30 s of a true clip as
+    # ode-init, the student reading the spaced memory of them (not the surprisal memory); and the mixed
+    # Stage 2 under the spaced memory (docs/design.md, "The nineteenth round").
+    "world2-ode-init-long-prefix-uniform": lambda: replace(
+        WORLD_PRESETS["world2-ode-init-long-prefix"](), memory=WORLD_PRESETS["world2-cdmd-uniform-long"]().memory),
+    "world2-cdmd-uniform-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-long"](), _MIXED_LONG),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
