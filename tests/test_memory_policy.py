@@ -229,6 +229,7 @@ def test_slot_sources_reorder_old_and_new() -> None:
         ({"keyframe_interval": -1}, "keyframe_interval"),
         ({"keyframe_interval": 3, "promotion": "uniform"}, "keyframe_interval"),
         ({"keyframe_interval": 3, "bookkeeping": "released"}, "keyframe_interval"),
+        ({"reencode": True, "bookkeeping": "released"}, "reencode"),
     ],
 )
 def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:

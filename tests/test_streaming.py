@@ -10,15 +10,18 @@ from torch import Tensor
 
 from contextforcing.inference import (
     PromptSchedule,
+    SamplerConfig,
     StreamingGenerator,
     denoise_chunk,
     recache_memory,
     stream_all,
 )
+from contextforcing.inference.rollout import reencode_memory
 from contextforcing.memory import MemoryConfig, memory_preset
 from contextforcing.memory.trace import ChunkRecord, LayerRecord
 from contextforcing.model.dit import CausalDiT
 from contextforcing.model.layout import FrameAttention, block_causal
+from contextforcing.training.rollout import self_rollout
 
 from helpers import assert_close, assert_far_from_zero
 
@@ -160,6 +163,45 @@ def test_recache_equals_block_causal_under_new_prompt(model: CausalDiT) -> None:
         stored_keys, stored_values = streamer.memory.store.read(layer)
         assert_close(stored_keys, keys, atol=1e-5)
         assert_close(stored_values, values, atol=1e-5)
+
+
+def test_reencoding_holds_the_kept_frames_as_one_bidirectional_forward_encodes_them(model: CausalDiT) -> None:
+    """With `reencode`, every chunk after the first reads K/V of its kept frames as one bidirectional
+    forward over their clean latents gives them (under 'full', at positions 0..F-1); the video then
+    differs from the causal cache's after its first chunk."""
+    config = memory_preset("full", reencode=True)
+    streamer = _stream(model, config, num_chunks=4)
+    assert [r.recached for r in streamer.memory.trace.records] == [False, True, True, True]
+    text = model.encode_text(_text(1))
+    reencode_memory(model, streamer.memory, text)
+    with torch.no_grad():
+        _, kv = model(streamer.video, torch.zeros(1), text, return_kv=True)
+    for layer, (keys, values) in enumerate(kv):
+        stored_keys, stored_values = streamer.memory.store.read(layer)
+        assert_close(stored_keys, keys, atol=1e-5)
+        assert_close(stored_values, values, atol=1e-5)
+    causal = _stream(model, memory_preset("full"), num_chunks=4).video
+    assert torch.equal(streamer.video[:, :, :CHUNK], causal[:, :, :CHUNK])
+    assert (streamer.video[:, :, CHUNK:] - causal[:, :, CHUNK:]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="refresh_sink=True"):
+        next(StreamingGenerator(model, config, latent_size=LATENT).stream(
+            PromptSchedule((_text(1), _text(2)), (0, 2)), num_chunks=3, generator=torch.Generator()))  # fmt: skip
+
+
+@pytest.mark.parametrize("reencode", [False, True])
+def test_the_training_rollout_streams_as_inference_does(model: CausalDiT, reencode: bool) -> None:
+    """`self_rollout` and the streaming generator make the same video from the same noise (a one-step
+    sampler, so that no re-noising draw differs), the re-encoded memory included."""
+    config = memory_preset("context", num_slow_frames=3, reencode=reencode)
+    sampler = SamplerConfig(denoising_steps=(1000.0,))
+    streamer = StreamingGenerator(model, config, latent_size=LATENT, sampler=sampler)
+    streamed = stream_all(streamer, _text(1), num_chunks=8, rng=torch.Generator().manual_seed(4))
+    draws = torch.Generator().manual_seed(4)
+    noise = torch.cat([torch.randn(1, 4, CHUNK, *LATENT, generator=draws) for _ in range(8)], dim=2)
+    with torch.no_grad():
+        rollout = self_rollout(model, config, model.encode_text(_text(1)), noise, timesteps=sampler.timesteps,
+                               generator=torch.Generator(), exit_steps=[1] * 8, grad_chunks=[False] * 8)  # fmt: skip
+    assert_close(rollout.video, streamed, atol=1e-5)
 
 
 def test_prompt_switch_keeps_or_refreshes_the_sink(model: CausalDiT) -> None:

@@ -7,6 +7,7 @@ memory, then re-encode it clean so the loop can write its K/V.
     ChunkStep       `run_chunk` over a memory's fixed-size read, optionally one compiled graph
     write_clean_chunk  write a given clean chunk (a prefix) into the memory through that pass
     recache_memory  re-encode the kept frames under a new prompt (LongLive's KV re-cache)
+    reencode_memory re-encode them bidirectionally before a chunk reads them (`MemoryConfig.reencode`)
 
 The streaming loop runs `run_chunk`: the same sampler and refresh as `denoise_chunk` then
 `refresh_chunk`, but with positions, rotations and the cached keys' rotation planned once for the
@@ -46,6 +47,7 @@ __all__ = [
     "denoise_chunk",
     "new_memory",
     "recache_memory",
+    "reencode_memory",
     "refresh_chunk",
     "run_chunk",
     "static_contexts",
@@ -157,26 +159,43 @@ def write_clean_chunk(
 ) -> None:
     """Write a given clean chunk x0 [B, C, F, H, W] (a prefix) into the memory through the refresh pass;
     its K/V also stand for the first pass where promotions are decided there."""
+    reencode_memory(model, memory, text)
     kv = refresh_chunk(model, x0, text, memory.read(), timestep=timestep)
     memory.append(kv, x0, first_pass_kv=kv, prompt_index=prompt_index)
 
 
-def recache_memory(model: CausalDiT, memory: ContextMemory, text: TextCache, *, refresh_sink: bool) -> None:
-    """Re-encode every kept frame's clean latent under a new prompt and overwrite its K/V.
+def recache_memory(
+    model: CausalDiT,
+    memory: ContextMemory,
+    text: TextCache,
+    *,
+    refresh_sink: bool,
+    bidirectional: bool = False,
+) -> None:
+    """Re-encode every kept frame's clean latent (under a new prompt) and overwrite its K/V.
 
     Args:
         model: the causal DiT.
         memory: the memory to refresh in place.
         text: the new prompt's cross-attention cache.
         refresh_sink: also refresh the sink; otherwise the sink keeps the old prompt's K/V.
+        bidirectional: each kept frame sees every kept frame, not only those of its own and earlier chunks.
     """
     frames, latents = memory.kept_frames()
     if not frames:
         return
-    layout = memory.recache_layout(frames)
+    layout = memory.recache_layout(frames, bidirectional=bidirectional)
     t = torch.zeros(latents.shape[0], device=latents.device, dtype=torch.float32)
     _, kv = model(latents, t, text, layout=layout, return_kv=True)
     memory.overwrite_frames(frames, kv, refresh_sink=refresh_sink)
+
+
+@torch.no_grad()
+def reencode_memory(model: CausalDiT, memory: ContextMemory, text: TextCache) -> None:
+    """Before a chunk reads the memory: its kept frames re-encoded bidirectionally where the memory asks
+    for it (`MemoryConfig.reencode`) and they were not since the last write, else nothing."""
+    if memory.config.reencode and not memory.recached:
+        recache_memory(model, memory, text, refresh_sink=True, bidirectional=True)
 
 
 @dataclass(frozen=True, slots=True)

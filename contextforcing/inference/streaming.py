@@ -34,6 +34,7 @@ from contextforcing.inference.rollout import (
     ChunkStep,
     new_memory,
     recache_memory,
+    reencode_memory,
     run_chunk,
     write_clean_chunk,
 )
@@ -170,6 +171,11 @@ class StreamingGenerator:
             raise ValueError(
                 f"prefix of {prefix.shape[2]} frames is not a positive multiple of {chunk_frames}"
             )
+        if self.memory_config.reencode and len(schedule.texts) > 1 and not schedule.refresh_sink:
+            raise ValueError(
+                "MemoryConfig.reencode re-encodes the sink under the current prompt before every chunk, "
+                "so a prompt switch cannot keep the old prompt's sink: give refresh_sink=True"
+            )
         batch = schedule.texts[0].shape[0]
         self.memory = memory = self.new_memory(batch, num_prefix + num_chunks)
         self.stats = StreamStats()
@@ -187,7 +193,8 @@ class StreamingGenerator:
             with torch.no_grad():
                 if chunk and prompt != schedule.prompt_at(chunk - 1):
                     logger.info("chunk %d: switching to prompt %d, re-caching the memory", chunk, prompt)
-                    recache_memory(self.model, memory, caches[prompt], refresh_sink=schedule.refresh_sink)
+                    recache_memory(self.model, memory, caches[prompt], refresh_sink=schedule.refresh_sink,
+                                   bidirectional=self.memory_config.reencode)  # fmt: skip
                 x0 = self._chunk(memory, caches[prompt], batch, timesteps, generator, prompt)
             _synchronize(x0)
             self.stats.chunk_seconds.append(time.perf_counter() - start)
@@ -200,6 +207,7 @@ class StreamingGenerator:
         # All of the sampler's noise, drawn in the order `few_step_sample` draws it.
         noises = [torch.randn(shape, generator=generator, device=parameter.device, dtype=parameter.dtype)
                   for _ in range(len(timesteps))]  # fmt: skip
+        reencode_memory(self.model, memory, text)
         if self.step is not None:
             result = self.step(noises, text, memory.read_static())
         else:

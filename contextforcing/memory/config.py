@@ -64,6 +64,11 @@ class MemoryConfig:
     keyframe_interval: int = 0
     """Surprisal only: also promote every this many chunks, whatever the similarity (0: never), so that
     the slow tier holds frames spaced through the past beside the frames promoted at changes."""
+    reencode: bool = False
+    """Before each chunk, recompute the K/V of every kept frame from its clean latent, each frame seeing
+    all the kept frames (bidirectional) at the positions the chunk reads them, so that the chunk reads
+    its context as a bidirectional teacher reads a history, not as each frame saw its own past when it
+    was made. One more forward over the kept frames a chunk (clean bookkeeping only)."""
     decide_on: DecisionPass = "refresh"
     """Pass whose keys decide and are promoted: the clean refresh pass, or the first noisy pass. Neither is
     the released rule, which tests every call (`bookkeeping="released"`)."""
@@ -135,7 +140,8 @@ class MemoryConfig:
         """The released slot array is defined only for its own rule; name the first field that departs."""
         required = {"promotion": "surprisal", "promotion_interval": 1, "num_promoted_frames": 1,
                     "decide_on": "refresh", "per_layer_decisions": True, "positions": "bounded",
-                    "layer_thresholds": (), "fill_slow": True, "keyframe_interval": 0}  # fmt: skip
+                    "layer_thresholds": (), "fill_slow": True, "keyframe_interval": 0,
+                    "reencode": False}  # fmt: skip
         for name, value in required.items():
             if getattr(self, name) != value:
                 raise ValueError(

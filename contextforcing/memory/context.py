@@ -144,6 +144,11 @@ class ContextMemory:
         return self.num_frames // self.config.frames_per_chunk
 
     @property
+    def recached(self) -> bool:
+        """Whether the kept frames were re-encoded since the last chunk was written."""
+        return self._recached_before_next
+
+    @property
     def shared(self) -> bool:
         return not self.config.per_layer_decisions
 
@@ -290,11 +295,12 @@ class ContextMemory:
             return (), self.store.latents(0)
         return frames, torch.stack([found[f] for f in frames], dim=2)
 
-    def recache_layout(self, frames: Sequence[int]) -> FrameAttention:
+    def recache_layout(self, frames: Sequence[int], *, bidirectional: bool = False) -> FrameAttention:
         """Attention layout of a re-cache pass over the kept frames (sorted ids, as from `kept_frames`).
 
         Each frame sees the kept frames of its own and earlier chunks (block-causal, as they were made),
-        at the positions the next chunk would read them, so bounded runs stay within [0, R-1].
+        or every kept frame (`bidirectional`), at the positions the next chunk would read them, so
+        bounded runs stay within [0, R-1].
         """
         sink_frames = set(self.layouts[0].sink)
         sink = tuple(f for f in frames if f in sink_frames)
@@ -308,7 +314,7 @@ class ContextMemory:
             query_positions=position,
             key_frames=torch.arange(len(frames), device=self._device),
             key_positions=position,
-            visible=chunk[:, None] >= chunk[None, :],
+            visible=None if bidirectional else chunk[:, None] >= chunk[None, :],
         )
 
     def overwrite_frames(self, frames: Sequence[int], kv: Sequence[KV], *, refresh_sink: bool) -> None:

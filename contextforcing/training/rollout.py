@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from contextforcing.inference.rollout import denoise_chunk, new_memory, refresh_chunk, write_clean_chunk
+from contextforcing.inference.rollout import (
+    denoise_chunk,
+    new_memory,
+    reencode_memory,
+    refresh_chunk,
+    write_clean_chunk,
+)
 from contextforcing.memory.config import MemoryConfig
 from contextforcing.memory.context import ContextMemory, MemoryRead
 from contextforcing.model.dit import CausalDiT, TextCache
@@ -110,6 +116,7 @@ def self_rollout(
     for index in range(num_prefix, num_chunks):
         if index == snapshot_chunk:
             snapshot = memory.kept_frames()[1].clone()
+        reencode_memory(student, memory, text)
         read = memory.read()
         if grad_chunks[index]:
             read = copied_read(read)

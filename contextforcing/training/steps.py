@@ -24,7 +24,7 @@ from contextforcing.diffusion.flow import (
 )
 from contextforcing.diffusion.losses import critic_loss, dmd_generator_loss, dmd_gradient, flow_matching_loss
 from contextforcing.diffusion.sampling import euler_sample
-from contextforcing.inference.rollout import write_clean_chunk
+from contextforcing.inference.rollout import reencode_memory, write_clean_chunk
 from contextforcing.inference.teacher import context_velocity, frame_timesteps, guided_velocity
 from contextforcing.memory.policy import kept_after
 from contextforcing.model.layout import block_causal
@@ -235,6 +235,8 @@ def _regression_after_prefix(run: Run, gens: list[torch.Generator]) -> Tensor:
     errors = []
     for start in range(0, dist.num_frames, chunk):
         frames, t = slice(start, start + chunk), t_frames[:, start]
+        with torch.no_grad(), run.autocast():
+            reencode_memory(student, memory, text)
         read = copied_read(memory.read())  # the store is reordered in place by the write below
         with run.autocast():
             v = student(inputs[:, :, frames], t, text, layout=read.layout, context=read.context)
