@@ -320,6 +320,10 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     "world2-ode-init-long-prefix-uniform": lambda: replace(
         WORLD_PRESETS["world2-ode-init-long-prefix"](), memory=WORLD_PRESETS["world2-cdmd-uniform-long"]().memory),
     "world2-cdmd-uniform-mixed-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-long"](), _MIXED_LONG),
+    # Stage 2 under the spaced memory re-encoded before every chunk (`memory.reencode`): each chunk reads
+    # its kept frames as the bidirectional teacher reads a history (docs/design.md, "The nineteenth round").
+    "world2-cdmd-uniform-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-long"](), {
+        "memory.reencode": True}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
