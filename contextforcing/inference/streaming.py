@@ -174,7 +174,7 @@ class StreamingGenerator:
         if self.memory_config.reencode and len(schedule.texts) > 1 and not schedule.refresh_sink:
             raise ValueError(
                 "MemoryConfig.reencode re-encodes the sink under the current prompt before every chunk, "
-                "so a prompt switch cannot keep the old prompt's sink: give refresh_sink=True"
+                "so a prompt switch cannot keep the old prompt's sink: give refresh_sink=True (generate --refresh-sink)"
             )
         batch = schedule.texts[0].shape[0]
         self.memory = memory = self.new_memory(batch, num_prefix + num_chunks)
