@@ -186,24 +186,9 @@ def test_keyframes_promote_on_their_interval_whatever_the_similarity() -> None:
     config = memory_preset("context", keyframe_interval=3, num_slow_frames=3, fill_slow=False)
     similarities = [1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
     steps = _run(config, similarities)
-    assert [promote for _, _, promote in steps] == [
-        False,
-        False,
-        False,
-        True,
-        True,
-        False,
-        True,
-        False,
-        False,
-        True,
-    ]
+    assert [index for index, (_, _, promote) in enumerate(steps) if promote] == [3, 4, 6, 9]
     assert steps[-1][1].slow == (12, 18, 27)
-    assert (
-        not should_promote(config, 2, 1.0)
-        and should_promote(config, 4, 0.5)
-        and not should_promote(config, 5, 1.0)
-    )
+    assert not should_promote(config, 2, 1.0) and not should_promote(config, 5, 1.0)
     assert [promote for _, _, promote in _run(memory_preset("context"), similarities)].count(True) == 1
 
 
