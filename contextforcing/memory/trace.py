@@ -59,7 +59,7 @@ class ChunkRecord:
     layers: tuple[LayerRecord, ...]
     prompt_index: int = 0
     recached: bool = False
-    """Whether the memory was re-encoded under a new prompt just before this chunk."""
+    """Whether the memory was re-encoded just before this chunk (a new prompt, or `MemoryConfig.reencode`)."""
 
     def layer(self, index: int) -> LayerRecord:
         """The record of layer `index` (the shared record when decisions are shared)."""
