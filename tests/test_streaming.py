@@ -16,10 +16,10 @@ from contextforcing.inference import (
     recache_memory,
     stream_all,
 )
-from contextforcing.inference.rollout import reencode_memory
-from contextforcing.memory import MemoryConfig, memory_preset
+from contextforcing.inference.rollout import new_memory, reencode_memory, write_clean_chunk
+from contextforcing.memory import ContextMemory, MemoryConfig, memory_preset
 from contextforcing.memory.trace import ChunkRecord, LayerRecord
-from contextforcing.model.dit import CausalDiT
+from contextforcing.model.dit import CausalDiT, TextCache
 from contextforcing.model.layout import FrameAttention, block_causal
 from contextforcing.training.rollout import self_rollout
 
@@ -186,6 +186,41 @@ def test_reencoding_holds_the_kept_frames_as_one_bidirectional_forward_encodes_t
     with pytest.raises(ValueError, match="refresh_sink=True"):
         next(StreamingGenerator(model, config, latent_size=LATENT).stream(
             PromptSchedule((_text(1), _text(2)), (0, 2)), num_chunks=3, generator=torch.Generator()))  # fmt: skip
+
+
+def _write_prefix(
+    model: CausalDiT, config: MemoryConfig, prefix: Tensor, text: TextCache, *, every_chunk: bool
+) -> tuple[ContextMemory, int]:
+    """Write a prefix chunk by chunk, re-encoding before every chunk or as `write_clean_chunk` decides, then
+    re-encode for the next read; the number of model forwards it took."""
+    memory = new_memory(model, config, 1, prefix.shape[2], LATENT)
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    for start in range(0, prefix.shape[2], CHUNK):
+        if every_chunk:
+            recache_memory(model, memory, text, refresh_sink=True, bidirectional=True)
+        write_clean_chunk(model, memory, prefix[:, :, start : start + CHUNK], text)
+    reencode_memory(model, memory, text)
+    handle.remove()
+    return memory, len(calls)
+
+
+@pytest.mark.parametrize("promotion", ["uniform", "surprisal"])
+def test_a_prefix_is_re_encoded_only_where_its_keys_decide(model: CausalDiT, promotion: str) -> None:
+    """Under a uniform memory a prefix is written without re-encoding before each chunk, and the memory
+    the next chunk reads is the same as with it; under surprisal each chunk re-encodes first."""
+    config = memory_preset(
+        "uniform" if promotion == "uniform" else "context", num_slow_frames=3, reencode=True
+    )
+    prefix = torch.randn(1, 4, 8 * CHUNK, *LATENT, generator=torch.Generator().manual_seed(5))
+    text = model.encode_text(_text(1))
+    lean, lean_calls = _write_prefix(model, config, prefix, text, every_chunk=False)
+    full, full_calls = _write_prefix(model, config, prefix, text, every_chunk=True)
+    assert lean.kept_frames()[0] == full.kept_frames()[0]
+    for layer in range(model.config.num_layers):
+        for ours, theirs in zip(lean.store.read(layer), full.store.read(layer), strict=True):
+            assert_close(ours, theirs, atol=1e-5)
+    assert (lean_calls, full_calls) == ((9, 16) if promotion == "uniform" else (16, 16))
 
 
 @pytest.mark.parametrize("reencode", [False, True])

@@ -158,8 +158,13 @@ def write_clean_chunk(
     prompt_index: int = 0,
 ) -> None:
     """Write a given clean chunk x0 [B, C, F, H, W] (a prefix) into the memory through the refresh pass;
-    its K/V also stand for the first pass where promotions are decided there."""
-    reencode_memory(model, memory, text)
+    its K/V also stand for the first pass where promotions are decided there.
+
+    A re-encoded memory is re-encoded before the chunk only where its keys decide a promotion (surprisal):
+    otherwise the next read re-encodes every kept frame from its clean latent, and the chunk's K/V, which
+    alone depend on the context it read, are overwritten before any chunk reads them."""
+    if memory.config.promotion == "surprisal":
+        reencode_memory(model, memory, text)
     kv = refresh_chunk(model, x0, text, memory.read(), timestep=timestep)
     memory.append(kv, x0, first_pass_kv=kv, prompt_index=prompt_index)
 
