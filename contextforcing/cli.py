@@ -35,6 +35,7 @@ _COMMANDS: dict[str, str] = {
     "free-run": "contextforcing.world.commands.free_run",
     "compare": "contextforcing.world.commands.compare",
     "results": "contextforcing.world.commands.results",
+    "pool": "contextforcing.world.commands.pool",
 }
 """Each subcommand and the module that registers it: the library's, then the miniature's."""
 

@@ -51,6 +51,7 @@ __all__ = [
     "event_scores",
     "free_recall",
     "living",
+    "living_against",
     "max_step_pixels",
     "switch_rate",
     "video_background",
@@ -385,9 +386,13 @@ def living(videos: list[dict[str, Any]], config: WorldConfig, seconds: float) ->
     """What `free-run` and `evaluate` say of videos of `seconds` each, measured one by one (each with
     "dynamics", "free_recall", "cast" and "coherence"): dynamics averaged and checked against the world's
     own, pooled free-running recall and its chance, the mean cast, and coherence."""
+    return living_against(videos, world_dynamics(config, seconds=seconds))
+
+
+def living_against(videos: list[dict[str, Any]], world: dict[str, Any]) -> dict[str, Any]:
+    """`living` against the world's own dynamics measured once (`world_dynamics`)."""
     keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
-    world = world_dynamics(config, seconds=seconds)
     return {
         "dynamics": mean,
         "world_dynamics": world,

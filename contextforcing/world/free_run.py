@@ -61,6 +61,7 @@ __all__ = [
     "calibrate_threshold",
     "fit_threshold",
     "free_runs",
+    "mean_promotions",
     "similarity_quantiles",
     "still_videos",
     "student_free_generator",
@@ -241,6 +242,13 @@ def still_videos(videos: list[dict[str, Any]]) -> int | None:
     return sum(video["background"]["still_pixels"] > 0 for video in videos)
 
 
+def mean_promotions(videos: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The memory's promotions a minute, their precision and recall against the videos' events, and the
+    events a minute, averaged over the videos (a share a video cannot give is left out)."""
+    return {key: _mean([v["promotions"][key] for v in videos])
+            for key in ("per_minute", "precision", "recall", "events_per_minute")}  # fmt: skip
+
+
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
@@ -266,10 +274,7 @@ def _summary(
             [[r for r in v if r["frame"] >= prefix_frames] for v in per_video]
         )
     if "promotions" in videos[0]:
-        out["promotions"] = {
-            key: _mean([v["promotions"][key] for v in videos])
-            for key in ("per_minute", "precision", "recall", "events_per_minute")
-        }
+        out["promotions"] = mean_promotions(videos)
         out["similarity_quantiles"] = similarity_quantiles(similarities)
         out["layer_similarity_quantiles"] = [similarity_quantiles(layer) for layer in by_layer]
     return out
