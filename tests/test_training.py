@@ -504,9 +504,9 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
     """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long,
-    -uniform-mixed-long, -uniform-reencode-long, world2-ode-init-long-prefix and -prefix-uniform read their
-    teacher in the layout world2-teacher-long trained, and the shipped recipe's layout (a slow frame every
-    6) is refused for that teacher."""
+    -uniform-mixed-long, -uniform-reencode-long, -layout-reencode-long, world2-ode-init-long-prefix and
+    -prefix-uniform read their teacher in the layout world2-teacher-long trained, and the shipped recipe's
+    layout (a slow frame every 6) is refused for that teacher."""
     from contextforcing.config import to_json
     from contextforcing.training.roles import check_teacher_layout
     from contextforcing.training.stages import STAGES as SPECS
@@ -552,6 +552,15 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     reencoded = override(WORLD_PRESETS["world2-cdmd-uniform-reencode-long"](), teacher)
     check_teacher_layout(reencoded, SPECS["cdmd"])
     assert reencoded.memory == replace(uniform.memory, reencode=True) and reencoded.distill == uniform.distill
+    laid_out = override(WORLD_PRESETS["world2-cdmd-layout-reencode-long"](), teacher)
+    check_teacher_layout(laid_out, SPECS["cdmd"])
+    memory, layout = laid_out.memory, laid_out.teacher
+    assert (memory.num_sink_frames, memory.num_slow_frames, memory.num_fast_frames - chunk) == (
+        layout.num_sink_frames,
+        layout.num_slow_frames,
+        layout.num_recent_frames,
+    )
+    assert memory == replace(reencoded.memory, num_fast_frames=9) and laid_out.distill == uniform.distill
     with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
         check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])
 

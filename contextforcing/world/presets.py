@@ -324,6 +324,11 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # its kept frames as the bidirectional teacher reads a history (docs/design.md, "The nineteenth round").
     "world2-cdmd-uniform-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-long"](), {
         "memory.reencode": True}),
+    # The same with the teacher's recent frames too: the sink, a slow frame every 9, and the 6 frames before
+    # the chunk (`num_fast_frames` counts the chunk), the teacher's whole context (docs/design.md, "The
+    # twentieth round").
+    "world2-cdmd-layout-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-reencode-long"](), {
+        "memory.num_fast_frames": 9}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
