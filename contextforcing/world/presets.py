@@ -329,6 +329,11 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # twentieth round").
     "world2-cdmd-layout-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-reencode-long"](), {
         "memory.num_fast_frames": 9}),
+    # Stage 2 under the spaced memory re-encoded with the regression after 30 s of a true clip as the term
+    # of every student update (`world2-cdmd-regression-long` under the surprisal memory brings its own
+    # returns back above their chance; docs/design.md, "The twentieth round").
+    "world2-cdmd-regression-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-reencode-long"](), {
+        **_LONG_RETURNS, "distill.regression_weight": 1.0}),
     # Stage 2 continuing 7.5 s of a true clip, which holds the first entrance and often a change at the gate
     # (docs/design.md, "The seventh round").
     "world2-cdmd-prefix": lambda: _in_world2(override(_WORLD_PRESETS["world-cdmd-prefix"](), {"distill.prefix_frames": 30})),
