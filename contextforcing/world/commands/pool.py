@@ -56,9 +56,11 @@ def _load(path: Path) -> dict[str, Any]:
 def _log_probes(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         low, high = row["interval"]
-        kept = f"  answer kept {row['answer_kept']:.2f}" if "answer_kept" in row else ""
-        logger.info("gap %5.1f s %-5s recall %.2f [%.2f, %.2f]  stale %.2f%s  (n=%d)", row["gap_seconds"],
-                    row["answer"], row["recall"], low, high, row["stale"], kept, row["count"])  # fmt: skip
+        shares = "".join(
+            f"  {key.replace('_', ' ')} {row[key]:.2f}" for key in ("stale", "answer_kept") if key in row
+        )
+        logger.info("gap %5.1f s %-5s recall %s [%.2f, %.2f]%s  (n=%d)", row["gap_seconds"], row["answer"],
+                    _fmt(row["recall"]), low, high, shares, row["count"])  # fmt: skip
 
 
 def _log_free_runs(summary: dict[str, Any], videos: int) -> None:
@@ -66,9 +68,12 @@ def _log_free_runs(summary: dict[str, Any], videos: int) -> None:
     logger.info("presence %.2f (world %.2f)  visits/min %.1f (world %.1f)  passes %s", summary["dynamics"]["presence"],
                 world["presence"]["mean"], summary["dynamics"]["visits_per_minute"],
                 world["visits_per_minute"]["mean"], summary["dynamics_check"]["passes"])  # fmt: skip
-    recall = "n/a" if summary["free_recall"] is None else f"{summary['free_recall']:.2f}"
-    chance = "n/a" if summary["free_recall_chance"] is None else f"{summary['free_recall_chance']:.2f}"
     logger.info("free recall %s (n=%d) [%.2f, %.2f], chance %s  standing %s of %d videos  incoherent/min %.1f  "
-                "identities %.1f a video", recall, summary["free_returns"], *low_high, chance,
+                "identities %.1f a video", _fmt(summary["free_recall"]), summary["free_returns"], *low_high,
+                _fmt(summary["free_recall_chance"]),
                 summary["still_videos"], videos, summary["incoherent_per_minute"],
                 summary["cast"]["identities"])  # fmt: skip
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
