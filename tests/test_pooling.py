@@ -16,7 +16,7 @@ from contextforcing.world.recall_probe import wilson_interval
 def _probe(seed: int, cells: list[tuple[float, str, int, float, float]], **changes) -> dict:
     """A probe-recall record: (gap, answer, count, recall, stale) a cell."""
     results = [{"gap_seconds": gap, "answer": answer, "count": count, "recall": recall, "stale": stale,
-                "interval": list(wilson_interval(round(recall * count), count))}
+                "interval": list(wilson_interval(round((recall or 0) * count), count))}
                for gap, answer, count, recall, stale in cells]  # fmt: skip
     record = {"run": "runs/r", "stage": "cdmd", "memory": {"reencode": True}, "context_from": None, "step": 200,
               "probe": {"episodes_per_gap": 24, "num_steps": 20, "seed": seed, "num_target_frames": 21},
@@ -30,9 +30,10 @@ def test_probes_pool_per_gap_and_answer_with_the_interval_of_all_returns() -> No
     records = [
         _probe(0, [(6.0, "early", 24, 0.5, 0.25), (6.0, "late", 24, 1.0, 0.0)]),
         _probe(1, [(6.0, "late", 8, 0.5, 0.5), (6.0, "early", 24, 0.25, 0.5)]),
+        _probe(2, [(6.0, "late", 0, None, None), (6.0, "early", 0, None, None)]),  # no subject drawn
     ]
-    pooled = pool(records, ["a.json", "b.json"])
-    assert pooled["seeds"] == [0, 1] and pooled["probe"]["seed"] is None and pooled["run"] == "runs/r"
+    pooled = pool(records, ["a.json", "b.json", "c.json"])
+    assert pooled["seeds"] == [0, 1, 2] and pooled["probe"]["seed"] is None and pooled["run"] == "runs/r"
     early, late = pooled["results"]
     assert (early["answer"], early["count"], early["recalled"]) == ("early", 48, 18)
     assert early["recall"] == pytest.approx(18 / 48) and early["interval"] == list(wilson_interval(18, 48))

@@ -45,7 +45,7 @@ def _check_alike(records: Sequence[dict[str, Any]], names: Sequence[str]) -> str
     kind = kind_of(records[0], names[0])
     settings = _SETTINGS[kind]
     first = records[0]
-    seeds = {first[settings]["seed"]: names[0]}
+    seeds = {first[settings].get("seed"): names[0]}
     for record, name in zip(records[1:], names[1:], strict=True):
         if kind_of(record, name) != kind:
             raise ValueError(
@@ -59,7 +59,7 @@ def _check_alike(records: Sequence[dict[str, Any]], names: Sequence[str]) -> str
                 raise ValueError(
                     f"{name}: '{settings}.{key}' differs from {names[0]}'s; only the seed may differ"
                 )
-        seed = record[settings]["seed"]
+        seed = record[settings].get("seed")
         if seed in seeds:
             raise ValueError(f"{name}: seed {seed} is {seeds[seed]}'s too; pool distinct seeds")
         seeds[seed] = name
@@ -77,7 +77,7 @@ def pool_probes(records: Sequence[dict[str, Any]], names: Sequence[str]) -> list
             raise ValueError(
                 f"{name}: its gaps and answers {sorted(set(mine))} are not {names[0]}'s {sorted(cells)}"
             )
-        for result in record["results"]:
+        for result in filter(lambda r: r["count"], record["results"]):  # a cell without returns adds nothing
             cell = pooled[(result["gap_seconds"], result["answer"])]
             cell["count"] += result["count"]
             cell["recalled"] += round(result["recall"] * result["count"])
@@ -143,7 +143,7 @@ def pool(records: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, A
     settings = _SETTINGS[kind]
     shared = {key: value for key, value in records[0].items() if key not in (*_MEASURED[kind], settings)}
     header = {**shared, settings: {**records[0][settings], "seed": None},
-              "seeds": [record[settings]["seed"] for record in records], "pooled": list(names)}  # fmt: skip
+              "seeds": [record[settings].get("seed") for record in records], "pooled": list(names)}  # fmt: skip
     if kind == "probe":
         return {**header, "results": pool_probes(records, names)}
     return {**header, "videos": len([v for r in records for v in r["videos"]]),
