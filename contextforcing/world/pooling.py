@@ -146,5 +146,5 @@ def pool(records: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, A
               "seeds": [record[settings].get("seed") for record in records], "pooled": list(names)}  # fmt: skip
     if kind == "probe":
         return {**header, "results": pool_probes(records, names)}
-    return {**header, "videos": len([v for r in records for v in r["videos"]]),
+    return {**header, "videos": sum(len(record["videos"]) for record in records),
             "summary": pool_free_runs(records, names)}  # fmt: skip

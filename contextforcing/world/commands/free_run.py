@@ -18,7 +18,7 @@ from contextforcing.arguments import (
 )
 from contextforcing.files import check_output_file, check_output_folder, output_folder, write_text_atomically
 
-__all__ = ["register"]
+__all__ = ["log_summary", "register", "share_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,37 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise ValueError(f"--prefix-seconds: {error}") from None
     result = _free_runs(generate, codec, config.data.world, free, args.save_videos)
-    summary = result["summary"]
-    check = summary["dynamics_check"]
-    logger.info(
-        "presence %.2f (world %.2f)  visits/min %.1f (world %.1f)  dynamics %s  free recall %s (%d returns)  "
-        "incoherent/min %.1f", check["presence"]["measured"], check["presence"]["world"],
-        check["visits_per_minute"]["measured"], check["visits_per_minute"]["world"],
-        "pass" if check["passes"] else "fail", _fmt(summary["free_recall"]), summary["free_returns"],
-        summary["incoherent_per_minute"],
-    )  # fmt: skip
-    logger.info(
-        "free recall by chance (the returns' identities shuffled within each video) %s; the world's episodes: "
-        "free recall %s, chance %s", _fmt(summary["free_recall_chance"]),
-        _fmt(summary["world_dynamics"]["free_recall"]), _fmt(summary["world_dynamics"]["free_recall_chance"]),
-    )  # fmt: skip
-    if "after_prefix" in summary:
-        after = summary["after_prefix"]
-        logger.info("after the prefix: free recall %s (%d returns), chance %s", _fmt(after["free_recall"]),
-                    after["free_returns"], _fmt(after["free_recall_chance"]))  # fmt: skip
-    logger.info("identity switches away from the gate: %s of the consecutive frames showing a subject",
-                _fmt(summary["switch_rate"]))  # fmt: skip
-    logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
-                summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
-                summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
-    logger.info("free recall by gap since the exit: %s", "  ".join(
-        f"{g['from_s']:g}-{'' if g['to_s'] is None else format(g['to_s'], 'g')} s {g['recalled']}/{g['returns']}"
-        for g in summary["free_recall_by_gap"]))  # fmt: skip
-    if "promotions" in summary:
-        promotions = summary["promotions"]
-        logger.info("promotions/min %.1f  precision %s  recall %s  (events/min %.1f)  similarity %s",
-                    promotions["per_minute"], _fmt(promotions["precision"]), _fmt(promotions["recall"]),
-                    promotions["events_per_minute"], summary["similarity_quantiles"])  # fmt: skip
+    log_summary(result["summary"])
     if args.out:
         record = {
             "run": str(run.folder), "stage": config.stage, "step": run.step,
@@ -133,6 +103,40 @@ def _run(args: argparse.Namespace) -> int:
         }  # fmt: skip
         write_text_atomically(args.out, json.dumps(record, indent=1))
     return 0
+
+
+def log_summary(summary: dict) -> None:
+    """Log what `free_runs` says of the videos (their summary, or several seeds' pooled by `pool`)."""
+    check = summary["dynamics_check"]
+    logger.info(
+        "presence %.2f (world %.2f)  visits/min %.1f (world %.1f)  dynamics %s  free recall %s (%d returns)  "
+        "incoherent/min %.1f", check["presence"]["measured"], check["presence"]["world"],
+        check["visits_per_minute"]["measured"], check["visits_per_minute"]["world"],
+        "pass" if check["passes"] else "fail", share_text(summary["free_recall"]), summary["free_returns"],
+        summary["incoherent_per_minute"],
+    )  # fmt: skip
+    logger.info(
+        "free recall by chance (the returns' identities shuffled within each video) %s; the world's episodes: "
+        "free recall %s, chance %s", share_text(summary["free_recall_chance"]),
+        share_text(summary["world_dynamics"]["free_recall"]), share_text(summary["world_dynamics"]["free_recall_chance"]),
+    )  # fmt: skip
+    if "after_prefix" in summary:
+        after = summary["after_prefix"]
+        logger.info("after the prefix: free recall %s (%d returns), chance %s", share_text(after["free_recall"]),
+                    after["free_returns"], share_text(after["free_recall_chance"]))  # fmt: skip
+    logger.info("identity switches away from the gate: %s of the consecutive frames showing a subject",
+                share_text(summary["switch_rate"]))  # fmt: skip
+    logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
+                summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
+                summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
+    logger.info("free recall by gap since the exit: %s", "  ".join(
+        f"{g['from_s']:g}-{'' if g['to_s'] is None else format(g['to_s'], 'g')} s {g['recalled']}/{g['returns']}"
+        for g in summary["free_recall_by_gap"]))  # fmt: skip
+    if "promotions" in summary:
+        promotions = summary["promotions"]
+        logger.info("promotions/min %.1f  precision %s  recall %s  (events/min %.1f)  similarity %s",
+                    promotions["per_minute"], share_text(promotions["precision"]), share_text(promotions["recall"]),
+                    promotions["events_per_minute"], summary.get("similarity_quantiles", "n/a"))  # fmt: skip
 
 
 def _free_runs(generate, codec, world, free, folder: str | None) -> dict:
@@ -150,5 +154,6 @@ def _free_runs(generate, codec, world, free, folder: str | None) -> dict:
         return free_runs(generate, codec, world, free, keep)
 
 
-def _fmt(value: float | None) -> str:
+def share_text(value: float | None) -> str:
+    """A share as logged: two decimals, or "n/a" where there is none."""
     return "n/a" if value is None else f"{value:.2f}"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from contextforcing.files import check_output_file, write_text_atomically
+from contextforcing.world.commands.free_run import log_summary, share_text
 
 __all__ = ["register"]
 
@@ -38,7 +39,10 @@ def _run(args: argparse.Namespace) -> int:
     if "results" in pooled:
         _log_probes(pooled["results"])
     else:
-        _log_free_runs(pooled["summary"], pooled["videos"])
+        summary = pooled["summary"]
+        log_summary(summary)
+        logger.info("free recall 95 %% interval [%.2f, %.2f]  a subject standing in %s of %d videos",
+                    *summary["free_recall_interval"], summary["still_videos"], pooled["videos"])  # fmt: skip
     if args.out:
         write_text_atomically(args.out, json.dumps(pooled, indent=1))
     return 0
@@ -60,20 +64,4 @@ def _log_probes(rows: list[dict[str, Any]]) -> None:
             f"  {key.replace('_', ' ')} {row[key]:.2f}" for key in ("stale", "answer_kept") if key in row
         )
         logger.info("gap %5.1f s %-5s recall %s [%.2f, %.2f]%s  (n=%d)", row["gap_seconds"], row["answer"],
-                    _fmt(row["recall"]), low, high, shares, row["count"])  # fmt: skip
-
-
-def _log_free_runs(summary: dict[str, Any], videos: int) -> None:
-    world, low_high = summary["world_dynamics"], summary["free_recall_interval"]
-    logger.info("presence %.2f (world %.2f)  visits/min %.1f (world %.1f)  passes %s", summary["dynamics"]["presence"],
-                world["presence"]["mean"], summary["dynamics"]["visits_per_minute"],
-                world["visits_per_minute"]["mean"], summary["dynamics_check"]["passes"])  # fmt: skip
-    logger.info("free recall %s (n=%d) [%.2f, %.2f], chance %s  standing %s of %d videos  incoherent/min %.1f  "
-                "identities %.1f a video", _fmt(summary["free_recall"]), summary["free_returns"], *low_high,
-                _fmt(summary["free_recall_chance"]),
-                summary["still_videos"], videos, summary["incoherent_per_minute"],
-                summary["cast"]["identities"])  # fmt: skip
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2f}"
+                    share_text(row["recall"]), low, high, shares, row["count"])  # fmt: skip
