@@ -152,21 +152,29 @@ def _static_forward(model: CausalDiT, memory, x: Tensor, t: Tensor, text) -> Ten
     return model(x, t, text, plan=plan)
 
 
-def test_fixed_size_read_equals_the_plain_read(model: CausalDiT) -> None:
-    """The whole store with a filled flag per slot reads as the filled slots alone, filling and full."""
+@pytest.mark.parametrize("grid", [False, True], ids=["context", "grid"])
+def test_fixed_size_read_equals_the_plain_read(model: CausalDiT, grid: bool) -> None:
+    """The whole store with a filled flag per slot reads as the filled slots alone, filling and full; under
+    promotion='grid' as the slots the chunk reads alone, the others flagged."""
     config = memory_preset("context", num_slow_frames=3, similarity_threshold=0.85)
+    if grid:
+        config = memory_preset(
+            "context", num_slow_frames=2, promotion="grid", promotion_interval=2, reencode=True
+        )
     streamer = StreamingGenerator(model, config, latent_size=LATENT)
     g = torch.Generator().manual_seed(5)
     x, t = torch.randn(1, 4, CHUNK, *LATENT, generator=g), torch.tensor([700.0])
     text = model.encode_text(_text())
     seen_filling = seen_full = False
-    chunks = streamer.stream(_text(), num_chunks=6, generator=torch.Generator().manual_seed(0))
-    for _ in range(6):
+    chunks = streamer.stream(_text(), num_chunks=9, generator=torch.Generator().manual_seed(0))
+    for _ in range(9):
         memory = streamer.memory
         if memory is not None:
             static = memory.read_static()
             seen_filling |= static.filled is not None and bool(static.filled.any())
             seen_full |= static.filled is None
+            if grid and static.filled is not None:  # a kept slot the chunk does not read
+                seen_full |= int(static.filled.sum()) < sum(memory.store.counts)
             read = memory.read()
             with torch.no_grad():
                 plain = model(x, t, text, layout=read.layout, context=read.context)

@@ -13,6 +13,7 @@ from contextforcing.memory import (
     append_chunk,
     memory_preset,
     promotion_due,
+    read_layout,
     rope_positions,
     should_promote,
     slot_sources,
@@ -215,11 +216,38 @@ def test_slot_sources_reorder_old_and_new() -> None:
         ({"keyframe_interval": 3, "promotion": "uniform"}, "keyframe_interval"),
         ({"keyframe_interval": 3, "bookkeeping": "released"}, "keyframe_interval"),
         ({"reencode": True, "bookkeeping": "released"}, "reencode"),
+        ({"promotion": "grid"}, "reencode=True"),
+        ({"promotion": "grid", "reencode": True, "num_promoted_frames": 2}, "num_promoted_frames"),
+        ({"promotion": "grid", "reencode": True, "num_fast_frames": 8}, "whole chunks"),
     ],
 )
 def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         memory_preset("context", **overrides)
+
+
+@pytest.mark.parametrize(("interval", "fast", "sink"), [(3, 9, 3), (2, 6, 3), (1, 3, 1)])
+def test_a_grid_memory_reads_the_frames_a_context_teacher_sees(interval: int, fast: int, sink: int) -> None:
+    """Chunk after chunk, `promotion='grid'` gives a chunk the frames `plan.history_indices` gives a context
+    teacher before the same target (slow frames one every `interval` chunks, as many recent frames as the
+    fast tier keeps), and keeps no more than its capacity."""
+    from contextforcing.training.config import ContextTeacherConfig
+    from contextforcing.training.plan import history_indices
+
+    config = memory_preset("context", promotion="grid", promotion_interval=interval, num_fast_frames=fast,
+                           num_sink_frames=sink, reencode=True)  # fmt: skip
+    teacher = ContextTeacherConfig(
+        num_sink_frames=sink, slow_interval=3 * interval, num_recent_frames=fast - 3
+    )
+    layout, reach = MemoryLayout(), 0
+    for chunk in range(70):
+        read = read_layout(layout, config, 3 * chunk)
+        assert list(read.frames) == history_indices(teacher, 3 * chunk), chunk
+        assert len(read) <= config.num_cache_frames - 3 and len(layout) <= config.context_capacity()
+        reach = max(reach, len(read.slow))
+        layout = append_chunk(layout, range(3 * chunk, 3 * chunk + 3), config, promote=False)
+    assert reach == config.num_slow_frames  # the grid reaches as far back as the teacher's slow frames
+    assert not promotion_due(config, 10)
 
 
 def test_a_layer_threshold_replaces_tau_in_its_layer_only() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from contextforcing.memory import ContextMemory, MemoryConfig, memory_preset
 from contextforcing.memory.trace import ChunkRecord, LayerRecord
 from contextforcing.model.dit import CausalDiT, TextCache
 from contextforcing.model.layout import FrameAttention, block_causal
+from contextforcing.training.config import ContextTeacherConfig
+from contextforcing.training.plan import history_indices
 from contextforcing.training.rollout import self_rollout
 
 from helpers import assert_close, assert_far_from_zero
@@ -53,7 +56,7 @@ def _next_chunk_record(streamer: StreamingGenerator) -> ChunkRecord:
     """The record the next chunk would get: the memory's current layouts and positions."""
     memory = streamer.memory
     positions = memory.positions()
-    layers = tuple(LayerRecord(memory.layouts[i], p.context) for i, p in enumerate(positions))
+    layers = tuple(LayerRecord(memory.read_layouts()[i], p.context) for i, p in enumerate(positions))
     frames = tuple(range(memory.num_frames, memory.num_frames + CHUNK))
     return ChunkRecord(memory.num_chunks, frames, positions[0].query, layers)
 
@@ -188,6 +191,34 @@ def test_reencoding_holds_the_kept_frames_as_one_bidirectional_forward_encodes_t
             PromptSchedule((_text(1), _text(2)), (0, 2)), num_chunks=3, generator=torch.Generator()))  # fmt: skip
 
 
+def test_a_grid_memory_reads_the_teacher_layout_encoded_together(model: CausalDiT) -> None:
+    """Under promotion='grid' the next chunk equals one forward over the frames a context teacher is given
+    before it (`plan.history_indices`) and the chunk: those frames see each other at the positions the
+    chunk reads them at, and the chunk sees them and itself."""
+    config = memory_preset(
+        "context", promotion="grid", promotion_interval=2, num_slow_frames=2, reencode=True
+    )
+    streamer = _stream(model, config, num_chunks=12)
+    memory = streamer.memory
+    reencode_memory(model, memory, model.encode_text(_text(1)))
+    noisy, t_last, streamed = _noisy_last(streamer)
+    teacher = ContextTeacherConfig(num_slow_frames=2, slow_interval=2 * CHUNK, num_recent_frames=3)
+    frames = history_indices(teacher, 12 * CHUNK)
+    assert memory.kept_frames()[0] == tuple(frames) and len(frames) < len(memory.layouts[0])
+    read = memory.positions()[0]
+    positions, n = torch.tensor(read.context + read.query), len(frames)
+    visible = torch.ones(n + CHUNK, n + CHUNK, dtype=torch.bool)
+    visible[:n, n:] = False  # the kept frames do not see the chunk
+    layout = FrameAttention(query_positions=positions, key_frames=torch.arange(n + CHUNK),
+                            key_positions=positions, visible=visible)  # fmt: skip
+    x = torch.cat([streamer.video[:, :, frames], noisy], dim=2)
+    t = torch.cat([torch.zeros(n), t_last.expand(CHUNK)])[None]
+    with torch.no_grad():
+        reference = model(x, t, _text(1), layout=layout)[:, :, n:]
+    assert_close(streamed, reference, atol=1e-5)
+    assert_far_from_zero(streamed)
+
+
 def _write_prefix(
     model: CausalDiT, config: MemoryConfig, prefix: Tensor, text: TextCache, *, every_chunk: bool
 ) -> tuple[ContextMemory, int]:
@@ -223,11 +254,13 @@ def test_a_prefix_is_re_encoded_only_where_its_keys_decide(model: CausalDiT, pro
     assert (lean_calls, full_calls) == ((9, 16) if promotion == "uniform" else (16, 16))
 
 
-@pytest.mark.parametrize("reencode", [False, True])
-def test_the_training_rollout_streams_as_inference_does(model: CausalDiT, reencode: bool) -> None:
+@pytest.mark.parametrize("memory", ["context", "reencode", "grid"])
+def test_the_training_rollout_streams_as_inference_does(model: CausalDiT, memory: str) -> None:
     """`self_rollout` and the streaming generator make the same video from the same noise (a one-step
-    sampler, so that no re-noising draw differs), the re-encoded memory included."""
-    config = memory_preset("context", num_slow_frames=3, reencode=reencode)
+    sampler, so that no re-noising draw differs), the re-encoded and grid memories included."""
+    config = memory_preset("context", num_slow_frames=3, reencode=memory != "context")
+    if memory == "grid":
+        config = replace(config, promotion="grid", num_slow_frames=1, promotion_interval=2)
     sampler = SamplerConfig(denoising_steps=(1000.0,))
     streamer = StreamingGenerator(model, config, latent_size=LATENT, sampler=sampler)
     streamed = stream_all(streamer, _text(1), num_chunks=8, rng=torch.Generator().manual_seed(4))

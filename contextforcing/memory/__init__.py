@@ -6,6 +6,7 @@ from contextforcing.memory.policy import (
     MemoryLayout,
     append_chunk,
     promotion_due,
+    read_layout,
     should_promote,
     slot_sources,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "memory_preset",
     "plot_trace",
     "promotion_due",
+    "read_layout",
     "released_test_due",
     "rope_positions",
     "should_promote",

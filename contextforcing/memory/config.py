@@ -8,6 +8,8 @@ One mechanism serves every memory policy; a policy is a preset of this config (`
                    every call of a chunk is tested, promotions land before the chunk attends, in slot
                    order, duplicates and positions as released (see `released.py`, docs/design.md)
     uniform        as `context`, but a frame is promoted every `promotion_interval` chunks (Table 3)
+    (`promotion="grid"` keeps the first frame of every chunk and lets a chunk read those a context teacher
+                   would see: one every `promotion_interval` chunks counted back from its fast tier)
     sink           LongLive: 3 sink frames + a rolling window, 12 frames in all, absolute positions
     window         Self-Forcing: a rolling window of 21 frames, no sink, absolute positions
     infinity-rope  Infinity-RoPE: 1 sink frame + a rolling window, 6 frames in all, block-relative
@@ -27,7 +29,7 @@ from typing import Any, Literal
 
 __all__ = ["MEMORY_POLICIES", "MemoryConfig", "memory_preset"]
 
-Promotion = Literal["surprisal", "uniform", "none"]
+Promotion = Literal["surprisal", "uniform", "grid", "none"]
 PositionMode = Literal["bounded", "absolute", "block-relative"]
 DecisionPass = Literal["refresh", "first-pass"]
 Bookkeeping = Literal["clean", "released"]
@@ -46,7 +48,13 @@ class MemoryConfig:
     frames_per_chunk: int = 3
     """Latent frames generated per autoregressive step."""
     promotion: Promotion = "surprisal"
-    """How frames reach the slow tier: a similarity test, a fixed interval, or never."""
+    """How frames reach the slow tier: a similarity test, a fixed interval, or never. "grid": the first frame
+    of every chunk enters the slow tier as it leaves the fast tier (the newest `num_kept_slow_frames`), and a
+    chunk reads, of these, at most `num_slow_frames`: those one every `promotion_interval` chunks counted back
+    from the oldest frame of its fast tier, the frames a context teacher with `slow_interval` =
+    `promotion_interval * frames_per_chunk` and as many recent frames as the fast tier keeps is given
+    before the same target (`training.plan.context_teacher_indices`). The frames a chunk reads change from
+    chunk to chunk, so "grid" re-encodes them before every read (`reencode=True`)."""
     similarity_threshold: float = 0.95
     """Surprisal promotion fires when the cosine similarity of mean chunk keys is below this (tau)."""
     layer_thresholds: tuple[float, ...] = ()
@@ -107,6 +115,7 @@ class MemoryConfig:
                 f"MemoryConfig.similarity_threshold must lie in [0, 1], got {self.similarity_threshold}"
             )
         self._check_layer_thresholds()
+        self._check_grid()
         if (self.promotion == "none") != (self.num_slow_frames == 0):
             raise ValueError(
                 f"MemoryConfig.promotion={self.promotion!r} does not fit num_slow_frames={self.num_slow_frames}: "
@@ -127,6 +136,22 @@ class MemoryConfig:
         outside = [tau for tau in self.layer_thresholds if not 0.0 <= tau <= 1.0]
         if outside:
             raise ValueError(f"MemoryConfig.layer_thresholds must lie in [0, 1], got {outside[0]}")
+
+    def _check_grid(self) -> None:
+        if self.promotion != "grid":
+            return
+        needs = {"reencode": True, "num_promoted_frames": 1, "bookkeeping": "clean"}
+        for name, value in needs.items():
+            if getattr(self, name) != value:
+                raise ValueError(
+                    f"MemoryConfig.{name}={getattr(self, name)!r}: promotion='grid' needs {name}={value!r} (it "
+                    "keeps the first frame of each chunk and re-encodes the frames a chunk reads)"
+                )
+        if self.num_fast_frames is not None and self.num_fast_frames % self.frames_per_chunk:
+            raise ValueError(
+                f"MemoryConfig.num_fast_frames={self.num_fast_frames} must be whole chunks of frames_per_chunk="
+                f"{self.frames_per_chunk} for promotion='grid' (its grid is counted back from the fast tier)"
+            )
 
     def threshold(self, layer: int | None = None) -> float:
         """The surprisal threshold of a layer (`layer_thresholds`, else `similarity_threshold`)."""
@@ -176,7 +201,7 @@ class MemoryConfig:
             )
         if self.positions not in ("bounded", "absolute", "block-relative"):
             raise ValueError(f"MemoryConfig.positions: unknown mode {self.positions!r}")
-        if self.promotion not in ("surprisal", "uniform", "none"):
+        if self.promotion not in ("surprisal", "uniform", "grid", "none"):
             raise ValueError(f"MemoryConfig.promotion: unknown rule {self.promotion!r}")
         if self.bookkeeping not in ("clean", "released"):
             raise ValueError(f"MemoryConfig.bookkeeping: unknown mode {self.bookkeeping!r}")
@@ -194,6 +219,14 @@ class MemoryConfig:
         return self.num_sink_frames + self.num_slow_frames + self.num_fast_frames
 
     @property
+    def num_kept_slow_frames(self) -> int:
+        """Slow frames kept between chunks: `num_slow_frames`, or under promotion='grid' as many as the
+        grid reaches back, `num_slow_frames * promotion_interval` chunks' first frames."""
+        if self.promotion == "grid":
+            return self.num_slow_frames * self.promotion_interval
+        return self.num_slow_frames
+
+    @property
     def num_past_fast_frames(self) -> int | None:
         """Fast-tier frames kept between chunks: the fast tier minus the chunk being generated."""
         return None if self.num_fast_frames is None else self.num_fast_frames - self.frames_per_chunk
@@ -208,7 +241,7 @@ class MemoryConfig:
             assert self.num_cache_frames is not None  # checked in __post_init__
             return self.num_cache_frames
         if self.num_past_fast_frames is not None:
-            return self.num_sink_frames + self.num_slow_frames + self.num_past_fast_frames
+            return self.num_sink_frames + self.num_kept_slow_frames + self.num_past_fast_frames
         if max_frames is None:
             raise ValueError(
                 "an unbounded memory (num_fast_frames=None) needs the video length to preallocate"

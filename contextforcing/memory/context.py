@@ -36,6 +36,8 @@ from contextforcing.memory.policy import (
     MemoryLayout,
     append_chunk,
     promotion_due,
+    read_layout,
+    read_slots,
     should_promote,
     slot_sources,
 )
@@ -152,9 +154,14 @@ class ContextMemory:
     def shared(self) -> bool:
         return not self.config.per_layer_decisions
 
+    def read_layouts(self) -> list[MemoryLayout]:
+        """Per layer, the frames the next chunk reads (`policy.read_layout`: all kept frames but under
+        promotion='grid')."""
+        return [read_layout(layout, self.config, self.num_frames) for layout in self.layouts]
+
     def positions(self) -> tuple[ChunkPositions, ...]:
         """Per-layer positions of the next chunk's read (one entry when decisions are shared)."""
-        layouts = self.layouts[:1] if self.shared else self.layouts
+        layouts = self.read_layouts()[:1] if self.shared else self.read_layouts()
         return tuple(rope_positions(layout, self.config, self.num_frames) for layout in layouts)
 
     def read(self) -> MemoryRead:
@@ -166,11 +173,12 @@ class ContextMemory:
             return MemoryRead(None, layout, positions)
         tensors: dict[tuple[int, ...], Tensor] = {}  # equal positions share one tensor, so one RoPE table
         context = []
-        for layer in range(self.num_layers):
+        for layer, read in enumerate(self.read_layouts()):
             key = positions[0 if self.shared else layer].context
             if key not in tensors:
                 tensors[key] = torch.tensor(key, device=self._device, dtype=torch.long)
-            context.append(LayerContext(*self.store.read(layer), tensors[key]))
+            slots = read_slots(self.layouts[layer], read)
+            context.append(LayerContext(*self.store.read(layer, slots), tensors[key]))
         return MemoryRead(context, layout, positions)
 
     def read_static(self) -> StaticRead:
@@ -178,18 +186,23 @@ class ContextMemory:
         if type(self).read is not ContextMemory.read:
             raise ValueError(f"{type(self).__name__} rewrites itself during the calls; it has no static read")
         positions = self.positions()
-        capacity, counts = self.store.shape.capacity, self.store.counts
-        rows = [positions[0 if self.shared else layer].context for layer in range(self.num_layers)]
-        padded = [list(row) + [0] * (capacity - len(row)) for row in rows]
-        full = all(count == capacity for count in counts)
-        filled = None
-        if not full:
-            filled = torch.tensor([[slot < count for slot in range(capacity)] for count in counts],
-                                  device=self._device)  # fmt: skip
+        capacity = self.store.shape.capacity
+        rows, flags = [], []
+        for layer, read in enumerate(self.read_layouts()):
+            slots = read_slots(self.layouts[layer], read)
+            slots = range(self.store.counts[layer]) if slots is None else slots
+            row = [0] * capacity  # a slot the chunk does not read is flagged, at position 0
+            for slot, position in zip(slots, positions[0 if self.shared else layer].context, strict=True):
+                row[slot] = position
+            rows.append(row)
+            flags.append([False] * capacity)
+            for slot in slots:
+                flags[-1][slot] = True
+        filled = None if all(all(row) for row in flags) else torch.tensor(flags, device=self._device)
         return StaticRead(
             keys=self.store.keys_YBSTNDh,
             values=self.store.values_YBSTNDh,
-            positions=torch.tensor(padded, device=self._device, dtype=torch.long),
+            positions=torch.tensor(rows, device=self._device, dtype=torch.long),
             filled=filled,
             query_positions=torch.tensor(positions[0].query, device=self._device),
         )
@@ -244,13 +257,13 @@ class ContextMemory:
                 prompt_index: int) -> ChunkRecord:  # fmt: skip
         start, cfg = self.num_frames, self.config
         frames = tuple(range(start, start + cfg.frames_per_chunk))
-        positions = self.positions()
+        positions, reads = self.positions(), self.read_layouts()
         layers = []
         for layer in range(1 if self.shared else self.num_layers):
             known = [s for s in similarities if s is not None]
             similarity = (sum(known) / len(known) if known else None) if self.shared else similarities[layer]
             promoted = self._promoted_frames(self.layouts[layer], frames) if decisions[layer] else ()
-            layers.append(LayerRecord(self.layouts[layer], positions[layer].context, similarity, promoted))
+            layers.append(LayerRecord(reads[layer], positions[layer].context, similarity, promoted))
         recached, self._recached_before_next = self._recached_before_next, False
         return ChunkRecord(chunk_index, frames, positions[0].query, tuple(layers), prompt_index, recached)
 
@@ -284,12 +297,14 @@ class ContextMemory:
         self.layouts = [new_layouts[(id(self.layouts[y]), decisions[y])] for y in range(self.num_layers)]
 
     def kept_frames(self) -> tuple[tuple[int, ...], Tensor]:
-        """Frame ids held by any layer (sorted) and their clean latents [B, C, U, H, W]."""
+        """Frame ids the next chunk reads in any layer (sorted) and their clean latents [B, C, U, H, W]:
+        every kept frame, but under promotion='grid' (`read_layouts`)."""
         found: dict[int, Tensor] = {}
-        for layer, layout in enumerate(self.layouts):
+        for layer, read in enumerate(self.read_layouts()):
             latents = self.store.latents(layer)
-            for slot, frame in enumerate(layout.frames):
-                found.setdefault(frame, latents[:, :, slot])
+            slots = read_slots(self.layouts[layer], read)
+            for slot in range(len(self.layouts[layer])) if slots is None else slots:
+                found.setdefault(self.layouts[layer].frames[slot], latents[:, :, slot])
         frames = tuple(sorted(found))
         if not frames:
             return (), self.store.latents(0)
@@ -318,7 +333,8 @@ class ContextMemory:
         )
 
     def overwrite_frames(self, frames: Sequence[int], kv: Sequence[KV], *, refresh_sink: bool) -> None:
-        """Replace the stored K/V of `frames` (re-encoded under a new prompt) in every layer.
+        """Replace the stored K/V of `frames` (re-encoded under a new prompt) in every layer; under
+        promotion='grid' only in the slots the next chunk reads (`frames` holds no other).
 
         Args:
             frames: frame ids, as from `kept_frames`.
@@ -329,8 +345,9 @@ class ContextMemory:
         position = {frame: i for i, frame in enumerate(frames)}
         for layer, layout in enumerate(self.layouts):
             slots, picks = [], []
+            read = read_slots(layout, read_layout(layout, self.config, self.num_frames))
             for slot, (tier, frame) in enumerate(layout.slots):
-                if tier == "sink" and not refresh_sink:
+                if (tier == "sink" and not refresh_sink) or (read is not None and slot not in read):
                     continue
                 slots.append(slot)
                 picks.append(position[frame])

@@ -16,17 +16,28 @@ where the two differ):
   overflows its oldest entry is evicted;
 - the promotion test runs on chunks whose previous chunk holds no sink frame, every
   `promotion_interval` chunks; surprisal promotes when similarity < tau, uniform always promotes;
-  surprisal with a `keyframe_interval` also promotes every so many chunks, whatever the similarity.
+  surprisal with a `keyframe_interval` also promotes every so many chunks, whatever the similarity;
+- "grid" promotes nothing: the first frame of every chunk enters the slow tier as it leaves the fast
+  tier, and a chunk reads a subset of it (`read_layout`), the frames a context teacher would see.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from contextforcing.memory.config import MemoryConfig
 
-__all__ = ["MemoryLayout", "append_chunk", "kept_after", "promotion_due", "should_promote", "slot_sources"]
+__all__ = [
+    "MemoryLayout",
+    "append_chunk",
+    "kept_after",
+    "promotion_due",
+    "read_layout",
+    "read_slots",
+    "should_promote",
+    "slot_sources",
+]
 
 Tier = str  # "sink" | "slow" | "fast"
 _TIERS: tuple[Tier, ...] = ("sink", "slow", "fast")
@@ -64,7 +75,7 @@ def promotion_due(config: MemoryConfig, chunk_index: int) -> bool:
     outside the sink (chunk 2 for Context Forcing, as in the released code), and then runs every
     `promotion_interval` chunks; a chunk that `keyframe_interval` promotes is due as well.
     """
-    if config.promotion == "none" or not _past_sink(config, chunk_index):
+    if config.promotion in ("none", "grid") or not _past_sink(config, chunk_index):
         return False
     return chunk_index % config.promotion_interval == 0 or _keyframe(config, chunk_index)
 
@@ -119,6 +130,9 @@ def append_chunk(
     if keep is not None:
         leaving = fast[:-keep] if keep else fast
         fast = fast[-keep:] if keep else ()
+        if config.promotion == "grid":
+            firsts = tuple(f for f in leaving if f % config.frames_per_chunk == 0)
+            return MemoryLayout(sink=sink, slow=(slow + firsts)[-config.num_kept_slow_frames :], fast=fast)
         # Frames leaving the fast tier fill slow slots nobody was promoted into yet (oldest first), so
         # until the cache is full every frame stays visible and the early ones stay on.
         if config.fill_slow:
@@ -128,6 +142,29 @@ def append_chunk(
         promoted = tuple(f for f in rest[: config.num_promoted_frames] if f not in slow)
         slow = (slow + promoted)[-config.num_slow_frames :]
     return MemoryLayout(sink=sink, slow=slow, fast=fast)
+
+
+def read_layout(layout: MemoryLayout, config: MemoryConfig, chunk_start: int) -> MemoryLayout:
+    """The frames a chunk starting at frame `chunk_start` reads of a layout: all of them, or under
+    promotion='grid' the sink, the fast tier and the newest `num_slow_frames` slow frames that lie a whole
+    number of `promotion_interval` chunks before the fast tier's oldest frame (`chunk_start -
+    num_past_fast_frames`), where a context teacher's slow frames lie before its recent frames."""
+    if config.promotion != "grid":
+        return layout
+    assert config.num_past_fast_frames is not None  # a slow tier implies a bounded cache
+    oldest_fast = chunk_start - config.num_past_fast_frames
+    spacing = config.promotion_interval * config.frames_per_chunk
+    slow = tuple(f for f in layout.slow if f < oldest_fast and (oldest_fast - f) % spacing == 0)
+    return replace(layout, slow=slow[-config.num_slow_frames :])
+
+
+def read_slots(layout: MemoryLayout, read: MemoryLayout) -> list[int] | None:
+    """Slot indices of `layout` that `read` (a `read_layout` of it) holds, in slot order; None when it
+    holds them all."""
+    if read == layout:
+        return None
+    wanted = set(read.slots)
+    return [slot for slot, entry in enumerate(layout.slots) if entry in wanted]
 
 
 def kept_after(config: MemoryConfig, num_chunks: int, decisions: Sequence[Sequence[bool]]) -> tuple[int, ...]:
@@ -142,7 +179,7 @@ def kept_after(config: MemoryConfig, num_chunks: int, decisions: Sequence[Sequen
         for c in range(num_chunks):
             promote = promotion_due(config, c) and bool(layer[c])
             layout = append_chunk(layout, range(c * chunk, (c + 1) * chunk), config, promote=promote)
-        kept.update(layout.frames)
+        kept.update(read_layout(layout, config, num_chunks * chunk).frames)
     return tuple(sorted(kept))
 
 

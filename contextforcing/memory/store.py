@@ -64,8 +64,13 @@ class KVStore:
             for t in (self.keys_YBSTNDh, self.values_YBSTNDh, self.latents_YBCSHW)
         )
 
-    def read(self, layer: int) -> tuple[Tensor, Tensor]:
-        """Views of the layer's filled slots as un-rotated (keys, values), each [B, n*T, N, Dh]; no copy."""
+    def read(self, layer: int, slots: Sequence[int] | None = None) -> tuple[Tensor, Tensor]:
+        """The layer's filled slots as un-rotated (keys, values), each [B, n*T, N, Dh]: views, no copy; or
+        copies of the given `slots` alone, in that order."""
+        if slots is not None:
+            index = torch.tensor(list(slots), device=self.keys_YBSTNDh.device, dtype=torch.long)
+            return (self.keys_YBSTNDh[layer][:, index].flatten(1, 2),
+                    self.values_YBSTNDh[layer][:, index].flatten(1, 2))  # fmt: skip
         count = self.counts[layer]
         keys = self.keys_YBSTNDh[layer, :, :count].flatten(1, 2)  # (B, n*T, N, Dh)
         values = self.values_YBSTNDh[layer, :, :count].flatten(1, 2)  # (B, n*T, N, Dh)

@@ -329,6 +329,12 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # twentieth round").
     "world2-cdmd-layout-reencode-long": lambda: override(WORLD_PRESETS["world2-cdmd-uniform-reencode-long"](), {
         "memory.num_fast_frames": 9}),
+    # The teacher's context exactly: the slow tier keeps the first frame of every chunk, and each chunk reads
+    # those a slow frame every 9 before its 6 recent frames, as the teacher's slow frames lie before its
+    # target (`memory.promotion="grid"`), where the spaced memory keeps a grid fixed from the first frame
+    # (docs/design.md, "The twenty-first round").
+    "world2-cdmd-grid-long": lambda: override(WORLD_PRESETS["world2-cdmd-layout-reencode-long"](), {
+        "memory.promotion": "grid"}),
     # Stage 2 under the spaced memory re-encoded with the regression after 30 s of a true clip as the term
     # of every student update (`world2-cdmd-regression-long` under the surprisal memory brings its own
     # returns back above their chance; docs/design.md, "The twentieth round").
