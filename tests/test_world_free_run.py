@@ -225,7 +225,7 @@ def test_a_short_history_is_given_whole_to_the_teacher():
     assert laid_out[:3] == [0, 1, 2] and laid_out[-6:] == list(range(24, 30))
 
 
-@pytest.mark.parametrize("role", ["teacher", "student"])
+@pytest.mark.parametrize("role", ["teacher", "student", "grid student"])
 def test_models_run_free_from_the_prompt(role):
     torch.manual_seed(0)
     config = dataclasses.replace(model_preset("world"), num_layers=2)
@@ -239,8 +239,10 @@ def test_models_run_free_from_the_prompt(role):
             teacher_continuer(teacher_sampler(model, layout, text_encoder, probe))
         )
     else:
-        # tau = 1: every test promotes
+        # tau = 1: every test promotes; a grid memory promotes nothing, so it has no promotions to score
         memory = memory_preset("context", similarity_threshold=1.0)
+        if role == "grid student":
+            memory = memory_preset("context", promotion="grid", num_slow_frames=1, reencode=True)
         generate = student_free_generator(model, memory, text_encoder)
     run = FreeRunConfig(seconds=6.0, videos=1, seed=1)
     result = free_runs(generate, codec, WORLD, run)

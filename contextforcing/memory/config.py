@@ -207,6 +207,12 @@ class MemoryConfig:
             raise ValueError(f"MemoryConfig.bookkeeping: unknown mode {self.bookkeeping!r}")
 
     @property
+    def promotes(self) -> bool:
+        """Whether frames are promoted into the slow tier ("surprisal", "uniform"); "grid" keeps the first
+        frame of every chunk without a decision, "none" has no slow tier."""
+        return self.promotion in ("surprisal", "uniform")
+
+    @property
     def bounded(self) -> bool:
         """Whether the cache has a fixed size (everything but `full`)."""
         return self.num_fast_frames is not None

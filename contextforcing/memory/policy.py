@@ -75,7 +75,7 @@ def promotion_due(config: MemoryConfig, chunk_index: int) -> bool:
     outside the sink (chunk 2 for Context Forcing, as in the released code), and then runs every
     `promotion_interval` chunks; a chunk that `keyframe_interval` promotes is due as well.
     """
-    if config.promotion in ("none", "grid") or not _past_sink(config, chunk_index):
+    if not config.promotes or not _past_sink(config, chunk_index):
         return False
     return chunk_index % config.promotion_interval == 0 or _keyframe(config, chunk_index)
 

@@ -132,7 +132,7 @@ def student_free_generator(
 
 
 def _with_trace(latents: Tensor, trace: MemoryTrace) -> FreeVideo:
-    if trace.config.promotion == "none":
+    if not trace.config.promotes:  # no promotion to score against the events
         return FreeVideo(latents)
     promoted = sorted({f for record in trace.records for layer in record.layers for f in layer.promoted})
     by_layer = tuple(
