@@ -504,8 +504,8 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
     """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long,
-    -uniform-mixed-long, -uniform-reencode-long, -layout-reencode-long, -grid-long, -regression-reencode-long,
-    world2-ode-init-long-prefix and -prefix-uniform read their teacher in the layout world2-teacher-long
+    -uniform-mixed-long, -uniform-reencode-long, -layout-reencode-long, -grid-long, -grid-regression-long,
+    -regression-reencode-long, world2-ode-init-long-prefix and -prefix-uniform read their teacher in the layout world2-teacher-long
     trained, and the shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
     from contextforcing.config import to_json
     from contextforcing.memory import MemoryLayout, append_chunk, read_layout
@@ -575,6 +575,9 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     check_teacher_layout(regressed, SPECS["cdmd"])
     regression = override(WORLD_PRESETS["world2-cdmd-regression-long"](), teacher)
     assert regressed.memory == reencoded.memory and regressed.distill == regression.distill
+    grid_regressed = override(WORLD_PRESETS["world2-cdmd-grid-regression-long"](), teacher)
+    check_teacher_layout(grid_regressed, SPECS["cdmd"])
+    assert grid_regressed.memory == grid.memory and grid_regressed.distill == regression.distill
     with pytest.raises(ValueError, match=r"teacher\.slow_interval=6"):
         check_teacher_layout(override(WORLD_PRESETS["world2-cdmd-prompt-unguided"](), teacher), SPECS["cdmd"])
 

@@ -335,6 +335,9 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # (docs/design.md, "The twenty-first round").
     "world2-cdmd-grid-long": lambda: override(WORLD_PRESETS["world2-cdmd-layout-reencode-long"](), {
         "memory.promotion": "grid"}),
+    # The same with the regression after 30 s of a true clip as the term of every student update.
+    "world2-cdmd-grid-regression-long": lambda: override(WORLD_PRESETS["world2-cdmd-grid-long"](), {
+        **_LONG_RETURNS, "distill.regression_weight": 1.0}),
     # Stage 2 under the spaced memory re-encoded with the regression after 30 s of a true clip as the term
     # of every student update (`world2-cdmd-regression-long` under the surprisal memory brings its own
     # returns back above their chance; docs/design.md, "The twentieth round").
