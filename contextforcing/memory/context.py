@@ -159,6 +159,12 @@ class ContextMemory:
         promotion='grid')."""
         return [read_layout(layout, self.config, self.num_frames) for layout in self.layouts]
 
+    def _read_slots(self, layer: int) -> Sequence[int]:
+        """The layer's store slots the next chunk reads, in slot order (all filled ones but under 'grid')."""
+        layout = self.layouts[layer]
+        slots = read_slots(layout, read_layout(layout, self.config, self.num_frames))
+        return range(len(layout)) if slots is None else slots
+
     def positions(self) -> tuple[ChunkPositions, ...]:
         """Per-layer positions of the next chunk's read (one entry when decisions are shared)."""
         layouts = self.read_layouts()[:1] if self.shared else self.read_layouts()
@@ -173,12 +179,13 @@ class ContextMemory:
             return MemoryRead(None, layout, positions)
         tensors: dict[tuple[int, ...], Tensor] = {}  # equal positions share one tensor, so one RoPE table
         context = []
-        for layer, read in enumerate(self.read_layouts()):
+        for layer in range(self.num_layers):
             key = positions[0 if self.shared else layer].context
             if key not in tensors:
                 tensors[key] = torch.tensor(key, device=self._device, dtype=torch.long)
-            slots = read_slots(self.layouts[layer], read)
-            context.append(LayerContext(*self.store.read(layer, slots), tensors[key]))
+            slots = self._read_slots(layer)
+            keys, values = self.store.read(layer, None if isinstance(slots, range) else slots)  # all: a view
+            context.append(LayerContext(keys, values, tensors[key]))
         return MemoryRead(context, layout, positions)
 
     def read_static(self) -> StaticRead:
@@ -188,9 +195,8 @@ class ContextMemory:
         positions = self.positions()
         capacity = self.store.shape.capacity
         rows, flags = [], []
-        for layer, read in enumerate(self.read_layouts()):
-            slots = read_slots(self.layouts[layer], read)
-            slots = range(self.store.counts[layer]) if slots is None else slots
+        for layer in range(self.num_layers):
+            slots = self._read_slots(layer)
             row = [0] * capacity  # a slot the chunk does not read is flagged, at position 0
             for slot, position in zip(slots, positions[0 if self.shared else layer].context, strict=True):
                 row[slot] = position
@@ -300,11 +306,10 @@ class ContextMemory:
         """Frame ids the next chunk reads in any layer (sorted) and their clean latents [B, C, U, H, W]:
         every kept frame, but under promotion='grid' (`read_layouts`)."""
         found: dict[int, Tensor] = {}
-        for layer, read in enumerate(self.read_layouts()):
-            latents = self.store.latents(layer)
-            slots = read_slots(self.layouts[layer], read)
-            for slot in range(len(self.layouts[layer])) if slots is None else slots:
-                found.setdefault(self.layouts[layer].frames[slot], latents[:, :, slot])
+        for layer, layout in enumerate(self.layouts):
+            latents, ids = self.store.latents(layer), layout.frames
+            for slot in self._read_slots(layer):
+                found.setdefault(ids[slot], latents[:, :, slot])
         frames = tuple(sorted(found))
         if not frames:
             return (), self.store.latents(0)
@@ -344,10 +349,10 @@ class ContextMemory:
         tokens = self.store.shape.tokens_per_frame
         position = {frame: i for i, frame in enumerate(frames)}
         for layer, layout in enumerate(self.layouts):
-            slots, picks = [], []
-            read = read_slots(layout, read_layout(layout, self.config, self.num_frames))
-            for slot, (tier, frame) in enumerate(layout.slots):
-                if (tier == "sink" and not refresh_sink) or (read is not None and slot not in read):
+            slots, picks, entries = [], [], layout.slots
+            for slot in self._read_slots(layer):
+                tier, frame = entries[slot]
+                if tier == "sink" and not refresh_sink:
                     continue
                 slots.append(slot)
                 picks.append(position[frame])
