@@ -505,10 +505,10 @@ def test_the_second_worlds_presets_chain_one_model_through_their_own_runs():
 def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was_trained(tmp_path):
     """world2-cdmd-prompt-unguided-long, -returns-long, -mixed-long, -regression-long, -uniform-long,
     -uniform-mixed-long, -uniform-reencode-long, -layout-reencode-long, -grid-long, -grid-regression-long,
-    -regression-reencode-long, world2-ode-init-long-prefix and -prefix-uniform read their teacher in the layout world2-teacher-long
-    trained, and the shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
+    -regression-reencode-long, world2-ode-init-long-prefix and -prefix-uniform read their teacher in the
+    layout world2-teacher-long trained, and the shipped recipe's layout (a slow frame every 6) is refused for that teacher."""
     from contextforcing.config import to_json
-    from contextforcing.memory import MemoryLayout, append_chunk, read_layout
+    from contextforcing.memory.policy import kept_after
     from contextforcing.training.plan import history_indices
     from contextforcing.training.roles import check_teacher_layout
     from contextforcing.training.stages import STAGES as SPECS
@@ -566,11 +566,9 @@ def test_the_long_teacher_chain_lays_out_its_teachers_context_as_the_teacher_was
     grid = override(WORLD_PRESETS["world2-cdmd-grid-long"](), teacher)
     check_teacher_layout(grid, SPECS["cdmd"])
     assert grid.memory == replace(memory, promotion="grid") and grid.distill == uniform.distill
-    kept = MemoryLayout()
-    for start in range(0, 60 * chunk, chunk):
-        kept = append_chunk(kept, range(start, start + chunk), grid.memory, promote=False)
-    read = read_layout(kept, grid.memory, 60 * chunk)  # the teacher's context before that chunk, exactly
-    assert list(read.frames) == history_indices(grid.teacher, 60 * chunk) and len(read.slow) == 12
+    # What the 61st chunk reads is the teacher's context before it, exactly: the sink, 12 slow frames, 6 recent.
+    read = kept_after(grid.memory, 60, [[False] * 60])
+    assert list(read) == history_indices(grid.teacher, 60 * chunk) and len(read) == 3 + 12 + 6
     regressed = override(WORLD_PRESETS["world2-cdmd-regression-reencode-long"](), teacher)
     check_teacher_layout(regressed, SPECS["cdmd"])
     regression = override(WORLD_PRESETS["world2-cdmd-regression-long"](), teacher)
