@@ -167,8 +167,9 @@ class ContextMemory:
 
     def positions(self) -> tuple[ChunkPositions, ...]:
         """Per-layer positions of the next chunk's read (one entry when decisions are shared)."""
-        layouts = self.read_layouts()[:1] if self.shared else self.read_layouts()
-        return tuple(rope_positions(layout, self.config, self.num_frames) for layout in layouts)
+        layouts = self.layouts[:1] if self.shared else self.layouts
+        reads = (read_layout(layout, self.config, self.num_frames) for layout in layouts)
+        return tuple(rope_positions(read, self.config, self.num_frames) for read in reads)
 
     def read(self) -> MemoryRead:
         """Views of the cached K/V at their RoPE positions, for the next chunk."""

@@ -168,7 +168,8 @@ def read_slots(layout: MemoryLayout, read: MemoryLayout) -> list[int] | None:
 
 
 def kept_after(config: MemoryConfig, num_chunks: int, decisions: Sequence[Sequence[bool]]) -> tuple[int, ...]:
-    """The frames a memory holds in any layer (sorted ids) once `num_chunks` chunks are written, given
+    """The frames the next chunk reads in any layer (sorted ids; every kept frame but under promotion='grid',
+    `read_layout`) once `num_chunks` chunks are written, given
     each layer's promotion decision for every chunk (read only where `promotion_due`): what the
     memory's `kept_frames` returns after a rollout that decided so. One row of `decisions` per layer
     that decides on its own (a single row when decisions are shared)."""
