@@ -226,6 +226,15 @@ def test_invalid_configs_name_the_field(overrides: dict, field: str) -> None:
         memory_preset("context", **overrides)
 
 
+@pytest.mark.parametrize(
+    ("field", "word"), [("promotion", "keyframes"), ("positions", "relative"), ("decide_on", "last"),
+                        ("bookkeeping", "paper")],
+)  # fmt: skip
+def test_a_config_built_in_code_refuses_unknown_words(field: str, word: str) -> None:
+    with pytest.raises(ValueError, match=f"MemoryConfig.{field} must be one of"):
+        MemoryConfig(**{field: word})
+
+
 @pytest.mark.parametrize(("interval", "fast", "sink"), [(3, 9, 3), (2, 6, 3), (1, 3, 1)])
 def test_a_grid_memory_reads_the_frames_a_context_teacher_sees(interval: int, fast: int, sink: int) -> None:
     """Chunk after chunk, `promotion='grid'` gives a chunk the frames `plan.history_indices` gives a context

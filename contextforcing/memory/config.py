@@ -27,12 +27,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from contextforcing.config import coerce
+
 __all__ = ["MEMORY_POLICIES", "MemoryConfig", "memory_preset"]
 
 Promotion = Literal["surprisal", "uniform", "grid", "none"]
 PositionMode = Literal["bounded", "absolute", "block-relative"]
 DecisionPass = Literal["refresh", "first-pass"]
 Bookkeeping = Literal["clean", "released"]
+_CHOICES = {"promotion": Promotion, "positions": PositionMode, "decide_on": DecisionPass,
+            "bookkeeping": Bookkeeping}  # fmt: skip
+"""The fields that take one of a few words, and their words."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -195,16 +200,8 @@ class MemoryConfig:
             raise ValueError(
                 "MemoryConfig.num_slow_frames must be 0 when num_fast_frames=None keeps every frame"
             )
-        if self.decide_on not in ("refresh", "first-pass"):
-            raise ValueError(
-                f"MemoryConfig.decide_on must be 'refresh' or 'first-pass', got {self.decide_on!r}"
-            )
-        if self.positions not in ("bounded", "absolute", "block-relative"):
-            raise ValueError(f"MemoryConfig.positions: unknown mode {self.positions!r}")
-        if self.promotion not in ("surprisal", "uniform", "grid", "none"):
-            raise ValueError(f"MemoryConfig.promotion: unknown rule {self.promotion!r}")
-        if self.bookkeeping not in ("clean", "released"):
-            raise ValueError(f"MemoryConfig.bookkeeping: unknown mode {self.bookkeeping!r}")
+        for name, choices in _CHOICES.items():
+            coerce(choices, getattr(self, name), f"MemoryConfig.{name}")
 
     @property
     def promotes(self) -> bool:
