@@ -8,6 +8,7 @@ import pytest
 from test_world_free_run import WORLD, PixelCodec, _world_generator
 
 from contextforcing.cli import main
+from contextforcing.world.dynamics import recall_by_gap
 from contextforcing.world.free_run import FreeRunConfig, free_runs
 from contextforcing.world.pooling import pool
 from contextforcing.world.recall_probe import wilson_interval
@@ -84,10 +85,10 @@ def test_free_runs_pool_over_their_videos_as_each_seed_summarises_its_own() -> N
         )
     recalled = round(summary["free_recall"] * summary["free_returns"])
     assert summary["free_recall_interval"] == list(wilson_interval(recalled, sum(returns)))
-    assert [g["returns"] for g in summary["free_recall_by_gap"]] == [
-        sum(group)
-        for group in zip(*([g["returns"] for g in s["free_recall_by_gap"]] for s in summaries), strict=True)
+    every_return = [
+        r for record in records for video in record["videos"] for r in video["free_recall"]["returns"]
     ]
+    assert summary["free_recall_by_gap"] == recall_by_gap(every_return, WORLD.fps)
     assert summary["still_videos"] == 0 and summary["world_dynamics"] == summaries[0]["world_dynamics"]
     assert summary["promotions"]["per_minute"] == pytest.approx(
         sum(s["promotions"]["per_minute"] for s in summaries) / 2

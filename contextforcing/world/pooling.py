@@ -104,7 +104,11 @@ def _weighted(parts: Sequence[dict[str, Any]], key: str, weight: str) -> float |
 
 
 def pool_free_runs(records: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The summary `free-run` gives one seed's videos, over every record's videos."""
+    """The summary `free-run` gives one seed's videos, over every record's videos.
+
+    Recall by gap and after the prefix are pooled from the records' summaries: their counts add, and the
+    chance after the prefix, a mean over returns, is weighted by them, which is what the summary of all
+    the videos at once would give."""
     world = records[0]["summary"]["world_dynamics"]
     for record, name in zip(records, names, strict=True):
         if record["summary"]["world_dynamics"] != world:
