@@ -86,13 +86,16 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-slow24-held66 --resume $(W2_TEACHER)
 
 # The teacher of longer reach (a slow frame every 9 frames, averaged weights), from the shipped teacher,
-# then its ODE initialisation and the shipped student's recipe judged by it (docs/design.md, "The
-# seventeenth round").
+# then its ODE initialisation, the shipped student's recipe judged by it (docs/design.md, "The
+# seventeenth round"), and the students that read its context through the grid memory, without and with
+# the regression after a true clip ("The twenty-first round" and "The twenty-second round").
 students-long-world2: setup
 	$(RUN) train --preset world2-teacher-long --resume --set init.model=$(SHIPPED)/world2-teacher/model
 	$(RUN) train --preset world2-ode-init-long --resume
 	$(RUN) train --preset world2-cdmd-prompt-unguided-long --resume
 	$(RUN) train --preset world2-cdmd-uniform-long --resume
+	$(RUN) train --preset world2-cdmd-grid-long --resume
+	$(RUN) train --preset world2-cdmd-grid-regression-long --resume
 
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose

@@ -799,3 +799,18 @@ def test_a_stage_reads_clips_for_a_teacher_a_prefix_or_a_regression_after_one():
     assert SPECS["cdmd"].continues_prefix(prefixed) and SPECS["long-tuning"].reads_clips(prefixed)
     assert not SPECS["dmd"].continues_prefix(prefixed) and not SPECS["dmd"].reads_clips(prefixed)
     assert SPECS["ode-init"].reads_clips(DistillConfig(regression_prefix_frames=12))
+
+
+def test_every_preset_the_makefile_and_the_docs_train_is_registered():
+    """A make target or a documented command naming a preset that is not registered would fail only when
+    run, hours into a pipeline."""
+    import re
+    from pathlib import Path
+
+    from contextforcing.presets import PRESETS
+
+    root = Path(__file__).resolve().parents[1]
+    for doc in ("Makefile", "README.md", "docs/design.md"):
+        named = set(re.findall(r"train --preset ([a-z0-9][a-z0-9-]*)", (root / doc).read_text()))
+        assert named, doc
+        assert named <= set(PRESETS), (doc, sorted(named - set(PRESETS)))
