@@ -95,6 +95,14 @@ def test_free_runs_pool_over_their_videos_as_each_seed_summarises_its_own() -> N
     )
 
 
+def test_a_free_run_written_before_a_measure_existed_is_refused_by_name() -> None:
+    old = _free_record(1)
+    for video in old["videos"]:
+        del video["cast"]
+    with pytest.raises(ValueError, match=r"b\.json: its videos lack \['cast'\]"):
+        pool([_free_record(0), old], ["a.json", "b.json"])
+
+
 def test_the_pool_command_writes_the_pooled_record_and_names_a_bad_file(tmp_path, capsys) -> None:
     paths = [tmp_path / f"s{seed}.json" for seed in (0, 1)]
     for seed, path in enumerate(paths):

@@ -103,6 +103,10 @@ def _weighted(parts: Sequence[dict[str, Any]], key: str, weight: str) -> float |
     return sum(p[key] * p[weight] for p in known) / total if total else None
 
 
+_VIDEO_KEYS = ("dynamics", "free_recall", "cast", "coherence")
+"""What pooling reads of every free-run video; a record written before a measure existed lacks it."""
+
+
 def pool_free_runs(records: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     """The summary `free-run` gives one seed's videos, over every record's videos.
 
@@ -111,6 +115,12 @@ def pool_free_runs(records: Sequence[dict[str, Any]], names: Sequence[str]) -> d
     the videos at once would give."""
     world = records[0]["summary"]["world_dynamics"]
     for record, name in zip(records, names, strict=True):
+        lacking = [key for key in _VIDEO_KEYS if any(key not in video for video in record["videos"])]
+        if lacking:
+            raise ValueError(
+                f"{name}: its videos lack {lacking}, measures `free-run` added since it was written; "
+                "run it again to pool it"
+            )
         if record["summary"]["world_dynamics"] != world:
             raise ValueError(
                 f"{name}: 'summary.world_dynamics' differs from {names[0]}'s; only the seed may differ"
