@@ -156,24 +156,31 @@ class ContextMemory:
 
     def read_layouts(self) -> list[MemoryLayout]:
         """Per layer, the frames the next chunk reads (`policy.read_layout`: all kept frames but under
-        promotion='grid')."""
-        return [read_layout(layout, self.config, self.num_frames) for layout in self.layouts]
+        promotion='grid'). Layers that share a layout share its read, worked out once."""
+        reads: dict[int, MemoryLayout] = {}
+        for layout in self.layouts:
+            if id(layout) not in reads:
+                reads[id(layout)] = read_layout(layout, self.config, self.num_frames)
+        return [reads[id(layout)] for layout in self.layouts]
 
-    def _read_slots(self, layer: int) -> Sequence[int]:
-        """The layer's store slots the next chunk reads, in slot order (all filled ones but under 'grid')."""
+    def _read_slots(self, layer: int, read: MemoryLayout) -> Sequence[int]:
+        """The layer's store slots that `read` (its entry of `read_layouts`) holds, in slot order."""
         layout = self.layouts[layer]
-        slots = read_slots(layout, read_layout(layout, self.config, self.num_frames))
+        slots = read_slots(layout, read)
         return range(len(layout)) if slots is None else slots
+
+    def _positions(self, reads: Sequence[MemoryLayout]) -> tuple[ChunkPositions, ...]:
+        reads = reads[:1] if self.shared else reads
+        return tuple(rope_positions(read, self.config, self.num_frames) for read in reads)
 
     def positions(self) -> tuple[ChunkPositions, ...]:
         """Per-layer positions of the next chunk's read (one entry when decisions are shared)."""
-        layouts = self.layouts[:1] if self.shared else self.layouts
-        reads = (read_layout(layout, self.config, self.num_frames) for layout in layouts)
-        return tuple(rope_positions(read, self.config, self.num_frames) for read in reads)
+        return self._positions(self.read_layouts())
 
     def read(self) -> MemoryRead:
         """Views of the cached K/V at their RoPE positions, for the next chunk."""
-        positions = self.positions()
+        reads = self.read_layouts()
+        positions = self._positions(reads)
         query = torch.tensor(positions[0].query, device=self._device)
         layout = bidirectional(self.config.frames_per_chunk, query)
         if all(len(layout) == 0 for layout in self.layouts):
@@ -184,7 +191,7 @@ class ContextMemory:
             key = positions[0 if self.shared else layer].context
             if key not in tensors:
                 tensors[key] = torch.tensor(key, device=self._device, dtype=torch.long)
-            slots = self._read_slots(layer)
+            slots = self._read_slots(layer, reads[layer])
             keys, values = self.store.read(layer, None if isinstance(slots, range) else slots)  # all: a view
             context.append(LayerContext(keys, values, tensors[key]))
         return MemoryRead(context, layout, positions)
@@ -193,11 +200,12 @@ class ContextMemory:
         """The read of `read()` over the whole store: empty slots are flagged, not cut off."""
         if type(self).read is not ContextMemory.read:
             raise ValueError(f"{type(self).__name__} rewrites itself during the calls; it has no static read")
-        positions = self.positions()
+        reads = self.read_layouts()
+        positions = self._positions(reads)
         capacity = self.store.shape.capacity
         rows, flags = [], []
         for layer in range(self.num_layers):
-            slots = self._read_slots(layer)
+            slots = self._read_slots(layer, reads[layer])
             row = [0] * capacity  # a slot the chunk does not read is flagged, at position 0
             for slot, position in zip(slots, positions[0 if self.shared else layer].context, strict=True):
                 row[slot] = position
@@ -264,7 +272,8 @@ class ContextMemory:
                 prompt_index: int) -> ChunkRecord:  # fmt: skip
         start, cfg = self.num_frames, self.config
         frames = tuple(range(start, start + cfg.frames_per_chunk))
-        positions, reads = self.positions(), self.read_layouts()
+        reads = self.read_layouts()
+        positions = self._positions(reads)
         layers = []
         for layer in range(1 if self.shared else self.num_layers):
             known = [s for s in similarities if s is not None]
@@ -307,9 +316,9 @@ class ContextMemory:
         """Frame ids the next chunk reads in any layer (sorted) and their clean latents [B, C, U, H, W]:
         every kept frame, but under promotion='grid' (`read_layouts`)."""
         found: dict[int, Tensor] = {}
-        for layer, layout in enumerate(self.layouts):
+        for layer, (layout, read) in enumerate(zip(self.layouts, self.read_layouts(), strict=True)):
             latents, ids = self.store.latents(layer), layout.frames
-            for slot in self._read_slots(layer):
+            for slot in self._read_slots(layer, read):
                 found.setdefault(ids[slot], latents[:, :, slot])
         frames = tuple(sorted(found))
         if not frames:
@@ -349,9 +358,9 @@ class ContextMemory:
         """
         tokens = self.store.shape.tokens_per_frame
         position = {frame: i for i, frame in enumerate(frames)}
-        for layer, layout in enumerate(self.layouts):
+        for layer, (layout, read) in enumerate(zip(self.layouts, self.read_layouts(), strict=True)):
             slots, picks, entries = [], [], layout.slots
-            for slot in self._read_slots(layer):
+            for slot in self._read_slots(layer, read):
                 tier, frame = entries[slot]
                 if tier == "sink" and not refresh_sink:
                     continue
