@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 SHIPPED := contextforcing/world/checkpoints
 
-.PHONY: codec-world2 pipeline-world2 students-world2 students-long-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
+.PHONY: codec-world2 pipeline-world2 students-world2 students-long-world2 students-ema-long-world2 ship-world2 results-world2 ship results setup setup-dev demo pipeline test lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,15 @@ students-long-world2: setup
 	$(RUN) train --preset world2-cdmd-grid-long --resume
 	$(RUN) train --preset world2-cdmd-grid-regression-long --resume
 
+# The averaged teacher (3000 steps of ERFT from the shipped teacher), given the long clips for 1000 steps
+# more, then its ODE initialisation and its grid student with the regression (docs/design.md, "The
+# twenty-third round").
+students-ema-long-world2: setup
+	$(RUN) train --preset world2-teacher-ema --resume --set init.model=$(SHIPPED)/world2-teacher/model
+	$(RUN) train --preset world2-teacher-ema-long --resume
+	$(RUN) train --preset world2-ode-init-ema-long --resume
+	$(RUN) train --preset world2-cdmd-grid-regression-ema-long --resume
+
 # The second world's models into the package (what `compare --world 2` reads), their weights stored in
 # float16 (`convert --dtype float16`: half the file; loading casts them back to float32). A run whose
 # model/ is an intermediate checkpoint's (the run not finished) is skipped.
@@ -118,12 +127,14 @@ results-world2: setup
 	    cdmd-slow-24-uniform-every-2 cdmd-slow-24-no-bounded-positions cdmd-whole-prompt-slow-24 \
 	    cdmd-prompt-slow-24-uniform-every-2 cdmd-prompt-slow-24-no-bounded-positions \
 	    cdmd-whole-prompt-slow-24-every-5 cdmd-short-slow-24 cdmd-short-only-layout-slow-24 \
-	    cdmd-prompt-unguided ode-init-whole-world-fit cdmd-slow-24-unguided cdmd-slow-24-unguided-held-66 & p=$$!; \
+	    cdmd-prompt-unguided ode-init-whole-world-fit cdmd-slow-24-unguided cdmd-slow-24-unguided-held-66 \
+	    cdmd-grid cdmd-grid-uniform cdmd-grid-regression & p=$$!; \
 	$(RUN) compare --world 2 --rows context-forcing-tau-0.95 context-forcing-whole-chunks whole-chunks-slow-24 \
 	    whole-chunks-slow-24-world-fit cdmd-whole-chunks uniform-every-1 uniform-every-2 no-contextual-distillation \
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
 	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 \
-	    cdmd-short-only-slow-24 cdmd-prompt-unguided-uniform-every-2 cdmd-prompt-unguided-no-bounded-positions && wait $$p
+	    cdmd-short-only-slow-24 cdmd-prompt-unguided-uniform-every-2 cdmd-prompt-unguided-no-bounded-positions \
+	    ode-init-grid cdmd-grid-no-bounded-positions && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

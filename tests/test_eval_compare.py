@@ -234,3 +234,14 @@ def test_the_ablation_line_states_each_order_and_whether_it_holds() -> None:
     )
     assert text[3].endswith("cdmd-prompt-slow-24-no-bounded-positions 0.20. The order holds.")
     assert _ablation([row("context-forcing", 0.2)]) == []
+
+
+def test_every_ablation_order_names_rows_of_the_second_worlds_comparison() -> None:
+    """A misspelt row in an order would leave its line out of the page without a word."""
+    from contextforcing.world import results_world2
+
+    names = {row.name for row in comparison(2)}
+    orders = [getattr(results_world2, name) for name in results_world2.__all__ if name.endswith("_ORDER")]
+    assert len(orders) == 6
+    for order in orders:
+        assert set(order) <= names, set(order) - names

@@ -21,6 +21,7 @@ from contextforcing.world.recall_probe import wilson_interval
 
 __all__ = [
     "ABLATION_ORDER",
+    "GRID_ORDER",
     "MEMORY_SCORE_GAPS",
     "PROMPT_WHOLE_CHUNK_ORDER",
     "TRAINED_WHOLE_CHUNK_ORDER",
@@ -67,6 +68,9 @@ UNGUIDED_ORDER = (
 """The same order for the student trained from the ODE initialisation on the teacher's unguided score, read
 in the teacher's own layout (whole chunks, a slow tier of 12, tau fitted on the world); without contextual
 distillation is the ODE initialisation it was trained from."""
+GRID_ORDER = ("cdmd-grid", "cdmd-grid-uniform", "ode-init-grid", "cdmd-grid-no-bounded-positions")
+"""The same order for the long teacher's student under its teacher's context as memory (no threshold: the
+slow tier keeps every chunk's first frame); uniform keeps the same spacing on a grid fixed from the start."""
 
 
 def _pooled(row: dict[str, Any], gaps: tuple[float, ...] | None = None, answer: str | None = None):
@@ -214,7 +218,8 @@ def _ablation(rows: list[dict[str, Any]]) -> list[str]:
     orders = ((ABLATION_ORDER, ""), (WHOLE_CHUNK_ORDER, ", promotions keeping whole chunks"),
               (TRAINED_WHOLE_CHUNK_ORDER, ", Stage 2 trained with whole chunks and a slow tier of 24"),
               (PROMPT_WHOLE_CHUNK_ORDER, ", the same trained on rollouts from the prompt alone"),
-              (UNGUIDED_ORDER, ", Stage 2 from the ODE initialisation on the teacher's unguided score"))  # fmt: skip
+              (UNGUIDED_ORDER, ", Stage 2 from the ODE initialisation on the teacher's unguided score"),
+              (GRID_ORDER, ", the long teacher's student under its teacher's context as memory"))  # fmt: skip
     for order, rule in orders:
         present = [name for name in order if scores.get(name) is not None]
         if len(present) < 2:

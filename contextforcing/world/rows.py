@@ -12,7 +12,8 @@ the two `runs/world2-cdmd-whole-prompt*-every5` by their presets): the LongLive 
 under the released rule (`runs/world2-cdmd`), the Stage-2 students trained with whole-chunk promotion, on
 returns or on rollouts from the prompt alone, with their own ablations, and the one trained from the ODE
 initialisation on the teacher's unguided score (`runs/world2-cdmd-prompt-unguided`, shipped in float16 as
-world2-context-forcing).
+world2-context-forcing), and the long teacher's students under its context as memory (`runs/world2-cdmd-grid*`,
+trained by `make students-long-world2`) with their ablations.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from contextforcing.memory.config import MemoryConfig, memory_preset
+from contextforcing.world.presets import WORLD_PRESETS
 from contextforcing.world.shipped import SHIPPED_NAMES, shipped
 
 __all__ = ["ROWS", "TEACHER_ROW", "WORLD2_ROWS", "WORLD2_TEACHER_ROW", "Row", "comparison", "row_folder"]
@@ -95,6 +97,10 @@ promotions, and at the event share the first entrance stays in the layers that s
 _WHOLE = memory_preset("context", num_promoted_frames=3)
 _WHOLE_24 = memory_preset("context", num_promoted_frames=3, num_slow_frames=24)
 _UNGUIDED = "runs/world2-cdmd-prompt-unguided"
+_GRID = WORLD_PRESETS["world2-cdmd-grid-long"]().memory
+"""The long teacher's context as a student's memory, the one its grid students are trained with: the sink, a
+slow frame every 9 counted back from the 6 recent frames, the kept frames re-encoded before each chunk."""
+_GRID_RUN = "runs/world2-cdmd-grid-long"
 
 
 def _world_fit(*, name: str, run: str, memory: MemoryConfig, description: str) -> Row:
@@ -196,6 +202,18 @@ WORLD2_ROWS: tuple[Row, ...] = (
         description="ablation: the ODE initialisation (what cdmd-prompt-unguided was trained from), same memory"),
     _absolute_positions(name="cdmd-prompt-unguided-no-bounded-positions", run=_UNGUIDED, memory=_WHOLE,
                         of="cdmd-prompt-unguided"),
+    Row(name="cdmd-grid", run=_GRID_RUN, memory=_GRID,
+        description="Stage 2 judged by the long teacher (clips reaching 24.5 s) under its context as memory "
+                    "(preset world2-cdmd-grid-long, 200 steps)"),
+    Row(name="cdmd-grid-regression", run="runs/world2-cdmd-grid-regression-long", memory=_GRID,
+        description="the same with the regression after 30 s of a true clip as the term of every student update "
+                    "(preset world2-cdmd-grid-regression-long)"),
+    Row(name="cdmd-grid-uniform", run=_GRID_RUN, memory=replace(_GRID, promotion="uniform"),
+        description="ablation: cdmd-grid's slow tier on a grid fixed from the first frame (inference only)"),
+    Row(name="ode-init-grid", run="runs/world2-ode-init-long", memory=_GRID,
+        description="ablation: the ODE initialisation cdmd-grid was trained from, same memory"),
+    Row(name="cdmd-grid-no-bounded-positions", run=_GRID_RUN, memory=replace(_GRID, positions="absolute"),
+        description="ablation: cdmd-grid with absolute positions at inference"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
     Row(name="uniform-every-2", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=2),
