@@ -156,11 +156,12 @@ def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():
     world = world_dynamics(WORLD, seconds=60.0, episodes=8)
     episode, _ = _video(0)
     empty = background_frame(episode, WORLD).permute(1, 2, 0).to(torch.uint8)[None].repeat(240, 1, 1, 1)
-    still = dynamics(detect_subjects(empty, WORLD), WORLD.fps)
+    still = dynamics(detect_subjects(empty, WORLD), WORLD)
     assert still["presence"] == 0 and not dynamics_check(still, world)["passes"]
-    rows = [dynamics(detect_subjects(_video(s)[1], WORLD), WORLD.fps) for s in range(8)]
+    rows = [dynamics(detect_subjects(_video(s)[1], WORLD), WORLD) for s in range(8)]
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("presence", "visits_per_minute")}
     assert dynamics_check(mean, world)["passes"]
+    assert world["long_visits_per_minute"]["max"] == 0 and still["long_visits_per_minute"] == 0
     assert 0.25 <= world["presence"]["mean"] <= 0.55 and 4 <= world["visits_per_minute"]["mean"] <= 9
     # the world's returns come back as they left, far above the chance of its casts of two or three
     assert world["free_recall"] == 1.0 and world["free_recall_chance"] < 0.8
@@ -182,11 +183,12 @@ def test_a_subject_standing_still_most_of_the_time_is_found_against_the_prompts_
     video = _standing(room)
     background = video_background(video, WORLD, room)
     assert background.source == "room" and background.still_pixels >= WORLD.sprite_size**2 // 2
-    found = dynamics(detect_subjects(video, WORLD, background), WORLD.fps)
+    found = dynamics(detect_subjects(video, WORLD, background), WORLD)
     assert found["presence"] == 168 / 240 and found["visits_per_minute"] == 1.0
+    assert found["long_visits_per_minute"] == 1.0  # 42 s in view; the world's visits last 4 s
     # Against the video's own median the subject is the background: it is never seen, and the frames
     # without it read as a visit.
-    assert dynamics(detect_subjects(video, WORLD), WORLD.fps)["presence"] == 72 / 240
+    assert dynamics(detect_subjects(video, WORLD), WORLD)["presence"] == 72 / 240
     # A video of another room than the prompt's (one that looks different) is judged against its own median.
     rooms = [background_frame(_video(s)[0], WORLD) for s in range(50)]
     other = next(r for r in rooms if ((r - room).abs().mean(dim=0) > 40).any())

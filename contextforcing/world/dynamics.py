@@ -152,15 +152,20 @@ def visits_of(sightings: list[Sighting | None]) -> list[tuple[int, int]]:
     return runs
 
 
-def dynamics(sightings: list[Sighting | None], fps: float) -> dict[str, Any]:
-    """Presence, visits per minute and dwell times (s) of a video's sightings."""
+def dynamics(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
+    """Presence, visits per minute and dwell times (s) of a video's sightings, and how many visits a minute
+    last longer than the world's longest visit and a chunk, which its episodes never do: a subject that
+    stays on, or subjects that follow one another in view without a frame between them."""
+    fps = config.fps
     minutes = len(sightings) / fps / 60.0
     runs = visits_of(sightings)
     dwell = [(stop - start) / fps for start, stop in runs]
+    longest = config.max_visit_seconds + config.chunk_frames / fps
     return {
         "presence": sum(s is not None for s in sightings) / max(1, len(sightings)),
         "visits_per_minute": len(runs) / minutes if minutes else 0.0,
         "mean_dwell_seconds": sum(dwell) / len(dwell) if dwell else 0.0,
+        "long_visits_per_minute": sum(d > longest for d in dwell) / minutes if minutes else 0.0,
         "dwell_seconds": dwell,
     }
 
@@ -357,9 +362,16 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         frames = render_episode_uint8(episode, config)
         background = video_background(frames, config, background_frame(episode, config))
         sightings = detect_subjects(frames, config, background)
-        rows.append({**dynamics(sightings, config.fps), **cast_of(sightings, config)})
+        rows.append({**dynamics(sightings, config), **cast_of(sightings, config)})
         returns.append(free_recall(sightings, config)["returns"])
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "doorways", "identities")
+    keys = (
+        "presence",
+        "visits_per_minute",
+        "mean_dwell_seconds",
+        "long_visits_per_minute",
+        "doorways",
+        "identities",
+    )
     free = pooled_free_recall(returns)
     return {
         **{key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
@@ -390,8 +402,10 @@ def living(videos: list[dict[str, Any]], config: WorldConfig, seconds: float) ->
 
 
 def living_against(videos: list[dict[str, Any]], world: dict[str, Any]) -> dict[str, Any]:
-    """`living` against the world's own dynamics measured once (`world_dynamics`)."""
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds")
+    """`living` against the world's own dynamics measured once (`world_dynamics`). Videos measured before
+    `long_visits_per_minute` existed are averaged without it."""
+    keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "long_visits_per_minute")
+    keys = tuple(key for key in keys if all(key in v["dynamics"] for v in videos))
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     return {
         "dynamics": mean,

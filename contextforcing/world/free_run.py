@@ -158,7 +158,7 @@ def free_video_metrics(
     sightings = detect_subjects(frames, world, background)
     out = {
         "background": background.to_dict(),
-        "dynamics": dynamics(sightings, world.fps),
+        "dynamics": dynamics(sightings, world),
         "free_recall": free_recall(sightings, world),
         "cast": cast_of(sightings, world),
         "coherence": coherence(sightings, world),

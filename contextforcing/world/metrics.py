@@ -84,7 +84,7 @@ def world_video_metrics(
         "recall_events": recall_events(images, episode, config),
         "background": background_drift(images, episode, config, window_seconds),
         "subject_background": background.to_dict(),
-        "dynamics": dynamics(sightings, config.fps),
+        "dynamics": dynamics(sightings, config),
         "free_recall": free_recall(sightings, config),
         "cast": cast_of(sightings, config),
         "coherence": coherence(sightings, config),

@@ -335,6 +335,10 @@ WORLD_PRESETS: dict[str, Callable[[], WorldExperimentConfig]] = {
     # (docs/design.md, "The twenty-first round").
     "world2-cdmd-grid-long": lambda: override(WORLD_PRESETS["world2-cdmd-layout-reencode-long"](), {
         "memory.promotion": "grid"}),
+    # Table 3's last ablation trained: the same Stage 2 with absolute positions (the memory's frames at their
+    # frame index, the chunk after them), as its uniform ablation is trained in world2-cdmd-layout-reencode-long.
+    "world2-cdmd-grid-absolute-long": lambda: override(WORLD_PRESETS["world2-cdmd-grid-long"](), {
+        "memory.positions": "absolute"}),
     # The same with the regression after 30 s of a true clip as the term of every student update.
     "world2-cdmd-grid-regression-long": lambda: override(WORLD_PRESETS["world2-cdmd-grid-long"](), {
         **_LONG_RETURNS, "distill.regression_weight": 1.0}),

@@ -126,6 +126,10 @@ def log_summary(summary: dict) -> None:
                     after["free_returns"], share_text(after["free_recall_chance"]))  # fmt: skip
     logger.info("identity switches away from the gate: %s of the consecutive frames showing a subject",
                 share_text(summary["switch_rate"]))  # fmt: skip
+    if "long_visits_per_minute" in summary["dynamics"]:
+        logger.info("visits a minute longer than the world's longest and a chunk %.2f (world %.2f)",
+                    summary["dynamics"]["long_visits_per_minute"],
+                    summary["world_dynamics"]["long_visits_per_minute"]["mean"])  # fmt: skip
     logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
                 summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
                 summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
