@@ -96,6 +96,7 @@ students-long-world2: setup
 	$(RUN) train --preset world2-cdmd-uniform-long --resume
 	$(RUN) train --preset world2-cdmd-grid-long --resume
 	$(RUN) train --preset world2-cdmd-grid-regression-long --resume
+	$(RUN) train --preset world2-cdmd-grid-absolute-long --resume
 
 # The averaged teacher (3000 steps of ERFT from the shipped teacher), given the long clips for 1000 steps
 # more, then its ODE initialisation and its grid student with the regression (docs/design.md, "The
@@ -134,7 +135,8 @@ results-world2: setup
 	    no-contextual-distillation-whole-chunks no-contextual-distillation-slow-24-world-fit \
 	    no-bounded-positions cdmd-whole-prompt cdmd-whole-prompt-read-slow-24 cdmd-whole-prompt-every-5 \
 	    cdmd-short-only-slow-24 cdmd-prompt-unguided-uniform-every-2 cdmd-prompt-unguided-no-bounded-positions \
-	    ode-init-grid cdmd-grid-no-bounded-positions && wait $$p
+	    ode-init-grid cdmd-grid-no-bounded-positions cdmd-grid-uniform-trained cdmd-grid-no-bounded-positions-trained \
+	    && wait $$p
 	$(BIN)/contextforcing results
 
 # Copy the pipeline's models into the package's shipped models (what `generate` and `compare` read).

@@ -242,6 +242,6 @@ def test_every_ablation_order_names_rows_of_the_second_worlds_comparison() -> No
 
     names = {row.name for row in comparison(2)}
     orders = [getattr(results_world2, name) for name in results_world2.__all__ if name.endswith("_ORDER")]
-    assert len(orders) == 6
+    assert len(orders) == 7
     for order in orders:
         assert set(order) <= names, set(order) - names
