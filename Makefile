@@ -88,7 +88,8 @@ students-world2: setup
 # The teacher of longer reach (a slow frame every 9 frames, averaged weights), from the shipped teacher,
 # then its ODE initialisation, the shipped student's recipe judged by it (docs/design.md, "The
 # seventeenth round"), and the students that read its context through the grid memory, without and with
-# the regression after a true clip ("The twenty-first round" and "The twenty-second round").
+# the regression after a true clip ("The twenty-first round" and "The twenty-second round"), and the two
+# ablations of the grid student trained: under the uniform grid, and with absolute positions.
 students-long-world2: setup
 	$(RUN) train --preset world2-teacher-long --resume --set init.model=$(SHIPPED)/world2-teacher/model
 	$(RUN) train --preset world2-ode-init-long --resume
@@ -96,6 +97,7 @@ students-long-world2: setup
 	$(RUN) train --preset world2-cdmd-uniform-long --resume
 	$(RUN) train --preset world2-cdmd-grid-long --resume
 	$(RUN) train --preset world2-cdmd-grid-regression-long --resume
+	$(RUN) train --preset world2-cdmd-layout-reencode-long --resume
 	$(RUN) train --preset world2-cdmd-grid-absolute-long --resume
 
 # The averaged teacher (3000 steps of ERFT from the shipped teacher), given the long clips for 1000 steps
