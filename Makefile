@@ -78,6 +78,8 @@ students-world2: setup
 	$(RUN) train --preset world2-cdmd-whole-slow24 --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-whole-prompt --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-whole-prompt-slow24 --resume $(W2_TEACHER) && wait $$p
+	$(RUN) train --preset world2-cdmd-whole-prompt-every5 --resume $(W2_TEACHER) & p=$$!; \
+	$(RUN) train --preset world2-cdmd-whole-prompt-slow24-every5 --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-short-slow24 --resume $(W2_TEACHER) & p=$$!; \
 	$(RUN) train --preset world2-cdmd-shortonly-slow24 --resume $(W2_TEACHER) && wait $$p
 	$(RUN) train --preset world2-cdmd-shortonly-layout-slow24 --resume $(W2_TEACHER)

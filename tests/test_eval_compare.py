@@ -245,3 +245,18 @@ def test_every_ablation_order_names_rows_of_the_second_worlds_comparison() -> No
     assert len(orders) == 7
     for order in orders:
         assert set(order) <= names, set(order) - names
+
+
+def test_every_row_reads_a_shipped_run_or_one_the_makefile_trains() -> None:
+    """A row reading `runs/NAME` that no make target trains could not be measured from a fresh clone."""
+    import re
+    from pathlib import Path
+
+    from contextforcing.world.shipped import SHIPPED_NAMES
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    trained = set(re.findall(r"train --preset ([a-z0-9][a-z0-9-]*)", makefile))
+    for world in (1, 2):
+        for row in comparison(world):
+            if row.run not in SHIPPED_NAMES:
+                assert row.run.startswith("runs/") and row.run.removeprefix("runs/") in trained, row

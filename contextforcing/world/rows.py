@@ -1,19 +1,20 @@
 """The rows of the miniature comparison: which trained model, with which memory at inference.
 
-Every row is a shipped run folder under `checkpoints/world/` (`make ship` copies them from the runs of
-`make pipeline`: teacher, self-forcing = the Stage-1 student, longlive, context-forcing = the Stage-2
-student, and the -prefix variants trained on rollouts that continue true clips) and a memory policy. The Stage-1
+Every first-world row is a run folder and a memory policy: a shipped one under `checkpoints/world/` (`make
+ship` copies them from the runs of `make pipeline`: teacher, self-forcing = the Stage-1 student, longlive,
+context-forcing = the Stage-2 student), or for the -prefix variants, trained on rollouts that continue
+true clips, their runs of `make pipeline`. The Stage-1
 student is used three times (Self-Forcing's window, Infinity-RoPE's training-free sink and short window,
 and Context Forcing's memory without contextual distillation), the Stage-2 student four times (the full
 method and three inference-time ablations). The uniform ablations of the paper train with uniform memory;
 here they change the memory of the Context Forcing student at inference only. The second world's rows
-also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`, and
-the two `runs/world2-cdmd-whole-prompt*-every5` by their presets): the LongLive baseline, the Stage-2 student
-under the released rule (`runs/world2-cdmd`), the Stage-2 students trained with whole-chunk promotion, on
-returns or on rollouts from the prompt alone, with their own ablations, and the one trained from the ODE
-initialisation on the teacher's unguided score (`runs/world2-cdmd-prompt-unguided`, shipped in float16 as
-world2-context-forcing), and the long teacher's students under its context as memory (`runs/world2-cdmd-grid*`,
-trained by `make students-long-world2`) with their ablations.
+also read run folders that do not ship (`runs/world2-*`, trained by `make students-world2`): the LongLive
+baseline, the Stage-2 student under the released rule (`runs/world2-cdmd`), the Stage-2 students trained
+with whole-chunk promotion, on returns or on rollouts from the prompt alone, with their own ablations, and
+the one trained from the ODE initialisation on the teacher's unguided score
+(`runs/world2-cdmd-prompt-unguided`, shipped in float16 as world2-context-forcing); and the long teacher's
+students under its context as memory (`runs/world2-cdmd-grid*`, `make students-long-world2`), whose
+ablations are measured both at inference and trained under their own memory, as the paper's are.
 """
 
 from __future__ import annotations
