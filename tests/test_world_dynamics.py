@@ -162,6 +162,8 @@ def test_an_empty_video_fails_the_dynamics_check_and_the_world_passes_it():
     mean = {key: sum(r[key] for r in rows) / len(rows) for key in ("presence", "visits_per_minute")}
     assert dynamics_check(mean, world)["passes"]
     assert world["long_visits_per_minute"]["max"] == 0 and still["long_visits_per_minute"] == 0
+    # the world's visits last 4 s; only those cut by the minute's edges are shorter
+    assert world["short_visits_per_minute"]["mean"] < 1 < world["visits_per_minute"]["mean"] - 4
     assert 0.25 <= world["presence"]["mean"] <= 0.55 and 4 <= world["visits_per_minute"]["mean"] <= 9
     # the world's returns come back as they left, far above the chance of its casts of two or three
     assert world["free_recall"] == 1.0 and world["free_recall_chance"] < 0.8
@@ -186,6 +188,7 @@ def test_a_subject_standing_still_most_of_the_time_is_found_against_the_prompts_
     found = dynamics(detect_subjects(video, WORLD, background), WORLD)
     assert found["presence"] == 168 / 240 and found["visits_per_minute"] == 1.0
     assert found["long_visits_per_minute"] == 1.0  # 42 s in view; the world's visits last 4 s
+    assert found["short_visits_per_minute"] == 0.0
     # Against the video's own median the subject is the background: it is never seen, and the frames
     # without it read as a visit.
     assert dynamics(detect_subjects(video, WORLD), WORLD)["presence"] == 72 / 240

@@ -154,8 +154,9 @@ def visits_of(sightings: list[Sighting | None]) -> list[tuple[int, int]]:
 
 def dynamics(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
     """Presence, visits per minute and dwell times (s) of a video's sightings, and how many visits a minute
-    last longer than the world's longest visit and a chunk, which its episodes never do: a subject that
-    stays on, or subjects that follow one another in view without a frame between them."""
+    are shorter than the world's shortest (its episodes' only at the minute's edges) and longer than its
+    longest and a chunk, which its episodes never are: a subject that stays on, or subjects that follow one
+    another in view without a frame between them."""
     fps = config.fps
     minutes = len(sightings) / fps / 60.0
     runs = visits_of(sightings)
@@ -165,6 +166,9 @@ def dynamics(sightings: list[Sighting | None], config: WorldConfig) -> dict[str,
         "presence": sum(s is not None for s in sightings) / max(1, len(sightings)),
         "visits_per_minute": len(runs) / minutes if minutes else 0.0,
         "mean_dwell_seconds": sum(dwell) / len(dwell) if dwell else 0.0,
+        "short_visits_per_minute": sum(d < config.min_visit_seconds for d in dwell) / minutes
+        if minutes
+        else 0.0,
         "long_visits_per_minute": sum(d > longest for d in dwell) / minutes if minutes else 0.0,
         "dwell_seconds": dwell,
     }
@@ -368,6 +372,7 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         "presence",
         "visits_per_minute",
         "mean_dwell_seconds",
+        "short_visits_per_minute",
         "long_visits_per_minute",
         "doorways",
         "identities",
@@ -403,8 +408,14 @@ def living(videos: list[dict[str, Any]], config: WorldConfig, seconds: float) ->
 
 def living_against(videos: list[dict[str, Any]], world: dict[str, Any]) -> dict[str, Any]:
     """`living` against the world's own dynamics measured once (`world_dynamics`). Videos measured before
-    `long_visits_per_minute` existed are averaged without it."""
-    keys = ("presence", "visits_per_minute", "mean_dwell_seconds", "long_visits_per_minute")
+    the short and long visits were counted are averaged without them."""
+    keys = (
+        "presence",
+        "visits_per_minute",
+        "mean_dwell_seconds",
+        "short_visits_per_minute",
+        "long_visits_per_minute",
+    )
     keys = tuple(key for key in keys if all(key in v["dynamics"] for v in videos))
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     return {

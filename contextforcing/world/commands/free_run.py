@@ -127,9 +127,11 @@ def log_summary(summary: dict) -> None:
     logger.info("identity switches away from the gate: %s of the consecutive frames showing a subject",
                 share_text(summary["switch_rate"]))  # fmt: skip
     if "long_visits_per_minute" in summary["dynamics"]:
-        logger.info("visits a minute longer than the world's longest and a chunk %.2f (world %.2f)",
-                    summary["dynamics"]["long_visits_per_minute"],
-                    summary["world_dynamics"]["long_visits_per_minute"]["mean"])  # fmt: skip
+        measured, world = summary["dynamics"], summary["world_dynamics"]
+        logger.info("visits a minute shorter than the world's shortest %.2f (world %.2f), longer than its longest "
+                    "and a chunk %.2f (world %.2f)", measured["short_visits_per_minute"],
+                    world["short_visits_per_minute"]["mean"], measured["long_visits_per_minute"],
+                    world["long_visits_per_minute"]["mean"])  # fmt: skip
     logger.info("doorways %.1f (world %.1f)  identities %.1f (world %.1f) a video", summary["cast"]["doorways"],
                 summary["world_dynamics"]["doorways"]["mean"], summary["cast"]["identities"],
                 summary["world_dynamics"]["identities"]["mean"])  # fmt: skip
