@@ -352,6 +352,11 @@ def event_scores(predicted: list[int], truth: list[int], tolerance: int, num_fra
     }
 
 
+_AVERAGED = ("presence", "visits_per_minute", "mean_dwell_seconds", "short_visits_per_minute",
+             "long_visits_per_minute")  # fmt: skip
+"""The figures of `dynamics` that a set of videos (or the world's episodes) averages."""
+
+
 @functools.lru_cache(maxsize=4)
 def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 16, seed: int = 0) -> dict:
     """The world's own dynamics, measured with the same detector on its rendered episodes: mean, min and
@@ -368,15 +373,7 @@ def world_dynamics(config: WorldConfig, seconds: float = 60.0, episodes: int = 1
         sightings = detect_subjects(frames, config, background)
         rows.append({**dynamics(sightings, config), **cast_of(sightings, config)})
         returns.append(free_recall(sightings, config)["returns"])
-    keys = (
-        "presence",
-        "visits_per_minute",
-        "mean_dwell_seconds",
-        "short_visits_per_minute",
-        "long_visits_per_minute",
-        "doorways",
-        "identities",
-    )
+    keys = (*_AVERAGED, "doorways", "identities")
     free = pooled_free_recall(returns)
     return {
         **{key: {"mean": sum(r[key] for r in rows) / len(rows), "min": min(r[key] for r in rows),
@@ -409,14 +406,7 @@ def living(videos: list[dict[str, Any]], config: WorldConfig, seconds: float) ->
 def living_against(videos: list[dict[str, Any]], world: dict[str, Any]) -> dict[str, Any]:
     """`living` against the world's own dynamics measured once (`world_dynamics`). Videos measured before
     the short and long visits were counted are averaged without them."""
-    keys = (
-        "presence",
-        "visits_per_minute",
-        "mean_dwell_seconds",
-        "short_visits_per_minute",
-        "long_visits_per_minute",
-    )
-    keys = tuple(key for key in keys if all(key in v["dynamics"] for v in videos))
+    keys = tuple(key for key in _AVERAGED if all(key in v["dynamics"] for v in videos))
     mean = {key: sum(v["dynamics"][key] for v in videos) / len(videos) for key in keys}
     return {
         "dynamics": mean,
