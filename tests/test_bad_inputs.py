@@ -287,6 +287,20 @@ def test_bad_training_settings_are_named_and_leave_no_folder(assignment, named, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_teacher_reading_more_recent_frames_than_its_recycled_errors_hold_is_refused(tmp_path, capsys):
+    """ERFT recycles the target's errors into the recent frames: more recent frames than target frames
+    used to fail with a RuntimeError deep in the first step."""
+    argv = ["train", "--preset", "world2-teacher-ema-long", "--set", "teacher.num_recent_frames=12",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    line = _error(capsys, argv)
+    assert "num_recent_frames (12) must not exceed num_target_frames (6)" in line
+    assert not (tmp_path / "run").exists()
+    from contextforcing.training.config import ContextTeacherConfig
+
+    ContextTeacherConfig(num_target_frames=6, num_recent_frames=12, erft=True, context_error_prob=0.0)
+    ContextTeacherConfig(num_target_frames=6, num_recent_frames=12, erft=False)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_named(tmp_path, capsys):
     line = _error(capsys, _train(tmp_path / "run", "--set", "train.device=cuda"))

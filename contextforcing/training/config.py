@@ -197,6 +197,12 @@ class ContextTeacherConfig:
             raise ValueError(
                 f"ContextTeacherConfig.bank_warmup_steps must be >= 0, got {self.bank_warmup_steps}"
             )
+        if self.erft and self.context_error_prob > 0 and self.num_recent_frames > self.num_target_frames:
+            raise ValueError(
+                f"ContextTeacherConfig.num_recent_frames ({self.num_recent_frames}) must not exceed "
+                f"num_target_frames ({self.num_target_frames}) while ERFT recycles errors into the recent "
+                "frames (context_error_prob > 0): the errors it recycles are the target's"
+            )
 
     @property
     def num_context_frames(self) -> int:
