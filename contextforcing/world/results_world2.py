@@ -302,7 +302,8 @@ def world2_section(
         "### The comparison",
         "",
         "Generated from the row JSONs of `contextforcing compare --world 2` (`make results-world2`); models "
-        "trained by `make pipeline-world2` (the students also by `make students-world2`, from the shipped teacher): "
+        "trained by `make pipeline-world2` (the students also by `make students-world2`, from the shipped teacher, "
+        "and the long teacher's by `make students-long-world2`): "
         + ", ".join(f"{r['row']} = `{r['run']}` step {r['step']}" for r in rows)
         + f". Seeds {seeds}; mean ± standard deviation over seeds, or a share pooled over seeds with its "
         f"95 % Wilson interval. Chance recall is {rows[0]['chance']:.3f}.",
