@@ -53,6 +53,7 @@ __all__ = [
     "living",
     "living_against",
     "max_step_pixels",
+    "short_visits",
     "switch_rate",
     "video_background",
     "video_events",
@@ -152,6 +153,11 @@ def visits_of(sightings: list[Sighting | None]) -> list[tuple[int, int]]:
     return runs
 
 
+def short_visits(runs: list[tuple[int, int]], config: WorldConfig) -> int:
+    """How many runs (`visits_of`) are shorter than the world's shortest visit."""
+    return sum(stop - start < config.min_visit_frames for start, stop in runs)
+
+
 def dynamics(sightings: list[Sighting | None], config: WorldConfig) -> dict[str, Any]:
     """Presence, visits per minute and dwell times (s) of a video's sightings, and how many visits a minute
     are shorter than the world's shortest (its episodes' only at the minute's edges) and longer than its
@@ -166,9 +172,7 @@ def dynamics(sightings: list[Sighting | None], config: WorldConfig) -> dict[str,
         "presence": sum(s is not None for s in sightings) / max(1, len(sightings)),
         "visits_per_minute": len(runs) / minutes if minutes else 0.0,
         "mean_dwell_seconds": sum(dwell) / len(dwell) if dwell else 0.0,
-        "short_visits_per_minute": sum(d < config.min_visit_seconds for d in dwell) / minutes
-        if minutes
-        else 0.0,
+        "short_visits_per_minute": short_visits(runs, config) / minutes if minutes else 0.0,
         "long_visits_per_minute": sum(d > longest for d in dwell) / minutes if minutes else 0.0,
         "dwell_seconds": dwell,
     }
@@ -293,11 +297,8 @@ def coherence(sightings: list[Sighting | None], config: WorldConfig) -> dict[str
     `switch_frames` names the frame each switch lands on."""
     limit, counts = max_step_pixels(config), Counter(jumps=0, appearances=0, vanishings=0, switches=0)
     pairs, switch_frames = 0, []
-    counts["short_visits"] = sum(
-        stop - start < config.min_visit_frames
-        for start, stop in visits_of(sightings)
-        if start > 0 and stop < len(sightings)
-    )
+    inner = [(start, stop) for start, stop in visits_of(sightings) if start > 0 and stop < len(sightings)]
+    counts["short_visits"] = short_visits(inner, config)  # a visit cut by the video's edges may be short
     for frame, (before, after) in enumerate(itertools.pairwise(sightings), start=1):
         if before is None and after is not None:
             counts["appearances"] += not _at_door(after, config)

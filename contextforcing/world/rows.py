@@ -102,6 +102,8 @@ _GRID = WORLD_PRESETS["world2-cdmd-grid-long"]().memory
 """The long teacher's context as a student's memory, the one its grid students are trained with: the sink, a
 slow frame every 9 counted back from the 6 recent frames, the kept frames re-encoded before each chunk."""
 _GRID_RUN = "runs/world2-cdmd-grid-long"
+_GRID_UNIFORM = replace(_GRID, promotion="uniform")
+_GRID_ABSOLUTE = replace(_GRID, positions="absolute")
 
 
 def _world_fit(*, name: str, run: str, memory: MemoryConfig, description: str) -> Row:
@@ -209,17 +211,17 @@ WORLD2_ROWS: tuple[Row, ...] = (
     Row(name="cdmd-grid-regression", run="runs/world2-cdmd-grid-regression-long", memory=_GRID,
         description="the same with the regression after 30 s of a true clip as the term of every student update "
                     "(preset world2-cdmd-grid-regression-long)"),
-    Row(name="cdmd-grid-uniform", run=_GRID_RUN, memory=replace(_GRID, promotion="uniform"),
+    Row(name="cdmd-grid-uniform", run=_GRID_RUN, memory=_GRID_UNIFORM,
         description="ablation: cdmd-grid's slow tier on a grid fixed from the first frame (inference only)"),
     Row(name="ode-init-grid", run="runs/world2-ode-init-long", memory=_GRID,
         description="ablation: the ODE initialisation cdmd-grid was trained from, same memory"),
-    Row(name="cdmd-grid-no-bounded-positions", run=_GRID_RUN, memory=replace(_GRID, positions="absolute"),
+    Row(name="cdmd-grid-no-bounded-positions", run=_GRID_RUN, memory=_GRID_ABSOLUTE,
         description="ablation: cdmd-grid with absolute positions at inference"),
     Row(name="cdmd-grid-uniform-trained", run="runs/world2-cdmd-layout-reencode-long",
-        memory=replace(_GRID, promotion="uniform"),
+        memory=_GRID_UNIFORM,
         description="ablation trained: cdmd-grid's Stage 2 under the uniform grid (preset world2-cdmd-layout-reencode-long)"),
     Row(name="cdmd-grid-no-bounded-positions-trained", run="runs/world2-cdmd-grid-absolute-long",
-        memory=replace(_GRID, positions="absolute"),
+        memory=_GRID_ABSOLUTE,
         description="ablation trained: cdmd-grid's Stage 2 with absolute positions (preset world2-cdmd-grid-absolute-long)"),
     Row(name="uniform-every-1", run=_W2_STAGE2, memory=memory_preset("uniform", promotion_interval=1),
         description="ablation: slow memory promoted every chunk (inference only)"),
